@@ -1,0 +1,187 @@
+//! Stage 6, event: the one model every protocol decoder speaks, and the
+//! identity facts that let the merge stage resolve users named only on
+//! another connection. No I/O here.
+
+use std::net::SocketAddr;
+
+use crate::capture::{FrameRef, SourceId};
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Msn,
+    Yahoo,
+    Oscar,
+    Irc,
+    Xmpp,
+    GaduGadu,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 6] = [
+        Protocol::Msn,
+        Protocol::Yahoo,
+        Protocol::Oscar,
+        Protocol::Irc,
+        Protocol::Xmpp,
+        Protocol::GaduGadu,
+    ];
+
+    /// The name used in JSON Lines, CSV and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Msn => "msn",
+            Protocol::Yahoo => "yahoo",
+            Protocol::Oscar => "oscar",
+            Protocol::Irc => "irc",
+            Protocol::Xmpp => "xmpp",
+            Protocol::GaduGadu => "gadugadu",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Message,
+    /// A file transfer offer or transfer (name and size when known).
+    File,
+    /// The user started typing. Stops and pauses are not events.
+    Typing,
+    /// A webcam invitation.
+    Webcam,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::File => "file",
+            Kind::Typing => "typing",
+            Kind::Webcam => "webcam",
+        }
+    }
+}
+
+/// Damage and context flags of an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EventFlags {
+    /// Bytes were lost in this direction just before this event.
+    pub gap_before: bool,
+    /// Retransmissions disagreed about bytes of this event; the first were kept.
+    pub overlap_conflict: bool,
+    /// The connection was picked up without its start.
+    pub midstream: bool,
+    /// Part of the unit could not be decoded exactly.
+    pub decode_error: bool,
+}
+
+impl EventFlags {
+    /// The flag names in their fixed output order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.gap_before {
+            v.push("gap_before");
+        }
+        if self.overlap_conflict {
+            v.push("overlap_conflict");
+        }
+        if self.midstream {
+            v.push("midstream");
+        }
+        if self.decode_error {
+            v.push("decode_error");
+        }
+        v
+    }
+}
+
+/// A stable flow id: the input and frame number of the flow's first frame.
+/// Rendered `<source+1>:<frame>` (e.g. `1:17`), the same in `--streams` output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowId(pub FrameRef);
+
+impl std::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", u32::from(self.0.source) + 1, self.0.index)
+    }
+}
+
+/// Who an event's local user is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LocalId {
+    /// Not learned (rendered `unknown` in IMSpector trees, null in JSONL).
+    Unknown,
+    Known(String),
+    /// Known only by a token (login cookie, switchboard ticket) that another
+    /// connection's [`IdentityFact`] names; resolved at the merge stage.
+    Token(String),
+}
+
+/// "The user behind `token` is `user`", learned at `time` on some connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityFact {
+    pub protocol: Protocol,
+    pub token: String,
+    pub user: String,
+    pub time: Timestamp,
+    pub frame: FrameRef,
+}
+
+/// One IM event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Capture time of the frame that carried the event's last byte.
+    pub time: Timestamp,
+    pub protocol: Protocol,
+    pub kind: Kind,
+    /// True when the local user sent it.
+    pub outgoing: bool,
+    pub local_id: LocalId,
+    /// The peer, or the channel/room for group chat.
+    pub remote_id: String,
+    pub group: bool,
+    /// Who sent this event.
+    pub sender: Option<String>,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub text: Option<String>,
+    /// The charset the text was decoded from (`utf-8`, `windows-1250`, ...).
+    pub text_encoding: Option<&'static str>,
+    /// The original text bytes, kept when decoding was not exact or `--raw` is on.
+    pub raw: Option<Vec<u8>>,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    /// Set by policy: IMSpector would have blocked it.
+    pub filtered: bool,
+    /// Set by policy, e.g. `badwords`, `acl:3`.
+    pub categories: Vec<String>,
+    /// Which input the event came from.
+    pub source: SourceId,
+    /// First and last frame that carried the event's bytes.
+    pub frames: (u64, u64),
+    pub flow: FlowId,
+    pub flags: EventFlags,
+    /// Bytes missing in this direction since the previous event of the flow.
+    pub lost_bytes: u64,
+    /// Order of the event within its flow (tie-break for the merge).
+    pub seq: u64,
+}
+
+impl Event {
+    /// The order every sink sees: capture time, input, last frame, flow order.
+    pub fn merge_key(&self) -> (Timestamp, SourceId, u64, FlowId, u64) {
+        (self.time, self.source, self.frames.1, self.flow, self.seq)
+    }
+
+    /// The local id as text, when known (tokens are resolved before sinks).
+    pub fn local_id_str(&self) -> Option<&str> {
+        match &self.local_id {
+            LocalId::Known(s) => Some(s),
+            _ => None,
+        }
+    }
+}

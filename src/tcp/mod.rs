@@ -1,0 +1,68 @@
+//! Stage 4, tcp: reassembles each direction of a TCP connection into an
+//! ordered sequence of [`Chunk`]s and hands them to a [`StreamConsumer`].
+//! It is the only place that buffers stream bytes. It never waits forever:
+//! missing bytes become a [`Chunk::Gap`] once a capture-time window or a
+//! memory budget says so. It knows nothing about application protocols.
+
+use crate::capture::FrameRef;
+use crate::net::Dir;
+use crate::time::Timestamp;
+
+/// A piece of one direction of a stream, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Bytes, in stream order.
+    Data(&'a [u8]),
+    /// `len` bytes of the stream are missing here and will not come.
+    Gap(u64),
+}
+
+/// Flags carried by a chunk, for the event built from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkFlags {
+    /// A retransmission carried different bytes for part of this range (or of
+    /// a range delivered since the previous chunk); the first bytes seen were kept.
+    pub overlap_conflict: bool,
+    /// The stream was picked up without its SYN.
+    pub midstream: bool,
+}
+
+/// Where and when a chunk became deliverable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Direction of these bytes relative to the flow key.
+    pub dir: Dir,
+    /// Capture time of the frame that completed this chunk.
+    pub ts: Timestamp,
+    /// The frame that completed this chunk.
+    pub frame: FrameRef,
+    /// The first frame that carried bytes of this chunk (equal to `frame` for
+    /// in-order data; earlier for data that waited for a hole to fill).
+    pub first_frame: FrameRef,
+    /// Stream offset (bytes since the initial sequence number) of the chunk's start.
+    pub offset: u64,
+    pub flags: ChunkFlags,
+}
+
+/// Why a direction or a whole flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    Fin,
+    Rst,
+    /// No segment for longer than the idle timeout (capture time).
+    Idle,
+    /// Evicted to stay within the flow budget.
+    Evicted,
+    /// End of input.
+    EndOfInput,
+}
+
+/// What a consumer of a reassembled stream implements. One consumer serves
+/// both directions of a flow; `ChunkInfo::dir` tells them apart.
+pub trait StreamConsumer {
+    /// Called for every chunk, in stream order per direction.
+    fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo);
+
+    /// Called once when the flow ends; all chunks have been delivered before.
+    fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef);
+}

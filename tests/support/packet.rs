@@ -1,0 +1,1 @@
+//! Packet builders (link, IP, TCP/UDP) for generated fixtures.

@@ -1,0 +1,1 @@
+//! pcap and pcapng writers for generated fixtures.
