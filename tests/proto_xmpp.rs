@@ -153,12 +153,20 @@ fn every_split_gives_the_same_events() {
 
 #[test]
 fn detected_on_any_port_and_the_client_side_is_found_by_content() {
-    for server in ["198.51.100.1:5222", "198.51.100.1:8080", "198.51.100.1:443", "198.51.100.1:80"] {
+    for server in [
+        "198.51.100.1:5222",
+        "198.51.100.1:8080",
+        "198.51.100.1:443",
+        "198.51.100.1:80",
+    ] {
         for server_first in [false, true] {
             let mut script: Vec<(bool, &[u8])> = vec![
                 (true, C_HEADER),
                 (false, S_HEADER),
-                (true, b"<message to='bob@x' type='chat'><body>hi</body></message>"),
+                (
+                    true,
+                    b"<message to='bob@x' type='chat'><body>hi</body></message>",
+                ),
             ];
             if server_first {
                 script.swap(0, 1);
@@ -191,7 +199,10 @@ fn midstream_without_stream_header() {
 fn gap_resyncs_at_the_next_stanza() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
-    f.data(true, b"<message to='a@x' type='chat'><body>one</body></message><message to='a@x'><bo");
+    f.data(
+        true,
+        b"<message to='a@x' type='chat'><body>one</body></message><message to='a@x'><bo",
+    );
     f.gap(true, 33);
     f.data(true, b"dy>lost</body></message><iq type='get' id='q'><query xmlns='jabber:iq:roster'/></iq><message to='a@x'><body>two</body></message>");
     f.gap(true, 5);
@@ -199,7 +210,10 @@ fn gap_resyncs_at_the_next_stanza() {
     let ev = f.events();
     let texts: Vec<_> = ev.iter().map(|e| e.text.as_deref().unwrap()).collect();
     assert_eq!(texts, ["one", "two", "three"]);
-    let flags: Vec<_> = ev.iter().map(|e| (e.flags.gap_before, e.lost_bytes)).collect();
+    let flags: Vec<_> = ev
+        .iter()
+        .map(|e| (e.flags.gap_before, e.lost_bytes))
+        .collect();
     assert_eq!(flags, [(false, 0), (true, 33), (true, 5)]);
 }
 
@@ -210,7 +224,10 @@ fn starttls_stops_decoding() {
     f.data(false, S_HEADER);
     f.data(true, b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
     f.data(false, b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    f.data(true, b"\x16\x03\x01\x00\xa5<message to='a@b'><body>no</body></message>");
+    f.data(
+        true,
+        b"\x16\x03\x01\x00\xa5<message to='a@b'><body>no</body></message>",
+    );
     assert!(f.events().is_empty());
     assert_eq!(f.dec.stats().encrypted, 1);
     assert!(!f.dec.wants_data());
@@ -220,7 +237,10 @@ fn starttls_stops_decoding() {
 fn binary_after_sasl_success_is_a_security_layer() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
-    f.data(false, b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    f.data(
+        false,
+        b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+    );
     f.data(true, b"\x00\x00\x01\x20\x8f\x11binary");
     assert_eq!(f.dec.stats().encrypted, 1);
     assert!(!f.dec.wants_data());
@@ -230,7 +250,10 @@ fn binary_after_sasl_success_is_a_security_layer() {
 fn non_utf8_body_is_flagged_and_kept_raw() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
-    f.data(true, b"<message to='a@b'><body>bad \xff byte</body></message>");
+    f.data(
+        true,
+        b"<message to='a@b'><body>bad \xff byte</body></message>",
+    );
     let ev = f.events();
     assert_eq!(ev.len(), 1);
     assert!(ev[0].flags.decode_error);
@@ -240,16 +263,16 @@ fn non_utf8_body_is_flagged_and_kept_raw() {
 
 #[test]
 fn raw_option_keeps_the_stanza() {
-    let config = ProtoConfig {
-        raw: true,
-        ..cfg()
-    };
+    let config = ProtoConfig { raw: true, ..cfg() };
     let ev = run_split(
         &config,
         C,
         S,
         true,
-        &[(true, C_HEADER), (true, b"<message to='a@b'><body>x &amp; y</body></message>")],
+        &[
+            (true, C_HEADER),
+            (true, b"<message to='a@b'><body>x &amp; y</body></message>"),
+        ],
         |_, _| vec![],
     );
     assert_eq!(
@@ -262,12 +285,18 @@ fn raw_option_keeps_the_stanza() {
 fn oversized_stanza_hits_the_cap_and_decoding_recovers() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
-    f.data(true, b"<iq type='set' id='v'><vCard xmlns='vcard-temp'><PHOTO><BINVAL>");
+    f.data(
+        true,
+        b"<iq type='set' id='v'><vCard xmlns='vcard-temp'><PHOTO><BINVAL>",
+    );
     let block = vec![b'A'; 64 * 1024];
     for _ in 0..8 {
         f.data(true, &block);
     }
-    f.data(true, b"</BINVAL></PHOTO></vCard></iq><message to='a@b'><body>after</body></message>");
+    f.data(
+        true,
+        b"</BINVAL></PHOTO></vCard></iq><message to='a@b'><body>after</body></message>",
+    );
     let ev = f.events();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].text.as_deref(), Some("after"));
@@ -284,14 +313,28 @@ fn ports_only_mode_uses_5222() {
         (true, C_HEADER),
         (true, b"<message to='a@b'><body>x</body></message>"),
     ];
-    assert_eq!(run_split(&config, C, S, true, &script, |_, _| vec![]).len(), 1);
-    assert!(run_split(&config, C, "198.51.100.1:8080", true, &script, |_, _| vec![]).is_empty());
+    assert_eq!(
+        run_split(&config, C, S, true, &script, |_, _| vec![]).len(),
+        1
+    );
+    assert!(run_split(
+        &config,
+        C,
+        "198.51.100.1:8080",
+        true,
+        &script,
+        |_, _| vec![]
+    )
+    .is_empty());
 }
 
 #[test]
 fn generic_xml_is_not_xmpp() {
     let mut f = Flow::new(cfg(), C, "198.51.100.1:8080", true);
-    f.data(true, b"<?xml version='1.0'?><soap:Envelope xmlns:soap='x'><message>hi</message>");
+    f.data(
+        true,
+        b"<?xml version='1.0'?><soap:Envelope xmlns:soap='x'><message>hi</message>",
+    );
     assert!(!f.dec.wants_data());
     assert!(f.events().is_empty());
 }
@@ -318,7 +361,10 @@ fn check_real(name: &str) {
         assert!(is_echo(row, &rows), "{name}: truth row not found: {row:?}");
     }
     assert!(wanted > missing.len());
-    assert!(extra.is_empty(), "{name}: events not in the truth file: {extra:#?}");
+    assert!(
+        extra.is_empty(),
+        "{name}: events not in the truth file: {extra:#?}"
+    );
     assert!(r.stats.flows.get("xmpp").is_some_and(|n| *n > 0));
 }
 
