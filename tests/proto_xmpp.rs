@@ -372,8 +372,10 @@ fn check_real(name: &str) {
 fn real_ndpi_jabber_midstream_with_gaps() {
     check_real("ndpi-jabber");
     let r = replay(&fixture("ndpi-jabber.chunks.tsv"), cfg());
-    // The 5223 flows are TLS from the first byte: never XMPP to a probe.
-    assert!(r.stats.undetected >= 5, "{:?}", r.stats);
+    // The five 5223 flows carry no XMPP (binary records that are not even
+    // TLS record headers), the empty stream 6 neither.
+    assert_eq!(r.stats.undetected, 6, "{:?}", r.stats);
+    assert_eq!(r.stats.flows.get("xmpp"), Some(&6));
 }
 
 #[test]

@@ -250,3 +250,16 @@ fn text_decoding_falls_back_to_windows_1252() {
     let (s, enc, _) = decode_text(b"\x81");
     assert_eq!((s.as_str(), enc), ("\u{81}", "windows-1252"));
 }
+
+#[test]
+fn tls_on_an_im_tls_port_counts_as_encrypted() {
+    let hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:5223", true);
+    d.on_chunk(Chunk::Data(hello), &info(c2s, 2, 2));
+    assert!(!d.wants_data());
+    assert_eq!((d.stats().encrypted, d.stats().undetected), (1, 0));
+    // The same bytes to a web server are just not IM.
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:443", true);
+    d.on_chunk(Chunk::Data(hello), &info(c2s, 2, 2));
+    assert_eq!((d.stats().encrypted, d.stats().undetected), (0, 1));
+}

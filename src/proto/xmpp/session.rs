@@ -82,7 +82,7 @@ impl XmppSession {
         }
     }
 
-    fn message(&mut self, side: Side, st: &Stanza, unit: &[u8], out: &mut Emitter<'_>) {
+    fn message(&mut self, side: Side, st: &mut Stanza, unit: &[u8], out: &mut Emitter<'_>) {
         if st.kind.as_deref() == Some("error") || st.forwarded {
             return;
         }
@@ -125,9 +125,9 @@ impl XmppSession {
         if st.chat_state.as_deref() == Some("composing") {
             out.emit(draft(Kind::Typing));
         }
-        if let Some(body) = &st.body {
+        if let Some(body) = st.body.take() {
             let mut d = draft(Kind::Message);
-            d.text = Some(body.clone());
+            d.text = Some(body);
             d.text_encoding = Some("utf-8");
             if out.keep_raw() || st.decode_error {
                 d.raw = Some(unit.to_vec());
@@ -191,10 +191,13 @@ impl XmppSession {
     fn who(&mut self, side: Side, st: &Stanza, group: bool) -> Option<Who> {
         match side {
             Side::Client => {
-                let to = st.to.clone().or_else(|| self.domain.clone())?;
+                let to = match &st.to {
+                    Some(t) => parser::bare(t).to_owned(),
+                    None => self.domain.clone()?,
+                };
                 Some(Who {
                     outgoing: true,
-                    remote: parser::bare(&to).to_owned(),
+                    remote: to,
                     sender: st.from.clone().or_else(|| self.local_full()),
                 })
             }
@@ -274,12 +277,12 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        let st = parser::read_stanza(unit);
+        let mut st = parser::read_stanza(unit);
         if st.decode_error {
             out.count_decode_error();
         }
         match st.name.as_str() {
-            "message" => self.message(side, &st, unit, out),
+            "message" => self.message(side, &mut st, unit, out),
             "iq" => self.iq(side, &st, unit, out),
             "presence" => self.presence(side, &st),
             _ => self.stream_level(side, &st),
