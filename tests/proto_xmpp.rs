@@ -218,6 +218,39 @@ fn gap_resyncs_at_the_next_stanza() {
 }
 
 #[test]
+fn carbons_are_the_inner_message_and_only_from_our_own_account() {
+    let mut f = Flow::new(cfg(), C, S, true);
+    f.data(true, C_HEADER);
+    f.data(false, S_HEADER);
+    f.data(false, b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>dave@x/laptop</jid></bind></iq>");
+    f.data(false, b"<message from='dave@x' to='dave@x/laptop'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message from='dave@x/phone' to='erin@x/home' type='chat'><body>from my phone</body></message></forwarded></sent></message>");
+    f.data(false, b"<message from='dave@x' to='dave@x/laptop'><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message from='erin@x/home' to='dave@x/phone' type='chat'><body>to your phone</body></message></forwarded></received></message>");
+    // A "carbon" from someone else is forged.
+    f.data(false, b"<message from='mallory@x' to='dave@x/laptop'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message from='dave@x/phone' to='erin@x' type='chat'><body>forged</body></message></forwarded></sent></message>");
+    // History (MAM) results are replays, not new messages.
+    f.data(false, b"<message to='dave@x/laptop'><result xmlns='urn:xmpp:mam:2' id='1'><forwarded xmlns='urn:xmpp:forward:0'><message from='erin@x/home' type='chat'><body>old</body></message></forwarded></result></message>");
+    let ev = f.events();
+    let got: Vec<_> = ev
+        .iter()
+        .map(|e| {
+            (
+                e.outgoing,
+                e.remote_id.as_str(),
+                e.sender.as_deref(),
+                e.text.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (true, "erin@x", Some("dave@x/phone"), Some("from my phone")),
+            (false, "erin@x", Some("erin@x/home"), Some("to your phone")),
+        ]
+    );
+}
+
+#[test]
 fn starttls_stops_decoding() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
