@@ -3,6 +3,15 @@
 //! headers) and IP fragment reassembly, and the canonical [`FlowKey`] that lets
 //! both directions of a connection meet. It keeps no TCP state.
 
+mod decoder;
+mod frag;
+mod selection;
+mod stats;
+
+pub use decoder::{NetConfig, NetDecoder};
+pub use selection::{Cidr, Selection};
+pub use stats::{Layer, MalformedStats, NetStats};
+
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
