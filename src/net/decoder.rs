@@ -6,15 +6,16 @@
 //! Layers are sliced with `etherparse`; Linux SLL/SLL2 and the null/loop
 //! headers are read here, because etherparse has no SLL2 and refuses SLL
 //! hardware types that Linux "any"-interface captures contain (loopback 772,
-//! none 0xfffe, PPP 512). The common case (Ethernet/IPv4/TCP, no fragment)
+//! none 0xfffe, PPP 512); the IPv6 fragment header is read here too (see
+//! [`Ipv6FragHeader`]). The common case (Ethernet/IPv4/TCP, no fragment)
 //! borrows the payload from the frame and allocates nothing.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
-    Ethernet2HeaderSlice, IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice,
-    Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+    Ethernet2HeaderSlice, IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6HeaderSlice,
+    Ipv6RawExtHeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
 };
 
 use crate::capture::{Frame, LinkType};
@@ -124,15 +125,35 @@ struct Ipv6Walk {
     proto: u8,
     /// Offset of that protocol's bytes from the start of the walked bytes.
     offset: usize,
-    fragment: Option<Ipv6Frag>,
+    fragment: Option<Ipv6FragHeader>,
 }
 
-struct Ipv6Frag {
+/// The IPv6 fragment header (RFC 8200 §4.5): next header (1), reserved (1),
+/// offset in 8-byte units (13 bits) + reserved (2) + M (1), identification (4).
+/// Read here because etherparse 0.16 reads the offset and M bits in the
+/// wrong positions (etherparse issue #150, fixed in 0.20).
+struct Ipv6FragHeader {
     /// Protocol after the fragment header.
     next: u8,
+    /// Offset in bytes.
     offset: usize,
     more: bool,
     id: u32,
+}
+
+impl Ipv6FragHeader {
+    const LEN: usize = 8;
+
+    fn parse(bytes: &[u8]) -> Option<Ipv6FragHeader> {
+        let h = bytes.get(..Self::LEN)?;
+        let word = u16::from_be_bytes([h[2], h[3]]);
+        Some(Ipv6FragHeader {
+            next: h[0],
+            offset: usize::from(word >> 3) * 8,
+            more: word & 1 == 1,
+            id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        })
+    }
 }
 
 /// A TCP or UDP header, read, with the payload range in the bytes it was read from.
@@ -518,24 +539,18 @@ fn walk_ipv6_exts(mut next: u8, bytes: &[u8]) -> Result<Ipv6Walk, Layer> {
                 offset += e.slice().len();
             }
             IPPROTO_FRAGMENT => {
-                let f = Ipv6FragmentHeaderSlice::from_slice(rest).map_err(|_| Layer::Ipv6Ext)?;
-                offset += f.slice().len();
-                let frag_offset = usize::from(f.fragment_offset().byte_offset());
-                let more = f.more_fragments();
+                let f = Ipv6FragHeader::parse(rest).ok_or(Layer::Ipv6Ext)?;
+                offset += Ipv6FragHeader::LEN;
+                let (frag_offset, more) = (f.offset, f.more);
                 if frag_offset == 0 && !more {
                     // An atomic fragment (RFC 6946): nothing to reassemble.
-                    next = f.next_header().0;
+                    next = f.next;
                     continue;
                 }
                 return Ok(Ipv6Walk {
                     proto: IPPROTO_FRAGMENT,
                     offset,
-                    fragment: Some(Ipv6Frag {
-                        next: f.next_header().0,
-                        offset: frag_offset,
-                        more,
-                        id: f.identification(),
-                    }),
+                    fragment: Some(f),
                 });
             }
             _ => {
