@@ -799,3 +799,89 @@ proptest! {
         prop_assert_eq!(d.stats().frames, 3);
     }
 }
+
+/// Counts heap allocations made by the current thread, to show the common
+/// case allocates nothing. Test-only: the library itself has no unsafe code.
+mod alloc_count {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub fn count() -> u64 {
+        ALLOCS.with(Cell::get)
+    }
+
+    #[allow(unsafe_code)]
+    // SAFETY: forwards every call unchanged to the system allocator; the
+    // counter is a const-initialised thread local that never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as our caller's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as our caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as our caller's.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
+
+#[test]
+fn common_case_does_not_allocate() {
+    let (c, s) = (sa(C4), sa(S4));
+    let frames: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| {
+            frame(
+                &Link::Ethernet,
+                &ip_tcp(
+                    if i % 2 == 0 { c } else { s },
+                    if i % 2 == 0 { s } else { c },
+                    &TcpFields {
+                        seq: i * 100,
+                        ..fields()
+                    },
+                    &big_payload(100),
+                ),
+            )
+        })
+        .collect();
+    let mut d = NetDecoder::new(NetConfig::default());
+    // The first frame creates the per-link-type counter entry.
+    assert!(d
+        .decode(&frame_at(&frames[0], LinkType::ETHERNET, 1, 0))
+        .is_some());
+    let before = alloc_count::count();
+    let mut payload = 0;
+    for (i, f) in frames.iter().enumerate() {
+        if let Some(Packet::Tcp(s)) =
+            d.decode(&frame_at(f, LinkType::ETHERNET, i as u64 + 2, i as i64))
+        {
+            payload += s.payload.len();
+        }
+    }
+    assert_eq!(alloc_count::count() - before, 0);
+    assert_eq!(payload, 100 * 100);
+    // The counter does see allocations (a reassembled datagram owns its bytes).
+    let pieces = fragment(&ip_udp(c, s, &big_payload(100)), 2, 3);
+    let before = alloc_count::count();
+    for (i, p) in pieces.iter().enumerate() {
+        let f = frame(&Link::Raw(LinkType::RAW), p);
+        let _ = d.decode(&frame_at(&f, LinkType::RAW, 200 + i as u64, 200));
+    }
+    assert!(alloc_count::count() > before);
+    assert_eq!(d.stats().reassembled, 1);
+}

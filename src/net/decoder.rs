@@ -692,3 +692,163 @@ fn null_loopback(data: &[u8], network_order_only: bool) -> Result<Network<'_>, N
         None => Err(NotIp::Other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_v4(r: Result<Network<'_>, NotIp>) -> bool {
+        matches!(r, Ok(Network::V4(_)))
+    }
+
+    fn is_v6(r: Result<Network<'_>, NotIp>) -> bool {
+        matches!(r, Ok(Network::V6(_)))
+    }
+
+    #[test]
+    fn null_accepts_both_byte_orders_loop_only_network_order() {
+        assert!(is_v4(null_loopback(&[2, 0, 0, 0, 0x45], false)));
+        assert!(is_v4(null_loopback(&[0, 0, 0, 2, 0x45], false)));
+        assert!(is_v6(null_loopback(&[30, 0, 0, 0, 0x60], false)));
+        assert!(is_v6(null_loopback(&[0, 0, 0, 24, 0x60], true)));
+        assert!(matches!(
+            null_loopback(&[2, 0, 0, 0], true),
+            Err(NotIp::Other)
+        ));
+        assert!(matches!(
+            null_loopback(&[2, 0, 0], false),
+            Err(NotIp::Malformed(Layer::Link))
+        ));
+    }
+
+    #[test]
+    fn ethertype_walks_tags_and_stops_at_the_limit() {
+        let tag = |next: u16| {
+            let mut t = vec![0, 1];
+            t.extend_from_slice(&next.to_be_bytes());
+            t
+        };
+        let mut two = tag(TPID_8021Q);
+        two.extend(tag(ETHERTYPE_IPV6));
+        assert!(is_v6(by_ethertype(TPID_8021AD, &two)));
+        assert!(matches!(
+            by_ethertype(TPID_8021Q, &[0, 1]),
+            Err(NotIp::Malformed(Layer::Vlan))
+        ));
+        let mut many = Vec::new();
+        for _ in 0..=MAX_VLAN_TAGS {
+            many.extend(tag(TPID_8021Q));
+        }
+        many.extend(tag(ETHERTYPE_IPV4));
+        assert!(matches!(
+            by_ethertype(TPID_8021Q, &many),
+            Err(NotIp::Malformed(Layer::Vlan))
+        ));
+        assert!(matches!(by_ethertype(0x0806, &[]), Err(NotIp::Other)));
+    }
+
+    #[test]
+    fn sll_and_sll2_read_protocol_and_hardware_type() {
+        let mut sll = vec![0u8; 16];
+        sll[2..4].copy_from_slice(&0xfffeu16.to_be_bytes()); // ARPHRD_NONE (tun)
+        sll[14..16].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        sll.push(0x45);
+        assert!(is_v4(linux_sll(&sll)));
+        assert!(matches!(
+            linux_sll(&sll[..15]),
+            Err(NotIp::Malformed(Layer::Link))
+        ));
+        let mut sll2 = vec![0u8; 20];
+        sll2[0..2].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        sll2[8..10].copy_from_slice(&1u16.to_be_bytes());
+        assert!(is_v6(linux_sll2(&sll2)));
+        sll2[8..10].copy_from_slice(&ARPHRD_NETLINK.to_be_bytes());
+        assert!(matches!(linux_sll2(&sll2), Err(NotIp::Other)));
+        assert!(matches!(
+            linux_sll2(&sll2[..19]),
+            Err(NotIp::Malformed(Layer::Link))
+        ));
+    }
+
+    #[test]
+    fn ipv6_fragment_header_bits_follow_rfc_8200() {
+        // Offset 1008 bytes (126 units), M set, id 0x01020304.
+        let h = Ipv6FragHeader::parse(&[17, 0, 0x03, 0xf1, 1, 2, 3, 4]).expect("8 bytes");
+        assert_eq!(
+            (h.next, h.offset, h.more, h.id),
+            (17, 1008, true, 0x0102_0304)
+        );
+        let h = Ipv6FragHeader::parse(&[6, 0, 0, 0x01, 0, 0, 0, 9]).expect("8 bytes");
+        assert_eq!((h.offset, h.more), (0, true));
+        assert!(Ipv6FragHeader::parse(&[6, 0, 0, 1, 0, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn ipv6_extension_walk_is_bounded_and_checked() {
+        // Seventeen hop-by-hop headers: more than we walk.
+        let mut chain = Vec::new();
+        for _ in 0..=MAX_IPV6_EXTS {
+            chain.extend_from_slice(&[IPPROTO_HOPOPTS, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        assert!(matches!(
+            walk_ipv6_exts(IPPROTO_HOPOPTS, &chain),
+            Err(Layer::Ipv6Ext)
+        ));
+        // A header claiming more bytes than there are.
+        assert!(matches!(
+            walk_ipv6_exts(IPPROTO_ROUTING, &[6, 3, 0, 0, 0, 0, 0, 0]),
+            Err(Layer::Ipv6Ext)
+        ));
+        // AH counts its length in 4-byte units.
+        let ah = [
+            IPPROTO_TCP,
+            4,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        let w = walk_ipv6_exts(IPPROTO_AH, &ah).expect("AH walked");
+        assert_eq!((w.proto, w.offset), (IPPROTO_TCP, 24));
+    }
+
+    #[test]
+    fn udp_length_bounds_payload() {
+        let mut u = vec![0, 1, 0, 2, 0, 10, 0, 0, b'a', b'b', 0, 0];
+        match udp_header(&u) {
+            Ok(TransportHeader::Udp {
+                start, end, cut, ..
+            }) => assert_eq!((start, end, cut), (8, 10, false)),
+            _ => panic!("udp header"),
+        }
+        u[5] = 40; // claims more than present
+        match udp_header(&u) {
+            Ok(TransportHeader::Udp { end, cut, .. }) => assert_eq!((end, cut), (12, true)),
+            _ => panic!("udp header"),
+        }
+        u[5] = 0; // below the header: to the end
+        match udp_header(&u) {
+            Ok(TransportHeader::Udp { end, cut, .. }) => assert_eq!((end, cut), (12, false)),
+            _ => panic!("udp header"),
+        }
+        assert!(matches!(udp_header(&u[..7]), Err(Layer::Udp)));
+    }
+}
