@@ -7,7 +7,7 @@
 //! headers are read here, because etherparse has no SLL2 and refuses SLL
 //! hardware types that Linux "any"-interface captures contain (loopback 772,
 //! none 0xfffe, PPP 512); the IPv6 fragment header is read here too (see
-//! [`Ipv6FragHeader`]). The common case (Ethernet/IPv4/TCP, no fragment)
+//! `Ipv6FragHeader`). The common case (Ethernet/IPv4/TCP, no fragment)
 //! borrows the payload from the frame and allocates nothing.
 
 use std::borrow::Cow;

@@ -500,7 +500,10 @@ pub struct ScriptedSegment {
     pub payload: Vec<u8>,
 }
 
-/// A scripted TCP connection between a client and a server.
+/// A scripted TCP connection between a client and a server. Call
+/// [`Conversation::handshake`] first for a full connection; skip it to start
+/// mid-stream (the capture then begins with data, as when a capture is started
+/// on a live connection).
 #[derive(Clone, Debug)]
 pub struct Conversation {
     pub client: SocketAddr,
