@@ -348,6 +348,35 @@ fn fragments_in_order_and_reversed_reassemble_both_families() {
     }
 }
 
+#[test]
+fn ipv6_fragments_behind_and_in_front_of_extension_headers() {
+    // Hop-by-hop before the fragment header (unfragmentable part); destination
+    // options inside the fragmentable part, in front of UDP.
+    let (c, s) = (sa(C6), sa(S6));
+    let data = big_payload(100);
+    let mut fragmentable = vec![PROTO_UDP, 0, 1, 4, 0, 0, 0, 0];
+    fragmentable.extend(udp(c.ip(), s.ip(), c.port(), s.port(), &data));
+    let (a, b) = (v6("2001:db8::1"), v6("2001:db8::2"));
+    let piece = |off: usize, end: usize, more: bool| {
+        let exts = [
+            Ipv6Ext::HopByHop,
+            Ipv6Ext::Fragment {
+                offset: off,
+                more,
+                id: 77,
+            },
+        ];
+        frame(&Link::Sll2, &ipv6(a, b, &exts, 60, &fragmentable[off..end]))
+    };
+    let frames = vec![piece(56, fragmentable.len(), false), piece(0, 56, true)];
+    let mut d = NetDecoder::new(NetConfig::default());
+    let out = run(&mut d, &frames, LinkType::LINUX_SLL2);
+    assert_eq!(out.len(), 1, "{:?}", d.stats());
+    assert_eq!(out[0].2, Transport::Udp);
+    assert_eq!(out[0].3, data);
+    assert_eq!(out[0].0, 2);
+}
+
 /// IPv4 fragments of one UDP datagram, cut by hand to overlap.
 fn v4_fragment(udp_bytes: &[u8], offset: usize, len: usize, more: bool) -> Vec<u8> {
     let f = Ipv4Fields {

@@ -40,13 +40,14 @@ pub struct NetConfig {
 
 impl Default for NetConfig {
     /// 64 fragments (a 64 KB datagram over a 1280-byte MTU needs 52), the
-    /// largest IP payload, Linux's 30 s `ipfrag_time`, 4096 open datagrams.
+    /// largest IP payload, Linux's 30 s `ipfrag_time`, 1024 open datagrams.
+    /// Worst case held for hostile fragments: 1024 × 64 KB = 64 MB.
     fn default() -> NetConfig {
         NetConfig {
             max_fragments: 64,
             max_datagram: 65_535,
             fragment_timeout_ns: 30 * crate::time::Timestamp::NANOS_PER_SEC,
-            max_reassemblies: 4096,
+            max_reassemblies: 1024,
         }
     }
 }
