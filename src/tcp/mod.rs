@@ -4,6 +4,13 @@
 //! missing bytes become a [`Chunk::Gap`] once a capture-time window or a
 //! memory budget says so. It knows nothing about application protocols.
 
+pub mod export;
+mod half;
+pub mod harness;
+mod table;
+
+pub use table::{guess_client_dir, FlowTable, NewFlow, TcpConfig, TcpStats};
+
 use crate::capture::FrameRef;
 use crate::net::Dir;
 use crate::time::Timestamp;
@@ -65,4 +72,32 @@ pub trait StreamConsumer {
 
     /// Called once when the flow ends; all chunks have been delivered before.
     fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef);
+
+    /// False once the consumer needs no more bytes of this flow (e.g. it is
+    /// not IM): the reassembler then stops buffering and delivering them, and
+    /// only watches for the end of the flow.
+    fn wants_data(&self) -> bool {
+        true
+    }
+}
+
+/// Two consumers fed the same chunks (a decoder and the stream exporter).
+/// It wants data while either does; each sees every chunk regardless.
+#[derive(Debug, Default)]
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: StreamConsumer, B: StreamConsumer> StreamConsumer for Tee<A, B> {
+    fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        self.0.on_chunk(chunk, info);
+        self.1.on_chunk(chunk, info);
+    }
+
+    fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef) {
+        self.0.on_close(reason, ts, frame);
+        self.1.on_close(reason, ts, frame);
+    }
+
+    fn wants_data(&self) -> bool {
+        self.0.wants_data() || self.1.wants_data()
+    }
 }
