@@ -324,15 +324,20 @@ impl HalfStream {
         };
     }
 
+    /// Stream offset where the first hole ends: the first buffered piece, or
+    /// the FIN when bytes before it are missing.
+    fn hole_end(&self) -> Option<u64> {
+        match self.reorder.as_ref().and_then(|r| r.pieces.keys().next()) {
+            Some(&s) => Some(s),
+            None => self.fin_off.filter(|&f| f > self.next),
+        }
+    }
+
     /// Give up on the first hole: hand a `Gap` for it and deliver what follows.
     /// Returns false when there was no hole.
     pub fn skip_hole<C: StreamConsumer>(&mut self, cause: GapCause, at: At, sink: &mut Sink<'_, C>) -> bool {
-        let target = match self.reorder.as_ref().and_then(|r| r.pieces.keys().next()) {
-            Some(&s) => s,
-            None => match self.fin_off {
-                Some(f) if f > self.next => f,
-                _ => return false,
-            },
+        let Some(target) = self.hole_end() else {
+            return false;
         };
         let len = target - self.next;
         let info = self.info(sink.dir, at, at.frame);
@@ -364,12 +369,12 @@ impl HalfStream {
 
     /// The peer acknowledged up to `ack`: holes below it will never be filled.
     pub fn acked<C: StreamConsumer>(&mut self, ack: u32, at: At, sink: &mut Sink<'_, C>) {
-        if !self.started || self.reorder.is_none() {
+        if !self.started || self.hole_since.is_none() {
             return;
         }
         let ack_off = self.offset_of(ack);
-        while let Some(&first) = self.reorder.as_ref().and_then(|r| r.pieces.keys().next()) {
-            if ack_off < first as i64 || !self.skip_hole(GapCause::Acked, at, sink) {
+        while let Some(end) = self.hole_end() {
+            if ack_off < end as i64 || !self.skip_hole(GapCause::Acked, at, sink) {
                 break;
             }
         }

@@ -1122,6 +1122,19 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_of_the_fin_gives_up_bytes_lost_before_it_and_closes() {
+        let mut rig = Rig::new(TcpConfig::default());
+        rig.handshake();
+        rig.seg(C2S, 1001, ACK, b"ab", 3);
+        rig.seg(C2S, 1010, ACK | FIN, b"", 4); // 7 bytes lost, then FIN
+        rig.seg_on(rig.key, S2C, 5001, 1011, ACK | FIN, b"", 5);
+        let r = one(rig.table.take_closed());
+        assert_eq!(r.closed.unwrap().0, CloseReason::Fin);
+        assert_eq!(r.gaps(C2S), vec![(2, 7)]);
+        assert_eq!(rig.stats().gaps_acked, 1);
+    }
+
+    #[test]
     fn an_ack_short_of_the_hole_waits() {
         let mut rig = Rig::new(TcpConfig::default());
         rig.handshake();
