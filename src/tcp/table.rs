@@ -238,6 +238,16 @@ impl<C: StreamConsumer> FlowTable<C> {
         }
     }
 
+    /// Bytes one flow occupies in the table (slab slot plus hash map entry,
+    /// consumer included, before any out-of-order buffer or the consumer's own
+    /// heap). A half-open flow costs this and nothing more.
+    pub fn entry_bytes() -> usize {
+        std::mem::size_of::<Option<Flow<C>>>()
+            + std::mem::size_of::<(FlowKey, u32)>()
+            + 1 // the hash map's control byte
+            + std::mem::size_of::<u32>() // a free-list slot, once freed
+    }
+
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }
@@ -1295,6 +1305,22 @@ mod tests {
         assert_eq!(rig.stats().closed_end_of_input, 3);
         assert!(rig.table.is_empty());
         assert_eq!(closed[0].data(C2S), b"x", "first created flow closes first");
+    }
+
+    #[test]
+    fn a_half_open_flow_is_small_and_owns_no_heap() {
+        struct Nothing;
+        impl StreamConsumer for Nothing {
+            fn on_chunk(&mut self, _: Chunk<'_>, _: &ChunkInfo) {}
+            fn on_close(&mut self, _: CloseReason, _: Timestamp, _: FrameRef) {}
+        }
+        let bytes = FlowTable::<Nothing>::entry_bytes();
+        assert!(bytes < 320, "{bytes} bytes per flow entry");
+        let mut rig = Rig::new(TcpConfig::default());
+        rig.seg(C2S, 1, SYN, b"", 0);
+        assert_eq!(rig.table.buffered_bytes(), 0);
+        let flow = rig.table.slots[0].as_ref().unwrap();
+        assert!(flow.half.iter().all(|h| h.buffered() == 0));
     }
 
     #[test]
