@@ -67,7 +67,13 @@ fn in_order_segments(data: &[u8], flows: u32, per_flow: usize) -> Vec<TcpSegment
     let mut frame = 0u64;
     for f in 0..flows {
         frame += 1;
-        segs.push(segment(key(f, 40000), 1000 * f, TcpFlags::SYN, &data[..0], frame));
+        segs.push(segment(
+            key(f, 40000),
+            1000 * f,
+            TcpFlags::SYN,
+            &data[..0],
+            frame,
+        ));
     }
     let mut off = 0;
     while off < per_flow {
@@ -75,7 +81,13 @@ fn in_order_segments(data: &[u8], flows: u32, per_flow: usize) -> Vec<TcpSegment
         for f in 0..flows {
             frame += 1;
             let seq = (1000 * f + 1).wrapping_add(off as u32);
-            segs.push(segment(key(f, 40000), seq, TcpFlags::ACK, &data[off..end], frame));
+            segs.push(segment(
+                key(f, 40000),
+                seq,
+                TcpFlags::ACK,
+                &data[off..end],
+                frame,
+            ));
         }
         off = end;
     }
@@ -150,7 +162,13 @@ fn syn_flood(c: &mut Criterion) {
     let segs: Vec<TcpSegment<'static>> = (0..FLOWS)
         .map(|i| {
             let k = key(i, 1024 + (i % 60_000) as u16);
-            segment(k, i.wrapping_mul(2_654_435_761), TcpFlags::SYN, &[], u64::from(i) + 1)
+            segment(
+                k,
+                i.wrapping_mul(2_654_435_761),
+                TcpFlags::SYN,
+                &[],
+                u64::from(i) + 1,
+            )
         })
         .collect();
     let t = run(&segs, &cfg);

@@ -93,10 +93,22 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     0 => {} // dropped
                     1 => {
                         // duplicated
-                        sends.push(Send { start: pos, end, fin: false });
-                        sends.push(Send { start: pos, end, fin: false });
+                        sends.push(Send {
+                            start: pos,
+                            end,
+                            fin: false,
+                        });
+                        sends.push(Send {
+                            start: pos,
+                            end,
+                            fin: false,
+                        });
                     }
-                    _ => sends.push(Send { start: pos, end, fin: false }),
+                    _ => sends.push(Send {
+                        start: pos,
+                        end,
+                        fin: false,
+                    }),
                 }
                 pos = end;
             }
@@ -104,7 +116,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             for _ in 0..next(6) {
                 let a = next(len);
                 let b = (a + 1 + next(400)).min(len);
-                sends.push(Send { start: a, end: b, fin: false });
+                sends.push(Send {
+                    start: a,
+                    end: b,
+                    fin: false,
+                });
             }
             // Reorder: a random permutation.
             for i in (1..sends.len()).rev() {
@@ -112,12 +128,23 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 sends.swap(i, j);
             }
             // The FIN comes last, with no bytes.
-            sends.push(Send { start: len, end: len, fin: true });
+            sends.push(Send {
+                start: len,
+                end: len,
+                fin: true,
+            });
             Scenario { isn, stream, sends }
         })
 }
 
-fn segment<'a>(key: FlowKey, seq: u32, flags: u8, payload: &'a [u8], frame: u64, ts: i64) -> TcpSegment<'a> {
+fn segment<'a>(
+    key: FlowKey,
+    seq: u32,
+    flags: u8,
+    payload: &'a [u8],
+    frame: u64,
+    ts: i64,
+) -> TcpSegment<'a> {
     TcpSegment {
         key,
         dir: Dir::LoToHi,
@@ -126,7 +153,10 @@ fn segment<'a>(key: FlowKey, seq: u32, flags: u8, payload: &'a [u8], frame: u64,
         flags: TcpFlags(flags),
         window: 0,
         payload: Cow::Borrowed(payload),
-        frame: FrameRef { source: 0, index: frame },
+        frame: FrameRef {
+            source: 0,
+            index: frame,
+        },
         ts: Timestamp(ts),
     }
 }
@@ -135,20 +165,32 @@ fn segment<'a>(key: FlowKey, seq: u32, flags: u8, payload: &'a [u8], frame: u64,
 fn run(sc: &Scenario, cfg: TcpConfig, advance_every: usize) -> (Recorder, imscan::tcp::TcpStats) {
     let k = key(40000);
     let mut table: FlowTable<Recorder> = FlowTable::new(cfg);
-    table.segment(&segment(k, sc.isn, TcpFlags::SYN, b"", 1, 0), |_| Recorder::default());
+    table.segment(&segment(k, sc.isn, TcpFlags::SYN, b"", 1, 0), |_| {
+        Recorder::default()
+    });
     for (i, s) in sc.sends.iter().enumerate() {
         let seq = sc.isn.wrapping_add(1).wrapping_add(s.start as u32);
         let flags = TcpFlags::ACK | if s.fin { TcpFlags::FIN } else { 0 };
         let ts = (i as i64 + 1) * 1_000_000;
         let frame = i as u64 + 2;
-        table.segment(&segment(k, seq, flags, &sc.stream[s.start..s.end], frame, ts), |_| {
-            panic!("the flow exists")
-        });
+        table.segment(
+            &segment(k, seq, flags, &sc.stream[s.start..s.end], frame, ts),
+            |_| panic!("the flow exists"),
+        );
         if advance_every > 0 && i % advance_every == 0 {
-            table.advance(Timestamp(ts), FrameRef { source: 0, index: frame });
+            table.advance(
+                Timestamp(ts),
+                FrameRef {
+                    source: 0,
+                    index: frame,
+                },
+            );
         }
     }
-    table.finish(FrameRef { source: 0, index: u64::MAX });
+    table.finish(FrameRef {
+        source: 0,
+        index: u64::MAX,
+    });
     let mut closed = table.take_closed();
     assert_eq!(closed.len(), 1);
     assert_eq!(table.buffered_bytes(), 0);
@@ -257,5 +299,7 @@ fn syn_flood_stays_within_the_flow_budget_and_counts_evictions() {
     assert_eq!(stats.peak_flows, 500);
     let evicted = table.take_closed();
     assert_eq!(evicted.len(), 19_500);
-    assert!(evicted.iter().all(|r| r.closed.map(|c| c.0) == Some(CloseReason::Evicted)));
+    assert!(evicted
+        .iter()
+        .all(|r| r.closed.map(|c| c.0) == Some(CloseReason::Evicted)));
 }

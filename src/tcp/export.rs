@@ -45,7 +45,10 @@ impl StreamExport {
     /// Create `dir` (and its parents) if needed.
     pub fn create(dir: &Path, max_open: usize) -> io::Result<Arc<StreamExport>> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(e.kind(), format!("streams directory {}: {e}", dir.display()))
+            io::Error::new(
+                e.kind(),
+                format!("streams directory {}: {e}", dir.display()),
+            )
         })?;
         Ok(Arc::new(StreamExport {
             root: dir.to_path_buf(),
@@ -93,12 +96,14 @@ impl StreamExport {
     /// then client and server address (deterministic whatever the order the
     /// shards closed flows in).
     pub fn write_index(&self, mut records: Vec<StreamRecord>) -> io::Result<PathBuf> {
-        records.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
+        records.sort_by_key(|r| r.sort_key);
         let path = self.root.join("streams.jsonl");
         let err = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         let mut out = BufWriter::new(File::create(&path).map_err(err)?);
         for r in &records {
-            serde_json::to_writer(&mut out, r).map_err(io::Error::from).map_err(err)?;
+            serde_json::to_writer(&mut out, r)
+                .map_err(io::Error::from)
+                .map_err(err)?;
             out.write_all(b"\n").map_err(err)?;
         }
         out.flush().map_err(err)?;
@@ -380,9 +385,21 @@ mod tests {
             }
         }
 
-        fn seg(&mut self, client: Endpoint, server: Endpoint, from_client: bool, seq: u32, flags: u8, data: &[u8]) {
+        fn seg(
+            &mut self,
+            client: Endpoint,
+            server: Endpoint,
+            from_client: bool,
+            seq: u32,
+            flags: u8,
+            data: &[u8],
+        ) {
             self.frame += 1;
-            let (src, dst) = if from_client { (client, server) } else { (server, client) };
+            let (src, dst) = if from_client {
+                (client, server)
+            } else {
+                (server, client)
+            };
             let (key, dir) = FlowKey::new(Transport::Tcp, src, dst);
             let seg = TcpSegment {
                 key,
@@ -436,7 +453,12 @@ mod tests {
         rig.seg(c, s, true, 115, ACK | FIN, b"");
         rig.ack = 116; // the server acknowledges the FIN: the lost bytes will not come
         rig.seg(c, s, false, 505, ACK | FIN, b"");
-        let recs: Vec<StreamRecord> = rig.table.take_closed().into_iter().map(FlowExport::into_record).collect();
+        let recs: Vec<StreamRecord> = rig
+            .table
+            .take_closed()
+            .into_iter()
+            .map(FlowExport::into_record)
+            .collect();
         assert_eq!(recs.len(), 1);
         let r = &recs[0];
         assert_eq!(r.client_to_server.file, "10.0.0.9.40000-10.0.0.2.1863");
@@ -453,7 +475,10 @@ mod tests {
                 len: 4
             }]
         );
-        assert_eq!((r.client_to_server.bytes, r.server_to_client.bytes), (10, 4));
+        assert_eq!(
+            (r.client_to_server.bytes, r.server_to_client.bytes),
+            (10, 4)
+        );
         assert_eq!((r.flow.as_str(), r.first_frame.as_str()), ("1:1", "1:1"));
         assert_eq!(r.last_frame, "1:7");
         assert_eq!(r.close, "fin");
@@ -473,7 +498,12 @@ mod tests {
         rig.seg(c, s, true, 70, SYN, b""); // frame 4: same 4-tuple, new connection
         rig.seg(c, s, true, 71, ACK, b"sec");
         rig.seg(c, s, true, 74, ACK, b"ond");
-        let mut recs = rig.table.take_closed().into_iter().map(FlowExport::into_record).collect::<Vec<_>>();
+        let mut recs = rig
+            .table
+            .take_closed()
+            .into_iter()
+            .map(FlowExport::into_record)
+            .collect::<Vec<_>>();
         recs.extend(rig.records());
         recs.reverse();
         let path = rig.export.write_index(recs).unwrap();
@@ -485,7 +515,10 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["flow"], "1:1");
         assert_eq!(lines[1]["flow"], "1:4");
-        assert_eq!(lines[1]["client_to_server"]["file"], "10.0.0.1.40000-10.0.0.2.5222_1-4");
+        assert_eq!(
+            lines[1]["client_to_server"]["file"],
+            "10.0.0.1.40000-10.0.0.2.5222_1-4"
+        );
         assert_eq!(lines[1]["server_to_client"]["file"], "");
         assert_eq!(lines[1]["close"], "end_of_input");
         let second = std::fs::read(tmp.path().join("10.0.0.1.40000-10.0.0.2.5222_1-4")).unwrap();
@@ -510,12 +543,21 @@ mod tests {
         rig.seg(c, s, false, 1000, ACK, b":irc PRIVMSG\r\n");
         let recs = rig.records();
         let r = &recs[0];
-        assert_eq!(r.server_to_client.file, "2001_db8__2.6667-2001_db8__1.50000");
+        assert_eq!(
+            r.server_to_client.file,
+            "2001_db8__2.6667-2001_db8__1.50000"
+        );
         assert!(r.server_to_client.midstream);
         assert_eq!(r.close, "end_of_input");
-        let entries: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let entries: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(entries.len(), 1);
-        assert_eq!(std::fs::read(tmp.path().join(&r.server_to_client.file)).unwrap(), b":irc PRIVMSG\r\n");
+        assert_eq!(
+            std::fs::read(tmp.path().join(&r.server_to_client.file)).unwrap(),
+            b":irc PRIVMSG\r\n"
+        );
     }
 
     #[test]
@@ -527,8 +569,14 @@ mod tests {
         rig.seg(c, s, true, 1, SYN, b"");
         rig.seg(c, s, true, 2, ACK, b"new");
         let recs = rig.records();
-        assert_eq!(recs[0].client_to_server.file, "10.0.0.1.40000-10.0.0.2.5222_1-1");
-        assert_eq!(std::fs::read(tmp.path().join("10.0.0.1.40000-10.0.0.2.5222")).unwrap(), b"keep me");
+        assert_eq!(
+            recs[0].client_to_server.file,
+            "10.0.0.1.40000-10.0.0.2.5222_1-1"
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("10.0.0.1.40000-10.0.0.2.5222")).unwrap(),
+            b"keep me"
+        );
     }
 
     #[test]

@@ -102,6 +102,13 @@ impl HalfStream {
         self.hole_since
     }
 
+    /// True when a SYN with sequence number `seq` cannot belong to this
+    /// direction (it started mid-stream, or from another initial sequence):
+    /// a new connection reuses the 4-tuple.
+    pub fn is_new_syn(&self, seq: u32) -> bool {
+        self.started && (self.midstream || self.base != seq.wrapping_add(1))
+    }
+
     /// Fix the stream start: a SYN at `seq` (data starts at `seq + 1`), or a
     /// mid-stream pickup whose first byte is at `seq`.
     pub fn start(&mut self, seq: u32, syn: bool) {
@@ -209,7 +216,13 @@ impl HalfStream {
 
     /// Copy `bytes` at stream offset `start` (> delivery point or overlapping
     /// buffered pieces) into the buffer, keeping bytes already buffered.
-    fn insert<C: StreamConsumer>(&mut self, start: u64, bytes: &[u8], at: At, sink: &mut Sink<'_, C>) {
+    fn insert<C: StreamConsumer>(
+        &mut self,
+        start: u64,
+        bytes: &[u8],
+        at: At,
+        sink: &mut Sink<'_, C>,
+    ) {
         let end = start + bytes.len() as u64;
         let was_empty = self.reorder.is_none();
         let reorder = self.reorder.get_or_insert_with(Box::default);
@@ -335,7 +348,12 @@ impl HalfStream {
 
     /// Give up on the first hole: hand a `Gap` for it and deliver what follows.
     /// Returns false when there was no hole.
-    pub fn skip_hole<C: StreamConsumer>(&mut self, cause: GapCause, at: At, sink: &mut Sink<'_, C>) -> bool {
+    pub fn skip_hole<C: StreamConsumer>(
+        &mut self,
+        cause: GapCause,
+        at: At,
+        sink: &mut Sink<'_, C>,
+    ) -> bool {
         let Some(target) = self.hole_end() else {
             return false;
         };

@@ -51,12 +51,14 @@ impl Conversation {
     }
 
     pub fn client(mut self, bytes: impl AsRef<[u8]>) -> Self {
-        self.parts.push(Part::Data(Side::Client, bytes.as_ref().to_vec()));
+        self.parts
+            .push(Part::Data(Side::Client, bytes.as_ref().to_vec()));
         self
     }
 
     pub fn server(mut self, bytes: impl AsRef<[u8]>) -> Self {
-        self.parts.push(Part::Data(Side::Server, bytes.as_ref().to_vec()));
+        self.parts
+            .push(Part::Data(Side::Server, bytes.as_ref().to_vec()));
         self
     }
 
@@ -92,7 +94,10 @@ pub fn harness_flow() -> NewFlow {
     NewFlow {
         key,
         dir,
-        frame: FrameRef { source: 0, index: 1 },
+        frame: FrameRef {
+            source: 0,
+            index: 1,
+        },
         ts: Timestamp::from_secs_nanos(1_200_000_000, 0),
         client_dir: Some(Side::Client.dir()),
     }
@@ -114,8 +119,16 @@ impl Driver {
 
     fn at(&mut self) -> (Timestamp, FrameRef) {
         self.frame += 1;
-        let ts = harness_flow().ts.saturating_add_nanos(self.frame as i64 * 1_000_000);
-        (ts, FrameRef { source: 0, index: self.frame })
+        let ts = harness_flow()
+            .ts
+            .saturating_add_nanos(self.frame as i64 * 1_000_000);
+        (
+            ts,
+            FrameRef {
+                source: 0,
+                index: self.frame,
+            },
+        )
     }
 
     fn send<C: StreamConsumer>(&mut self, c: &mut C, side: Side, chunk: Chunk<'_>) {
@@ -209,7 +222,9 @@ pub fn random_cuts(len: usize, seed: u64) -> Vec<usize> {
         z ^ (z >> 31)
     };
     let count = next() as usize % (len / 8 + 2);
-    (0..count).map(|_| 1 + next() as usize % (len - 1)).collect()
+    (0..count)
+        .map(|_| 1 + next() as usize % (len - 1))
+        .collect()
 }
 
 /// Run `conv` through fresh consumers in one chunk per part, byte by byte,
@@ -416,7 +431,14 @@ mod tests {
         assert!(random_cuts(100, 7).iter().all(|&c| (1..100).contains(&c)));
         assert!(random_cuts(1, 3).is_empty());
         let mut r = Recorder::default();
-        deliver_random(&mut r, &Conversation::new().client("abcdefgh").server(""), 3);
-        assert_eq!(r.stream(Dir::LoToHi), vec![Recorded::Data(b"abcdefgh".to_vec())]);
+        deliver_random(
+            &mut r,
+            &Conversation::new().client("abcdefgh").server(""),
+            3,
+        );
+        assert_eq!(
+            r.stream(Dir::LoToHi),
+            vec![Recorded::Data(b"abcdefgh".to_vec())]
+        );
     }
 }

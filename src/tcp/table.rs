@@ -104,6 +104,9 @@ pub struct TcpStats {
     pub data_after_fin_bytes: u64,
     /// Segments of no known flow that could not start one (no SYN, no payload).
     pub segments_without_flow: u64,
+    /// Live flows closed (as evicted) because a SYN with a new initial
+    /// sequence number reused their 4-tuple.
+    pub tuple_reuses: u64,
     /// Segments for a flow already closed by FIN or RST, ignored.
     pub segments_after_close: u64,
     /// Payload bytes not reassembled because the consumer wanted no more.
@@ -140,6 +143,7 @@ impl TcpStats {
         self.data_after_fin_bytes += o.data_after_fin_bytes;
         self.segments_without_flow += o.segments_without_flow;
         self.segments_after_close += o.segments_after_close;
+        self.tuple_reuses += o.tuple_reuses;
         self.unwanted_bytes += o.unwanted_bytes;
     }
 
@@ -170,7 +174,8 @@ pub struct NewFlow {
 impl NewFlow {
     /// The known client direction, else the port-based guess.
     pub fn client_dir_or_guess(&self) -> Dir {
-        self.client_dir.unwrap_or_else(|| guess_client_dir(&self.key))
+        self.client_dir
+            .unwrap_or_else(|| guess_client_dir(&self.key))
     }
 }
 
@@ -302,8 +307,15 @@ impl<C: StreamConsumer> FlowTable<C> {
         let syn_only = seg.flags.syn() && !seg.flags.ack();
         let slot = match self.index.get(&seg.key).copied() {
             Some(slot) => {
-                let closed = self.flow(slot).consumer.is_none();
-                if closed && syn_only {
+                let flow = self.flow(slot);
+                let closed = flow.consumer.is_none();
+                if !closed && syn_only && flow.half[seg.dir.index()].is_new_syn(seg.seq) {
+                    // A new connection on a 4-tuple whose old one never showed
+                    // its end: close the old one as evicted.
+                    self.stats.tuple_reuses += 1;
+                    self.close(slot, CloseReason::Evicted, at, false);
+                    self.create(seg, make)
+                } else if closed && syn_only {
                     // The 4-tuple is reused by a new connection.
                     self.remove(slot);
                     self.create(seg, make)
@@ -328,17 +340,31 @@ impl<C: StreamConsumer> FlowTable<C> {
     }
 
     fn flow(&self, slot: u32) -> &Flow<C> {
-        self.slots[slot as usize].as_ref().expect("indexed slot is live")
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexed slot is live")
     }
 
     fn create(&mut self, seg: &TcpSegment<'_>, make: impl FnOnce(&NewFlow) -> C) -> u32 {
         while self.index.len() >= self.cfg.max_flows.max(1) && self.head != NIL {
             let victim = self.head;
             self.stats.evictions += 1;
-            self.close(victim, CloseReason::Evicted, At { ts: seg.ts, frame: seg.frame }, false);
+            self.close(
+                victim,
+                CloseReason::Evicted,
+                At {
+                    ts: seg.ts,
+                    frame: seg.frame,
+                },
+                false,
+            );
         }
         let client_dir = if seg.flags.syn() {
-            Some(if seg.flags.ack() { seg.dir.reverse() } else { seg.dir })
+            Some(if seg.flags.ack() {
+                seg.dir.reverse()
+            } else {
+                seg.dir
+            })
         } else {
             None
         };
@@ -393,7 +419,11 @@ impl<C: StreamConsumer> FlowTable<C> {
         };
         let d = seg.dir.index();
         if seg.flags.syn() && client_dir.is_none() {
-            *client_dir = Some(if seg.flags.ack() { seg.dir.reverse() } else { seg.dir });
+            *client_dir = Some(if seg.flags.ack() {
+                seg.dir.reverse()
+            } else {
+                seg.dir
+            });
         }
         if seg.flags.rst() {
             // RST ends both directions at once; its payload (if any) is not stream data.
@@ -414,6 +444,12 @@ impl<C: StreamConsumer> FlowTable<C> {
             return;
         }
         let was_midstream = half.iter().any(|h| h.midstream());
+        let o = seg.dir.reverse().index();
+        if seg.flags.syn() && seg.flags.ack() && !half[o].started() {
+            // A SYN+ACK acknowledges the peer's ISN + 1 even when the capture
+            // missed the SYN itself: the peer's stream starts there.
+            half[o].start(seg.ack.wrapping_sub(1), true);
+        }
         if !half[d].started() {
             if seg.flags.syn() {
                 half[d].start(seg.seq, true);
@@ -515,7 +551,9 @@ impl<C: StreamConsumer> FlowTable<C> {
         let mut i = 0;
         while i < self.holes.len() {
             let slot = self.holes[i];
-            let flow = self.slots[slot as usize].as_mut().expect("listed slot is live");
+            let flow = self.slots[slot as usize]
+                .as_mut()
+                .expect("listed slot is live");
             if let Some(consumer) = flow.consumer.as_mut() {
                 for (d, h) in flow.half.iter_mut().enumerate() {
                     let mut sink = Sink {
@@ -621,7 +659,10 @@ impl<C: StreamConsumer> FlowTable<C> {
             flow.next = NIL;
         }
         if old_tail != NIL {
-            self.slots[old_tail as usize].as_mut().expect("live slot").next = slot;
+            self.slots[old_tail as usize]
+                .as_mut()
+                .expect("live slot")
+                .next = slot;
         } else {
             self.head = slot;
         }
@@ -696,7 +737,18 @@ mod tests {
             }
         }
 
-        fn seg_on(&mut self, key: FlowKey, dir: Dir, seq: u32, ack: u32, flags: u8, data: &[u8], t_ms: i64) {
+        // Every field of a segment a test sets, spelled out at each call.
+        #[allow(clippy::too_many_arguments)]
+        fn seg_on(
+            &mut self,
+            key: FlowKey,
+            dir: Dir,
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            data: &[u8],
+            t_ms: i64,
+        ) {
             self.frame += 1;
             let seg = TcpSegment {
                 key,
@@ -849,7 +901,11 @@ mod tests {
         assert_eq!(r.data(C2S), b"abcdEFGHij");
         assert_eq!(s.overlap_conflicts, 1);
         assert_eq!(s.overlap_conflict_bytes, 2);
-        let flags: Vec<bool> = r.chunks.iter().map(|(_, i)| i.flags.overlap_conflict).collect();
+        let flags: Vec<bool> = r
+            .chunks
+            .iter()
+            .map(|(_, i)| i.flags.overlap_conflict)
+            .collect();
         // The chunk that carries the disputed range is the one flagged.
         assert_eq!(flags, vec![false, true, false]);
     }
@@ -988,7 +1044,10 @@ mod tests {
         assert_eq!(s.segments_after_close, 2);
         assert_eq!(s.closed_fin, 1);
         assert_eq!(s.flows_created, 1);
-        assert!(rig.finish().is_empty(), "the closed entry has no consumer left");
+        assert!(
+            rig.finish().is_empty(),
+            "the closed entry has no consumer left"
+        );
         assert_eq!(r.after_close, 0);
     }
 
@@ -1006,6 +1065,36 @@ mod tests {
         assert_eq!(second.data(C2S), b"two");
         assert_eq!(rig.created.len(), 2);
         assert_eq!(rig.created[1].frame.index, 6);
+    }
+
+    #[test]
+    fn a_new_syn_on_a_live_flow_replaces_it() {
+        let mut rig = Rig::new(TcpConfig::default());
+        rig.handshake();
+        rig.seg(C2S, 1001, ACK, b"old", 3);
+        rig.seg(C2S, 1000, SYN, b"", 4); // retransmitted SYN of the same connection
+        assert!(rig.table.take_closed().is_empty());
+        rig.seg(C2S, 777_000, SYN, b"", 5); // a new connection, the old end never seen
+        rig.seg(C2S, 777_001, ACK, b"new", 6);
+        let old = one(rig.table.take_closed());
+        assert_eq!(old.data(C2S), b"old");
+        assert_eq!(old.closed.unwrap().0, CloseReason::Evicted);
+        let new = one(rig.finish());
+        assert_eq!(new.data(C2S), b"new");
+        assert_eq!(rig.stats().tuple_reuses, 1);
+    }
+
+    #[test]
+    fn syn_ack_without_the_syn_still_starts_the_client_stream() {
+        let mut rig = Rig::new(TcpConfig::default());
+        rig.seg_on(rig.key, S2C, 5000, 1001, SYN | ACK, b"", 0); // the SYN was not captured
+        rig.seg_on(rig.key, C2S, 1001, 5001, ACK, b"", 1);
+        rig.seg(C2S, 1004, ACK, b"def", 2); // out of order
+        rig.seg(C2S, 1001, ACK, b"abc", 3);
+        let r = one(rig.finish());
+        assert_eq!(r.stream(C2S), vec![Recorded::Data(b"abcdef".to_vec())]);
+        assert!(r.chunks.iter().all(|(_, i)| !i.flags.midstream));
+        assert_eq!(rig.stats().midstream_flows, 0);
     }
 
     #[test]
@@ -1057,8 +1146,18 @@ mod tests {
         rig.seg(C2S, 1001, ACK, b"ab", 3);
         rig.seg(C2S, 1005, ACK, b"ef", 100); // bytes 2..4 lost
         rig.table.advance(Timestamp(900 * MS), FrameRef::default());
-        assert_eq!(rig.table.consumers_mut().next().unwrap().chunks.len(), 1, "still within the window");
-        rig.table.advance(Timestamp(1100 * MS), FrameRef { source: 0, index: 99 });
+        assert_eq!(
+            rig.table.consumers_mut().next().unwrap().chunks.len(),
+            1,
+            "still within the window"
+        );
+        rig.table.advance(
+            Timestamp(1100 * MS),
+            FrameRef {
+                source: 0,
+                index: 99,
+            },
+        );
         {
             let r = rig.table.consumers_mut().next().unwrap();
             assert_eq!(r.stream(C2S)[1], Recorded::Gap(2));
@@ -1083,7 +1182,10 @@ mod tests {
         rig.seg(C2S, 1005, ACK, b"ef", 10);
         rig.seg(C2S, 1007, ACK, b"gh", 2000);
         let r = rig.table.consumers_mut().next().unwrap();
-        assert_eq!(r.stream(C2S), vec![Recorded::Gap(4), Recorded::Data(b"efgh".to_vec())]);
+        assert_eq!(
+            r.stream(C2S),
+            vec![Recorded::Gap(4), Recorded::Data(b"efgh".to_vec())]
+        );
     }
 
     #[test]
@@ -1127,7 +1229,10 @@ mod tests {
         rig.seg(C2S, 1005, ACK, b"ef", 4);
         rig.seg_on(rig.key, S2C, 5001, 1005, ACK, b"", 5); // acks up to the hole's end
         let r = rig.table.consumers_mut().next().unwrap();
-        assert_eq!(r.stream(C2S)[1..], [Recorded::Gap(2), Recorded::Data(b"ef".to_vec())]);
+        assert_eq!(
+            r.stream(C2S)[1..],
+            [Recorded::Gap(2), Recorded::Data(b"ef".to_vec())]
+        );
         assert_eq!(rig.stats().gaps_acked, 1);
     }
 
@@ -1241,9 +1346,11 @@ mod tests {
         rig.seg(C2S, 1005, ACK, b"ef", 10);
         let other = key_for(40001);
         rig.seg_on(other, C2S, 1, 0, SYN, b"", 50_000);
-        rig.table.advance(Timestamp(60_010 * MS), FrameRef::default());
+        rig.table
+            .advance(Timestamp(60_010 * MS), FrameRef::default());
         assert!(rig.table.take_closed().is_empty());
-        rig.table.advance(Timestamp(60_011 * MS), FrameRef::default());
+        rig.table
+            .advance(Timestamp(60_011 * MS), FrameRef::default());
         let r = one(rig.table.take_closed());
         assert_eq!(r.closed.unwrap().0, CloseReason::Idle);
         assert_eq!(r.stream(C2S)[1], Recorded::Gap(2));
