@@ -195,6 +195,14 @@ pub fn guess_client_dir(key: &FlowKey) -> Dir {
 
 const NIL: u32 = u32::MAX;
 
+/// The earlier of two optional times.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 struct Flow<C> {
     key: FlowKey,
     first_frame: FrameRef,
@@ -207,8 +215,10 @@ struct Flow<C> {
     /// Idle order: towards the least recently seen (`prev`) and the most (`next`).
     prev: u32,
     next: u32,
-    /// Listed in `FlowTable::holes`.
-    has_holes: bool,
+    /// Position in `FlowTable::holes`, or NIL when not listed.
+    hole_pos: u32,
+    /// Listed in `FlowTable::touched`.
+    touched: bool,
 }
 
 /// One shard's flow table. `C` is the consumer of each flow's chunks.
@@ -222,6 +232,11 @@ pub struct FlowTable<C: StreamConsumer> {
     tail: u32,
     /// Slots of flows with bytes missing in some direction.
     holes: Vec<u32>,
+    /// No hole is older than the gap window before this capture time: until
+    /// then `advance` need not visit `holes`.
+    next_sweep: Timestamp,
+    /// Slots of flows that saw a segment or got chunks since `drain_touched`.
+    touched: Vec<u32>,
     buffered: usize,
     closed: Vec<C>,
     stats: TcpStats,
@@ -237,6 +252,8 @@ impl<C: StreamConsumer> FlowTable<C> {
             head: NIL,
             tail: NIL,
             holes: Vec::new(),
+            next_sweep: Timestamp(i64::MAX),
+            touched: Vec::new(),
             buffered: 0,
             closed: Vec::new(),
             stats: TcpStats::default(),
@@ -290,6 +307,24 @@ impl<C: StreamConsumer> FlowTable<C> {
             .filter_map(|s| s.as_mut().and_then(|f| f.consumer.as_mut()))
     }
 
+    /// Call `f` on the consumer of every live flow that saw a segment or got
+    /// chunks since the last call, in the order they were first touched
+    /// (deterministic; cheaper than [`Self::consumers_mut`] when few of many
+    /// flows are active).
+    pub fn drain_touched(&mut self, mut f: impl FnMut(&mut C)) {
+        for slot in std::mem::take(&mut self.touched) {
+            // A slot freed and reused since may be listed twice: the flag
+            // lets only its first listing through.
+            if let Some(flow) = self.slots[slot as usize].as_mut() {
+                if std::mem::take(&mut flow.touched) {
+                    if let Some(c) = flow.consumer.as_mut() {
+                        f(c);
+                    }
+                }
+            }
+        }
+    }
+
     /// Consumers of flows closed since the last call, in closing order.
     pub fn take_closed(&mut self) -> Vec<C> {
         std::mem::take(&mut self.closed)
@@ -336,6 +371,7 @@ impl<C: StreamConsumer> FlowTable<C> {
             }
         };
         self.touch(slot, seg.ts);
+        self.mark_touched(slot);
         self.feed(slot, seg, at);
     }
 
@@ -385,7 +421,8 @@ impl<C: StreamConsumer> FlowTable<C> {
             consumer: Some(consumer),
             prev: NIL,
             next: NIL,
-            has_holes: false,
+            hole_pos: NIL,
+            touched: false,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -411,7 +448,6 @@ impl<C: StreamConsumer> FlowTable<C> {
             half,
             consumer,
             client_dir,
-            has_holes,
             ..
         } = flow;
         let Some(consumer) = consumer.as_mut() else {
@@ -488,11 +524,10 @@ impl<C: StreamConsumer> FlowTable<C> {
             half[o.index()].acked(seg.ack, at, &mut sink);
             half[o.index()].expire(cfg.gap_window_ns, at, &mut sink);
         }
-        let holes = half.iter().any(|h| h.hole_since().is_some());
+        let oldest_hole = half.iter().fold(None, |o, h| earliest(o, h.hole_since()));
         let done = half[0].finished() && half[1].finished();
-        if holes && !*has_holes {
-            *has_holes = true;
-            self.holes.push(slot);
+        if let Some(since) = oldest_hole {
+            self.list_holes(slot, since);
         }
         if done {
             self.close(slot, CloseReason::Fin, at, true);
@@ -502,23 +537,26 @@ impl<C: StreamConsumer> FlowTable<C> {
         }
     }
 
-    /// Give up holes, the flow at hand first, then the others in the order
-    /// they got holes, until the table is within its total budget.
+    /// Give up holes, the flow at hand first, then the other listed flows
+    /// (each in full), until the table is within its total budget.
     fn shrink_total(&mut self, first: u32, at: At) {
         let budget = self.cfg.total_buffered_bytes;
-        let order: Vec<u32> = std::iter::once(first)
-            .chain(self.holes.iter().copied().filter(|&s| s != first))
-            .collect();
-        for slot in order {
-            if self.buffered <= budget {
+        self.give_up_holes(first, Some(budget), at);
+        while self.buffered > budget {
+            let Some(&slot) = self.holes.first() else {
                 break;
-            }
-            let Some(flow) = self.slots[slot as usize].as_mut() else {
-                continue;
             };
-            let Some(consumer) = flow.consumer.as_mut() else {
-                continue;
-            };
+            self.give_up_holes(slot, None, at);
+        }
+    }
+
+    /// Skip the holes of one flow, until the table is within `budget` (or all
+    /// of them); unlist the flow once it has none.
+    fn give_up_holes(&mut self, slot: u32, budget: Option<usize>, at: At) {
+        let Some(flow) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        if let Some(consumer) = flow.consumer.as_mut() {
             for (i, h) in flow.half.iter_mut().enumerate() {
                 let mut sink = Sink {
                     consumer: &mut *consumer,
@@ -526,7 +564,54 @@ impl<C: StreamConsumer> FlowTable<C> {
                     buffered: &mut self.buffered,
                     dir: if i == 0 { Dir::LoToHi } else { Dir::HiToLo },
                 };
-                while *sink.buffered > budget && h.skip_hole(GapCause::Budget, at, &mut sink) {}
+                while budget.map_or(true, |b| *sink.buffered > b)
+                    && h.skip_hole(GapCause::Budget, at, &mut sink)
+                {}
+            }
+        }
+        match flow
+            .half
+            .iter()
+            .fold(None, |o, h| earliest(o, h.hole_since()))
+        {
+            Some(since) => self.list_holes(slot, since),
+            None => self.unlist_holes(slot),
+        }
+        self.mark_touched(slot);
+    }
+
+    fn list_holes(&mut self, slot: u32, since: Timestamp) {
+        self.next_sweep = self
+            .next_sweep
+            .min(since.saturating_add_nanos(self.cfg.gap_window_ns));
+        let flow = self.slots[slot as usize].as_mut().expect("live slot");
+        if flow.hole_pos == NIL {
+            flow.hole_pos = self.holes.len() as u32;
+            self.holes.push(slot);
+        }
+    }
+
+    fn unlist_holes(&mut self, slot: u32) {
+        let Some(flow) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        let pos = std::mem::replace(&mut flow.hole_pos, NIL);
+        if pos == NIL {
+            return;
+        }
+        self.holes.swap_remove(pos as usize);
+        if let Some(&moved) = self.holes.get(pos as usize) {
+            if let Some(f) = self.slots[moved as usize].as_mut() {
+                f.hole_pos = pos;
+            }
+        }
+    }
+
+    fn mark_touched(&mut self, slot: u32) {
+        if let Some(flow) = self.slots[slot as usize].as_mut() {
+            if !flow.touched {
+                flow.touched = true;
+                self.touched.push(slot);
             }
         }
     }
@@ -547,13 +632,18 @@ impl<C: StreamConsumer> FlowTable<C> {
                 self.remove(slot);
             }
         }
+        if now < self.next_sweep {
+            return;
+        }
         let window = self.cfg.gap_window_ns;
+        let mut next_sweep = Timestamp(i64::MAX);
         let mut i = 0;
         while i < self.holes.len() {
             let slot = self.holes[i];
             let flow = self.slots[slot as usize]
                 .as_mut()
                 .expect("listed slot is live");
+            let mut oldest = None;
             if let Some(consumer) = flow.consumer.as_mut() {
                 for (d, h) in flow.half.iter_mut().enumerate() {
                     let mut sink = Sink {
@@ -563,15 +653,20 @@ impl<C: StreamConsumer> FlowTable<C> {
                         dir: if d == 0 { Dir::LoToHi } else { Dir::HiToLo },
                     };
                     h.expire(window, at, &mut sink);
+                    oldest = earliest(oldest, h.hole_since());
                 }
             }
-            if flow.half.iter().all(|h| h.hole_since().is_none()) {
-                flow.has_holes = false;
-                self.holes.swap_remove(i);
-            } else {
-                i += 1;
+            self.mark_touched(slot);
+            match oldest {
+                Some(since) => {
+                    next_sweep = next_sweep.min(since.saturating_add_nanos(window));
+                    i += 1;
+                }
+                // Unlisting moves the last entry to `i`: visit it next.
+                None => self.unlist_holes(slot),
             }
         }
+        self.next_sweep = next_sweep;
     }
 
     /// End of input: deliver everything buffered (gaps included) and close
@@ -618,10 +713,7 @@ impl<C: StreamConsumer> FlowTable<C> {
             self.closed.push(consumer);
         }
         flow.half = [HalfStream::default(), HalfStream::default()];
-        if flow.has_holes {
-            flow.has_holes = false;
-            self.holes.retain(|&s| s != slot);
-        }
+        self.unlist_holes(slot);
         if !keep {
             self.remove(slot);
         }
@@ -630,11 +722,9 @@ impl<C: StreamConsumer> FlowTable<C> {
     /// Drop an entry whose consumer is gone or is being dropped.
     fn remove(&mut self, slot: u32) {
         self.unlink(slot);
+        self.unlist_holes(slot);
         if let Some(flow) = self.slots[slot as usize].take() {
             self.index.remove(&flow.key);
-            if flow.has_holes {
-                self.holes.retain(|&s| s != slot);
-            }
             for mut h in flow.half {
                 h.discard(&mut self.buffered);
             }
@@ -1428,6 +1518,43 @@ mod tests {
         assert_eq!(rig.table.buffered_bytes(), 0);
         let flow = rig.table.slots[0].as_ref().unwrap();
         assert!(flow.half.iter().all(|h| h.buffered() == 0));
+    }
+
+    #[test]
+    fn many_flows_with_holes_get_their_gaps_whatever_closes_in_between() {
+        let cfg = TcpConfig {
+            gap_window_ns: 1000 * MS,
+            ..TcpConfig::default()
+        };
+        let mut rig = Rig::new(cfg);
+        for port in 40000..40050u16 {
+            let k = key_for(port);
+            rig.seg_on(k, C2S, 1, 0, SYN, b"", 0);
+            rig.seg_on(k, C2S, 5, 0, ACK, b"late", 10); // bytes 0..3 lost
+        }
+        // Every third flow is reset: the hole list must stay consistent.
+        for port in (40000..40050u16).step_by(3) {
+            rig.seg_on(key_for(port), S2C, 1, 0, RST, b"", 20);
+        }
+        let reset = rig.table.take_closed();
+        assert_eq!(reset.len(), 17);
+        assert!(reset.iter().all(|r| r.gaps(C2S) == vec![(0, 3)]));
+        rig.table.advance(Timestamp(500 * MS), FrameRef::default());
+        assert_eq!(rig.stats().gaps_window, 0);
+        rig.table.advance(Timestamp(1011 * MS), FrameRef::default());
+        assert_eq!(rig.stats().gaps_window, 33);
+        assert_eq!(rig.table.buffered_bytes(), 0);
+        let mut seen = 0;
+        rig.table.drain_touched(|r| {
+            assert_eq!(
+                r.stream(C2S),
+                vec![Recorded::Gap(3), Recorded::Data(b"late".to_vec())]
+            );
+            seen += 1;
+        });
+        assert_eq!(seen, 33);
+        rig.table.drain_touched(|_| panic!("nothing touched since"));
+        assert!(rig.table.holes.is_empty());
     }
 
     #[test]
