@@ -268,6 +268,110 @@ proptest! {
     }
 }
 
+/// Any segment at all, both directions, near the initial sequence numbers.
+#[derive(Clone, Debug)]
+struct Arbitrary {
+    from_client: bool,
+    seq_delta: i32,
+    ack_delta: i32,
+    flags: u8,
+    len: usize,
+    dt_ms: i64,
+}
+
+fn arbitrary_segment() -> impl Strategy<Value = Arbitrary> {
+    (
+        any::<bool>(),
+        -3000i32..3000,
+        -3000i32..3000,
+        any::<u8>(),
+        0usize..700,
+        0i64..3000,
+    )
+        .prop_map(
+            |(from_client, seq_delta, ack_delta, flags, len, dt_ms)| Arbitrary {
+                from_client,
+                seq_delta,
+                ack_delta,
+                flags,
+                len,
+                dt_ms,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Hostile or garbled segments (any flags, any sequence and ack numbers,
+    /// any order, small budgets) never panic, never deliver a byte twice or
+    /// out of order, and leave nothing buffered after the end of input.
+    #[test]
+    fn arbitrary_segments_keep_the_invariants(
+        segs in prop::collection::vec(arbitrary_segment(), 1..120),
+        isn in any::<u32>(),
+        small in any::<bool>(),
+    ) {
+        let cfg = if small {
+            TcpConfig {
+                ooo_bytes_per_dir: 900,
+                total_buffered_bytes: 1500,
+                max_flows: 1,
+                gap_window_ns: 500_000_000,
+                idle_timeout_ns: 2_000_000_000,
+            }
+        } else {
+            TcpConfig::default()
+        };
+        let data: Vec<u8> = (0..700u32).map(|i| (i * 31) as u8).collect();
+        let mut table: FlowTable<Recorder> = FlowTable::new(cfg);
+        let mut ts = 0i64;
+        let mut all = Vec::new();
+        for (i, a) in segs.iter().enumerate() {
+            ts += a.dt_ms * 1_000_000;
+            let k = key(40000);
+            let dir = if a.from_client { Dir::LoToHi } else { Dir::HiToLo };
+            let base = if a.from_client { isn } else { isn ^ 0x5555_5555 };
+            let peer = if a.from_client { isn ^ 0x5555_5555 } else { isn };
+            let seg = TcpSegment {
+                dir,
+                ack: peer.wrapping_add(a.ack_delta as u32),
+                ..segment(k, base.wrapping_add(a.seq_delta as u32), a.flags & 0x1f, &data[..a.len], i as u64 + 1, ts)
+            };
+            table.segment(&seg, |_| Recorder::default());
+            if i % 5 == 0 {
+                table.advance(Timestamp(ts), FrameRef { source: 0, index: i as u64 + 1 });
+            }
+            all.extend(table.take_closed());
+        }
+        table.finish(FrameRef { source: 0, index: u64::MAX });
+        all.extend(table.take_closed());
+        prop_assert_eq!(table.buffered_bytes(), 0);
+        prop_assert!(table.is_empty());
+        let stats = table.stats().clone();
+        let mut delivered = 0u64;
+        for r in &all {
+            prop_assert!(r.closed.is_some());
+            prop_assert_eq!(r.after_close, 0);
+            for dir in [Dir::LoToHi, Dir::HiToLo] {
+                let mut off = None;
+                for (c, info) in r.chunks.iter().filter(|(_, i)| i.dir == dir) {
+                    if let Some(o) = off {
+                        prop_assert_eq!(info.offset, o);
+                    }
+                    let n = match c {
+                        Recorded::Data(d) => { delivered += d.len() as u64; d.len() as u64 }
+                        Recorded::Gap(n) => *n,
+                    };
+                    off = Some(info.offset + n);
+                }
+            }
+        }
+        prop_assert_eq!(delivered, stats.delivered_bytes);
+        prop_assert!(stats.delivered_bytes <= stats.payload_bytes);
+    }
+}
+
 #[test]
 fn syn_flood_stays_within_the_flow_budget_and_counts_evictions() {
     let cfg = TcpConfig {

@@ -159,6 +159,7 @@ impl HalfStream {
         let mut end = off.saturating_add(len);
         if fin && self.fin_off.is_none() && end >= self.next as i64 {
             self.fin_off = Some(end as u64);
+            self.trim_after_fin(sink);
             if self.hole_since.is_none() && end as u64 > self.next {
                 self.hole_since = Some(at.ts);
             }
@@ -171,6 +172,11 @@ impl HalfStream {
             }
         }
         let next = self.next as i64;
+        if end <= off {
+            // Nothing of this segment lies before the FIN.
+            self.check_finished();
+            return;
+        }
         if end <= next {
             sink.stats.retransmitted_bytes += (end - off).max(0) as u64;
             self.check_finished();
@@ -205,6 +211,31 @@ impl HalfStream {
             self.insert(start, bytes, at, sink);
         }
         self.check_finished();
+    }
+
+    /// Drop buffered bytes at or past the FIN (a peer that contradicts itself).
+    fn trim_after_fin<C>(&mut self, sink: &mut Sink<'_, C>) {
+        let (Some(fin), Some(reorder)) = (self.fin_off, self.reorder.as_mut()) else {
+            return;
+        };
+        let mut dropped = 0usize;
+        for (_, piece) in reorder.pieces.split_off(&fin) {
+            dropped += piece.data.len();
+        }
+        if let Some((&start, piece)) = reorder.pieces.iter_mut().next_back() {
+            let keep = (fin - start) as usize;
+            if piece.data.len() > keep {
+                dropped += piece.data.len() - keep;
+                piece.data.truncate(keep);
+            }
+        }
+        reorder.bytes -= dropped;
+        *sink.buffered -= dropped;
+        sink.stats.data_after_fin_bytes += dropped as u64;
+        if reorder.pieces.is_empty() {
+            self.reorder = None;
+            self.hole_since = None;
+        }
     }
 
     fn check_finished(&mut self) {

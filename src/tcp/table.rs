@@ -1142,6 +1142,28 @@ mod tests {
     }
 
     #[test]
+    fn bytes_past_a_fin_are_dropped_even_with_a_hole_before_it() {
+        let mut rig = Rig::new(TcpConfig::default());
+        rig.handshake();
+        rig.seg(C2S, 1001, ACK, b"ab", 3);
+        rig.seg(C2S, 1008, ACK, b"hijk", 4); // buffered: offsets 7..11
+        rig.seg(C2S, 1010, ACK | FIN, b"", 5); // FIN at offset 9 contradicts it
+        rig.seg(C2S, 1020, ACK, b"later", 6); // wholly past the FIN
+        let s = rig.stats();
+        assert_eq!(s.data_after_fin_bytes, 2 + 5);
+        assert_eq!(rig.table.buffered_bytes(), 2);
+        let r = one(rig.finish());
+        assert_eq!(
+            r.stream(C2S),
+            vec![
+                Recorded::Data(b"ab".to_vec()),
+                Recorded::Gap(5),
+                Recorded::Data(b"hi".to_vec())
+            ]
+        );
+    }
+
+    #[test]
     fn reused_four_tuple_starts_a_new_flow() {
         let mut rig = Rig::new(TcpConfig::default());
         rig.handshake();
