@@ -9,8 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use imscan::capture::FrameRef;
 use imscan::net::{Dir, Endpoint, FlowKey, TcpFlags, TcpSegment, Transport};
+use imscan::tcp::export::{FlowExport, StreamExport};
 use imscan::tcp::harness::{check_split_invariance, Conversation, Recorded, Recorder, Side};
-use imscan::tcp::{CloseReason, FlowTable, TcpConfig};
+use imscan::tcp::{CloseReason, FlowTable, TcpConfig, Tee};
 use imscan::time::Timestamp;
 use proptest::prelude::*;
 
@@ -265,6 +266,45 @@ proptest! {
         let observe = |r: Recorder| (r.stream(Dir::LoToHi), r.stream(Dir::HiToLo));
         let got = check_split_invariance(&conv, Recorder::default, observe, 8);
         prop_assert!(got.is_ok(), "{:?}", got.err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    /// `--streams`: the file holds exactly the delivered bytes (gaps not
+    /// filled) and the record lists the model's gaps at the right offsets.
+    #[test]
+    fn exported_file_holds_the_delivered_bytes_and_lists_the_gaps(sc in scenario()) {
+        let tmp = tempfile::tempdir().unwrap();
+        let export = StreamExport::create(tmp.path(), 8).unwrap();
+        let k = key(40000);
+        let mut table: FlowTable<Tee<Recorder, FlowExport>> = FlowTable::new(TcpConfig::default());
+        let make = |n: &imscan::tcp::NewFlow| Tee(Recorder::default(), export.flow(n));
+        table.segment(&segment(k, sc.isn, TcpFlags::SYN, b"", 1, 0), make);
+        for (i, s) in sc.sends.iter().enumerate() {
+            let seq = sc.isn.wrapping_add(1).wrapping_add(s.start as u32);
+            let flags = TcpFlags::ACK | if s.fin { TcpFlags::FIN } else { 0 };
+            table.segment(&segment(k, seq, flags, &sc.stream[s.start..s.end], i as u64 + 2, 0), make);
+        }
+        table.finish(FrameRef { source: 0, index: 1_000_000 });
+        let Tee(rec, exp) = table.take_closed().pop().unwrap();
+        let record = exp.into_record();
+        let file = std::fs::read(tmp.path().join(&record.client_to_server.file)).unwrap();
+        prop_assert_eq!(&file, &rec.data(Dir::LoToHi));
+        prop_assert_eq!(record.client_to_server.bytes, file.len() as u64);
+        let gaps: Vec<(u64, u64)> = record.client_to_server.gaps.iter().map(|g| (g.stream_offset, g.len)).collect();
+        prop_assert_eq!(gaps, rec.gaps(Dir::LoToHi));
+        let mut written = 0;
+        for g in &record.client_to_server.gaps {
+            // The file offset of a gap is the stream offset minus the bytes lost before it.
+            prop_assert_eq!(g.file_offset, g.stream_offset - written);
+            written += g.len;
+        }
+        prop_assert_eq!(&record.flow, "1:1");
+        prop_assert_eq!(&record.client_to_server.file, "192.168.1.10.40000-192.168.1.20.1863");
+        let path = export.write_index(vec![record]).unwrap();
+        prop_assert_eq!(std::fs::read_to_string(path).unwrap().lines().count(), 1);
     }
 }
 
