@@ -199,14 +199,23 @@ impl HalfStream {
                 .unwrap_or(u64::MAX);
             let take = ((limit - start).min(bytes.len() as u64)) as usize;
             let (now, rest) = bytes.split_at(take);
-            let info = self.info(sink.dir, at, at.frame);
-            self.next += now.len() as u64;
-            sink.stats.delivered_bytes += now.len() as u64;
-            sink.consumer.on_chunk(Chunk::Data(now), &info);
+            if !now.is_empty() {
+                let info = self.info(sink.dir, at, at.frame);
+                self.next += now.len() as u64;
+                sink.stats.delivered_bytes += now.len() as u64;
+                sink.consumer.on_chunk(Chunk::Data(now), &info);
+            }
             if !rest.is_empty() {
                 self.insert(self.next, rest, at, sink);
             }
             self.drain(at, sink);
+            if !now.is_empty() && self.reorder.is_some() {
+                // The stream made progress: the hole that remains is timed
+                // from now. A stray segment far ahead (a corrupt sequence
+                // number) thus never turns a flowing stream into a gap; a
+                // FIN or the end of input disposes of it.
+                self.hole_since = Some(at.ts);
+            }
         } else {
             self.insert(start, bytes, at, sink);
         }

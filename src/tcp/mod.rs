@@ -89,7 +89,8 @@ pub trait StreamConsumer {
     fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef);
 
     /// False once the consumer needs no more bytes of this flow (e.g. it is
-    /// not IM): the reassembler then stops buffering and delivering them, and
+    /// not IM): the reassembler then stops buffering and delivering them for
+    /// good (asked before each segment; a later `true` is not heeded), and
     /// only watches for the end of the flow.
     fn wants_data(&self) -> bool {
         true

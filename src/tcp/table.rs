@@ -219,6 +219,9 @@ struct Flow<C> {
     hole_pos: u32,
     /// Listed in `FlowTable::touched`.
     touched: bool,
+    /// The consumer said it wants no more bytes; stays so (the sequence
+    /// tracking stopped, so delivery could not resume consistently).
+    unwanted: bool,
 }
 
 /// One shard's flow table. `C` is the consumer of each flow's chunks.
@@ -423,6 +426,7 @@ impl<C: StreamConsumer> FlowTable<C> {
             next: NIL,
             hole_pos: NIL,
             touched: false,
+            unwanted: false,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -448,6 +452,7 @@ impl<C: StreamConsumer> FlowTable<C> {
             half,
             consumer,
             client_dir,
+            unwanted,
             ..
         } = flow;
         let Some(consumer) = consumer.as_mut() else {
@@ -466,7 +471,8 @@ impl<C: StreamConsumer> FlowTable<C> {
             self.close(slot, CloseReason::Rst, at, true);
             return;
         }
-        if !consumer.wants_data() {
+        if *unwanted || !consumer.wants_data() {
+            *unwanted = true;
             self.stats.unwanted_bytes += seg.payload.len() as u64;
             for h in half.iter_mut() {
                 h.discard(&mut self.buffered);
@@ -1281,6 +1287,31 @@ mod tests {
         let r = one(rig.finish());
         assert_eq!(r.data(C2S), b"abefgh");
         assert_eq!((s.gaps, s.gap_bytes, s.gaps_window), (1, 2, 1));
+    }
+
+    #[test]
+    fn a_stray_segment_far_ahead_does_not_cut_a_flowing_stream() {
+        let cfg = TcpConfig {
+            gap_window_ns: 1000 * MS,
+            ..TcpConfig::default()
+        };
+        let mut rig = Rig::new(cfg);
+        rig.handshake();
+        rig.seg(C2S, 1001 + 50_000_000, ACK, b"bogus", 3); // corrupt sequence number
+        let mut seq = 1001u32;
+        for t in 0..30 {
+            rig.seg(C2S, seq, ACK, b"0123456789", 10 + t * 200);
+            rig.table
+                .advance(Timestamp((10 + t * 200) * MS), FrameRef::default());
+            seq += 10;
+        }
+        assert_eq!(rig.stats().gaps, 0, "the stream kept flowing");
+        rig.seg(C2S, seq, ACK | FIN, b"", 7000);
+        let s = rig.stats();
+        let r = one(rig.finish());
+        assert_eq!(r.data(C2S), b"0123456789".repeat(30));
+        assert_eq!(r.gaps(C2S), vec![]);
+        assert_eq!(s.data_after_fin_bytes, 5);
     }
 
     #[test]
