@@ -4,6 +4,12 @@
 
 mod proto_support;
 
+use std::sync::Arc;
+
+use imscan::event::FlowId;
+use imscan::proto::{FlowDecoder, FlowStart};
+use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, Side as HSide};
+
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
 use proptest::prelude::*;
@@ -499,6 +505,50 @@ fn stats_count_flows_units_and_merge() {
     assert_eq!(total.units, 6);
     let json = serde_json::to_string(&total).unwrap();
     assert!(json.contains("\"caps_hit\":0"), "{json}");
+}
+
+/// A decoder for the tcp harness's flow (10.0.0.1:40000 → 10.0.0.2:5222, SYN seen).
+fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
+    let nf = harness_flow();
+    FlowDecoder::new(
+        Arc::new(config.clone()),
+        FlowStart {
+            key: nf.key,
+            flow: FlowId(nf.frame),
+            source: nf.frame.source,
+            client_dir: nf.client_dir,
+        },
+    )
+}
+
+fn harness_events(mut d: FlowDecoder) -> Vec<String> {
+    let (mut ev, mut facts) = (Vec::new(), Vec::new());
+    d.drain(&mut ev, &mut facts);
+    essence(&ev)
+}
+
+#[test]
+fn split_invariance_with_gaps_through_the_tcp_harness() {
+    let conv = conversation()
+        .into_iter()
+        .fold(Conversation::new(), |c, (client, b)| {
+            if client {
+                c.client(b)
+            } else {
+                c.server(b)
+            }
+        })
+        // A gap inside a line and one between lines, each side.
+        .client(b"PRIVMSG #rust :cut by a ga")
+        .gap(HSide::Client, 12)
+        .client(b"p\r\nPRIVMSG #rust :after the gap\r\n")
+        .server(b":bob!b@h PRIVMSG #rust :whole\r\n")
+        .gap(HSide::Server, 40)
+        .server(b"tail of a lost line\r\n:bob!b@h PRIVMSG #rust :after\r\n");
+    let got = check_split_invariance(&conv, || harness_decoder(&cfg()), harness_events, 16)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 12, "{got:#?}");
+    assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
 }
 
 fn fixture(name: &str) -> String {

@@ -6,6 +6,12 @@
 
 mod proto_support;
 
+use std::sync::Arc;
+
+use imscan::event::FlowId;
+use imscan::proto::{FlowDecoder, FlowStart};
+use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, Side as HSide};
+
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
@@ -370,6 +376,48 @@ fn generic_xml_is_not_xmpp() {
     );
     assert!(!f.dec.wants_data());
     assert!(f.events().is_empty());
+}
+
+/// A decoder for the tcp harness's flow (10.0.0.1:40000 → 10.0.0.2:5222, SYN seen).
+fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
+    let nf = harness_flow();
+    FlowDecoder::new(
+        Arc::new(config.clone()),
+        FlowStart {
+            key: nf.key,
+            flow: FlowId(nf.frame),
+            source: nf.frame.source,
+            client_dir: nf.client_dir,
+        },
+    )
+}
+
+fn harness_events(mut d: FlowDecoder) -> Vec<String> {
+    let (mut ev, mut facts) = (Vec::new(), Vec::new());
+    d.drain(&mut ev, &mut facts);
+    essence(&ev)
+}
+
+#[test]
+fn split_invariance_with_gaps_through_the_tcp_harness() {
+    let conv = conversation()
+        .into_iter()
+        .fold(Conversation::new(), |c, (client, b)| {
+            if client {
+                c.client(b)
+            } else {
+                c.server(b)
+            }
+        })
+        .client(b"<message to='a@x'><body>cut by a g")
+        .gap(HSide::Client, 12)
+        .client(b"ap</body></message><message to='a@x'><body>after the gap</body></message>")
+        .gap(HSide::Server, 40)
+        .server(b"ody></message><message from='a@x/r' type='chat'><body>after</body></message>");
+    let got = check_split_invariance(&conv, || harness_decoder(&cfg()), harness_events, 16)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), 9, "{got:#?}");
+    assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
 }
 
 fn fixture(name: &str) -> String {
