@@ -7,6 +7,17 @@ use std::sync::Arc;
 
 use crate::time::Timestamp;
 
+mod container;
+mod damage;
+mod pcap;
+mod pcapng;
+mod reader;
+mod source;
+
+pub use container::{CaptureStats, MAX_BLOCK_LEN, MAX_FRAME_LEN};
+pub use damage::{CaptureError, CaptureWarning, Damage, Recovery};
+pub use reader::{CaptureReader, InputSummary, ReadOptions};
+
 /// Index of an input in the capture set, in the order given on the command line.
 pub type SourceId = u16;
 
