@@ -274,7 +274,13 @@ impl PcapParser {
         };
         let left = (win.len() - hl) as u64;
         if h.caplen > MAX_FRAME_LEN {
-            let what = if eof && u64::from(h.caplen) > left {
+            // Say "overruns" only when the input's end is in sight, so a map
+            // and a stream of the same bytes report the same damage.
+            let horizon = hl + MAX_FRAME_LEN as usize + 1;
+            if !eof && win.len() < horizon {
+                return Step::NeedMore(horizon);
+            }
+            let what = if eof && win.len() < horizon && u64::from(h.caplen) > left {
                 Damage::RecordOverrun {
                     len: h.caplen.into(),
                     left,

@@ -155,7 +155,13 @@ impl PcapNgParser {
             return Err(Some(Damage::BlockLenUnaligned { block_type, len }));
         }
         if len > MAX_BLOCK_LEN {
-            let what = if eof && len as usize > win.len() {
+            // Say "overruns" only when the input's end is in sight, so a map
+            // and a stream of the same bytes report the same damage.
+            let horizon = MAX_BLOCK_LEN as usize + 1;
+            if !eof && win.len() < horizon {
+                return Err(None);
+            }
+            let what = if eof && win.len() < horizon && len as usize > win.len() {
                 Damage::BlockOverrun {
                     block_type,
                     len: len.into(),
@@ -206,16 +212,25 @@ impl PcapNgParser {
         let Some(Ok((block_type, be))) = self.block_type(w) else {
             return Candidate::No;
         };
-        if min_len(block_type).is_none() {
+        let Some(min) = min_len(block_type) else {
+            return Candidate::No;
+        };
+        let Some(len) = u32_at(w, 4, be) else {
+            return Candidate::No;
+        };
+        if len < min || len % 4 != 0 || len > MAX_BLOCK_LEN {
             return Candidate::No;
         }
-        match self.framing(w, eof) {
-            Ok(_) => {}
-            Err(None) => {
-                let len = u32_at(w, 4, be).unwrap_or(12) as usize;
-                return Candidate::NeedMore(len.max(12));
-            }
-            Err(Some(_)) => return Candidate::No,
+        let ulen = len as usize;
+        if w.len() < ulen {
+            return if eof {
+                Candidate::No
+            } else {
+                Candidate::NeedMore(ulen)
+            };
+        }
+        if u32_at(w, ulen - 4, be) != Some(len) {
+            return Candidate::No;
         }
         let iface_ok = match block_type {
             EPB => u32_at(w, 8, be).is_some_and(|i| (i as usize) < self.interfaces.len()),
@@ -462,7 +477,9 @@ impl PcapNgParser {
                     .block_type(win)
                     .and_then(|r| r.ok())
                     .is_some_and(|(_, be)| be);
-                let want = u32_at(win, 4, be).unwrap_or(12).clamp(12, MAX_BLOCK_LEN);
+                let want = u32_at(win, 4, be)
+                    .unwrap_or(12)
+                    .clamp(12, MAX_BLOCK_LEN + 1);
                 return Step::NeedMore(want as usize);
             }
             Err(Some(what)) => {

@@ -12,15 +12,19 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::container::{CaptureStats, Ledger, Step};
+use super::container::{CaptureStats, Ledger, Step, MAX_BLOCK_LEN};
 use super::damage::{CaptureError, CaptureWarning, Damage, Recovery};
 use super::pcap::{is_pcap_magic, PcapParser};
 use super::pcapng::{PcapNgParser, SHB};
 use super::{source, Batch, BatchData, FrameMeta, SourceId};
 use crate::time::Timestamp;
 
-/// How much a stream reader asks for at a time (and its least buffer size).
-const STREAM_CHUNK: usize = 1 << 20;
+/// A stream window's starting size; it grows (up to the largest block) only
+/// as needed.
+const STREAM_CHUNK: usize = 256 << 10;
+/// The most a stream window ever holds: the largest block plus slack for the
+/// parsers' look-ahead (the header after it).
+const STREAM_WINDOW_MAX: usize = MAX_BLOCK_LEN as usize + 64;
 
 /// Options for reading one input.
 #[derive(Clone, Copy, Debug, Default)]
@@ -146,10 +150,13 @@ impl StreamWindow {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        if self.buf.len() < need {
-            self.buf.resize(need, 0);
-        }
         while self.end < need {
+            if self.end == self.buf.len() {
+                // Grow only as bytes actually arrive: a hostile length asks
+                // for up to the largest block, a short stream never gets it.
+                let grown = (self.buf.len() * 2).clamp(self.end + 1, need.max(self.end + 1));
+                self.buf.resize(grown, 0);
+            }
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;
@@ -482,7 +489,18 @@ impl CaptureReader {
                                 self.done = true;
                                 break;
                             }
-                            if let Err(e) = w.fill(n) {
+                            // Always ask for more than the window holds (so a
+                            // parser cannot stall the loop) and never more than
+                            // the largest block (so it cannot exhaust memory).
+                            let held = w.end - w.start;
+                            let want = n.max(held + 1).min(STREAM_WINDOW_MAX);
+                            if want <= held {
+                                // Unreachable by the parsers' bounds; stop
+                                // rather than spin.
+                                self.done = true;
+                                break;
+                            }
+                            if let Err(e) = w.fill(want) {
                                 let offset = w.base + (w.end - w.start) as u64;
                                 self.ledger.damage(
                                     offset,
