@@ -228,6 +228,23 @@ fn sections_pcapng() -> Vec<u8> {
     f.bytes()
 }
 
+/// A big-endian section whose interfaces have if_tsoffset (negative and
+/// positive) and a power-of-2 and a millisecond resolution.
+fn be_tsoffset_pcapng() -> Vec<u8> {
+    let e = udp_frame(ETHERNET, 40, 12);
+    let r = udp_frame(RAW, 41, 12);
+    let mut f = PcapNgFile::new(true);
+    f.interface(
+        Interface::new(ETHERNET)
+            .tsresol(0x80 | 30)
+            .tsoffset(-86_400),
+    );
+    f.interface(Interface::new(RAW).tsresol(3).tsoffset(1_000_000_000));
+    f.epb(0, ts(T0, 250_000_000), &e, e.len() as u32)
+        .epb(1, ts(T0, 7_000_000), &r, r.len() as u32);
+    f.bytes()
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(bytes).unwrap();
@@ -336,6 +353,7 @@ fn generated() -> Vec<(&'static str, Vec<u8>)> {
         ("capture/be-nsec.pcap", be_nsec()),
         ("capture/interfaces.pcapng", interfaces_pcapng()),
         ("capture/sections.pcapng", sections_pcapng()),
+        ("capture/be-tsoffset.pcapng", be_tsoffset_pcapng()),
         ("capture/damaged/bad-magic.pcap", bad_magic()),
         ("capture/damaged/empty.pcap", Vec::new()),
         ("capture/damaged/header-only.pcap", le_usec()[..24].to_vec()),
@@ -457,6 +475,7 @@ fn generated_captures_match_tshark() {
         "capture/be-nsec.pcap",
         "capture/interfaces.pcapng",
         "capture/sections.pcapng",
+        "capture/be-tsoffset.pcapng",
     ] {
         assert_matches_tshark(name);
     }
@@ -531,6 +550,18 @@ fn pcapng_sections_of_both_orders_spb_obsolete_and_unknown_blocks() {
     assert_eq!(out.summary.stats.unknown_blocks, 1);
     assert!(out.warnings.is_empty());
     assert_eq!(out.summary.format, "pcapng");
+}
+
+#[test]
+fn big_endian_section_with_tsoffset_and_binary_resolution() {
+    let out = read_both(&be_tsoffset_pcapng());
+    let got: Vec<_> = out.frames.iter().map(|f| (f.link, f.ts)).collect();
+    // 0.25 s is exact in 2^-30 s units; 7 ms in ms units.
+    assert_eq!(
+        got,
+        vec![(ETHERNET, ts(T0, 250_000_000)), (RAW, ts(T0, 7_000_000))]
+    );
+    assert!(out.warnings.is_empty());
 }
 
 #[test]

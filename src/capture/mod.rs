@@ -52,6 +52,8 @@ pub struct Frame<'a> {
     pub source: SourceId,
     /// 1-based frame number within its input file.
     pub index: u64,
+    /// Capture time. A pcapng Simple Packet Block carries none: its frame
+    /// reuses the time of the previous frame of the file.
     pub ts: Timestamp,
     pub link_type: LinkType,
     /// The captured bytes (may be shorter than `orig_len` when snaplen cut it).
