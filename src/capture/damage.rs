@@ -16,8 +16,8 @@ pub enum CaptureError {
     Open { file: String, err: io::Error },
     /// Reading the first bytes failed (I/O or gzip error).
     Read { file: String, err: io::Error },
-    /// The input has no bytes at all.
-    Empty { file: String },
+    /// The input (or the content of a gzip input) has no bytes at all.
+    Empty { file: String, gzip: bool },
     /// The first bytes are no pcap, pcapng or gzip magic.
     NotCapture {
         file: String,
@@ -32,7 +32,7 @@ impl CaptureError {
         match self {
             CaptureError::Open { file, .. }
             | CaptureError::Read { file, .. }
-            | CaptureError::Empty { file }
+            | CaptureError::Empty { file, .. }
             | CaptureError::NotCapture { file, .. } => file,
         }
     }
@@ -66,8 +66,14 @@ impl fmt::Display for CaptureError {
             CaptureError::Read { file, err } => {
                 write!(f, "{file}: cannot read: {}", io_reason(err))
             }
-            CaptureError::Empty { file } => {
+            CaptureError::Empty { file, gzip: false } => {
                 write!(f, "{file}: empty file (0 bytes), not a pcap or pcapng file")
+            }
+            CaptureError::Empty { file, gzip: true } => {
+                write!(
+                    f,
+                    "{file}: gzip content is empty, not a pcap or pcapng file"
+                )
             }
             CaptureError::NotCapture { file, first, gzip } => write!(
                 f,

@@ -13,7 +13,8 @@
 //! record header is plausible (the framing holds), with a warning; otherwise
 //! the reader resynchronises by scanning forward for a plausible header whose
 //! timestamp is within a day of the last good frame and whose successor is
-//! plausible too. Frame numbers count records read; records lost inside a
+//! plausible too (at the very end of the input a lone record is accepted only
+//! when there is a last good frame to compare its time with). Frame numbers count records read; records lost inside a
 //! resynchronised range are unknowable and get no number.
 
 use pcap_parser::pcap::parse_pcap_header;
@@ -114,7 +115,7 @@ impl PcapParser {
                 Candidate::NeedMore(hl)
             };
         };
-        if !self.plausible(&h) || h.origlen == 0 {
+        if !self.plausible(&h) || h.origlen == 0 || h.origlen > MAX_FRAME_LEN {
             return Candidate::No;
         }
         let ts = self.ts(&h);
@@ -129,7 +130,9 @@ impl PcapParser {
                 return Candidate::NeedMore(next + hl);
             }
             // The exact end, or a cut-short header the normal path reports.
-            return if w.len() >= next {
+            // Without an earlier frame to compare times with, one header is
+            // too weak a proof: random bytes pass it too often.
+            return if w.len() >= next && self.last_ts.is_some() {
                 Candidate::Yes
             } else {
                 Candidate::No
@@ -481,6 +484,23 @@ mod tests {
             ledger.warnings[0].what,
             Damage::TruncatedFileHeader { have: 10, need: 24 }
         );
+    }
+
+    #[test]
+    fn modified_format_has_24_byte_record_headers() {
+        let mut f = file(false, MAGIC_MODIFIED, 65535, &[]);
+        for (secs, data) in [(1u32, b"abc".as_slice()), (2, b"de")] {
+            f.extend_from_slice(&secs.to_le_bytes());
+            f.extend_from_slice(&0u32.to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            f.extend_from_slice(&[0; 8]); // ifindex, protocol, pkt_type, pad
+            f.extend_from_slice(data);
+        }
+        let (frames, ledger) = run(&f);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(&f[frames[1].offset..frames[1].offset + 2], b"de");
+        assert!(ledger.warnings.is_empty());
     }
 
     #[test]

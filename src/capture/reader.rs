@@ -285,6 +285,7 @@ impl CaptureReader {
         if size == 0 {
             return Err(CaptureError::Empty {
                 file: path.to_owned(),
+                gzip: false,
             });
         }
         let map = source::map_file(&file).map_err(open_err)?;
@@ -354,6 +355,7 @@ impl CaptureReader {
         if first.is_empty() {
             return Err(CaptureError::Empty {
                 file: name.to_owned(),
+                gzip,
             });
         }
         let Some((container, format)) = Container::detect(first) else {
