@@ -1,7 +1,8 @@
-//! Frame iteration speed of the capture stage: a generated 256 MB pcap of
-//! Ethernet/IPv4/TCP frames of mixed sizes (written to a temporary file at
-//! bench time, never committed), read from the page cache memory-mapped and
-//! as a stream. Throughput is input bytes per second.
+//! Frame iteration speed of the capture stage: a generated 256 MB pcap (and
+//! the same frames as pcapng) of Ethernet/IPv4/TCP frames of mixed sizes,
+//! written to a temporary directory at bench time (never committed), read from
+//! the page cache memory-mapped, as a stream, and memory-mapped with SHA-256.
+//! Throughput is input bytes per second. Run: `cargo bench --bench capture`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -15,7 +16,7 @@ use imscan::time::Timestamp;
 #[path = "../tests/support/pcapfile.rs"]
 mod pcapfile;
 
-use pcapfile::{PcapFile, ETHERNET};
+use pcapfile::{Interface, PcapFile, PcapNgFile, ETHERNET};
 
 const TARGET_BYTES: u64 = 256 << 20;
 
@@ -35,29 +36,39 @@ fn tcp_frame(seq: u32, payload: usize) -> Vec<u8> {
     f
 }
 
-fn generate(path: &Path) -> u64 {
+/// Writes about [`TARGET_BYTES`] of frames as pcap or (one interface) pcapng.
+fn generate(path: &Path, ng: bool) -> u64 {
     // Mixed sizes as in chat traffic: bare ACKs, short messages, full segments.
     let sizes = [0usize, 0, 40, 120, 300, 700, 1460, 1460, 1460, 90];
     let frames: Vec<Vec<u8>> = sizes.iter().map(|&s| tcp_frame(1, s)).collect();
     let mut out = BufWriter::new(File::create(path).expect("create bench capture"));
-    let mut f = PcapFile::new(false, false, ETHERNET, 262_144);
+    let mut pcap = PcapFile::new(false, false, ETHERNET, 262_144);
+    let mut pcapng = PcapNgFile::new(false);
+    pcapng.interface(Interface::new(ETHERNET).tsresol(9));
     let mut written = 0u64;
     let mut i = 0u64;
     let mut ts = Timestamp::from_secs_nanos(1_700_000_000, 0);
+    let mut flush = |chunk: Vec<u8>, written: &mut u64| {
+        *written += chunk.len() as u64;
+        out.write_all(&chunk).expect("write bench capture");
+    };
     while written < TARGET_BYTES {
         let frame = &frames[(i % frames.len() as u64) as usize];
-        f.record(ts, frame, frame.len() as u32);
+        if ng {
+            pcapng.epb(0, ts, frame, frame.len() as u32);
+        } else {
+            pcap.record(ts, frame, frame.len() as u32);
+        }
         ts = ts.saturating_add_nanos(37_000);
         i += 1;
-        if f.len() > 1 << 20 {
-            let chunk = f.take();
-            written += chunk.len() as u64;
-            out.write_all(&chunk).expect("write bench capture");
+        if pcap.len() + pcapng.len() > 1 << 20 {
+            let chunk = if ng { pcapng.take() } else { pcap.take() };
+            flush(chunk, &mut written);
         }
     }
-    let chunk = f.take();
-    written += chunk.len() as u64;
-    out.write_all(&chunk).expect("write bench capture");
+    let chunk = if ng { pcapng.take() } else { pcap.take() };
+    flush(chunk, &mut written);
+    drop(flush);
     out.flush().expect("flush bench capture");
     written
 }
@@ -80,29 +91,37 @@ fn iterate(mut r: CaptureReader) -> u64 {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bench.pcap");
-    let size = generate(&path);
-    let p = path.to_str().expect("utf-8 temp path").to_owned();
+    let pcap_path = dir.path().join("bench.pcap");
+    let ng_path = dir.path().join("bench.pcapng");
+    let pcap_size = generate(&pcap_path, false);
+    let ng_size = generate(&ng_path, true);
+    let pcap = pcap_path.to_str().expect("utf-8 temp path").to_owned();
+    let ng = ng_path.to_str().expect("utf-8 temp path").to_owned();
+    let open = |p: &str, hash: bool| CaptureReader::open(p, 0, ReadOptions { hash }).expect("open");
     // Warm the page cache once.
-    iterate(CaptureReader::open(&p, 0, ReadOptions::default()).expect("open"));
+    iterate(open(&pcap, false));
+    iterate(open(&ng, false));
 
     let mut g = c.benchmark_group("capture");
-    g.throughput(Throughput::Bytes(size));
     g.sample_size(10);
     g.measurement_time(std::time::Duration::from_secs(8));
+    g.throughput(Throughput::Bytes(pcap_size));
     g.bench_function("pcap_mapped_256MB", |b| {
-        b.iter(|| iterate(CaptureReader::open(&p, 0, ReadOptions::default()).expect("open")))
+        b.iter(|| iterate(open(&pcap, false)))
     });
     g.bench_function("pcap_stream_256MB", |b| {
         b.iter(|| {
-            let file = File::open(&p).expect("open");
-            iterate(
-                CaptureReader::open_reader(file, "bench", 0, ReadOptions::default()).expect("open"),
-            )
+            let file = File::open(&pcap).expect("open");
+            let r = CaptureReader::open_reader(file, "bench", 0, ReadOptions::default());
+            iterate(r.expect("open"))
         })
     });
     g.bench_function("pcap_mapped_sha256_256MB", |b| {
-        b.iter(|| iterate(CaptureReader::open(&p, 0, ReadOptions { hash: true }).expect("open")))
+        b.iter(|| iterate(open(&pcap, true)))
+    });
+    g.throughput(Throughput::Bytes(ng_size));
+    g.bench_function("pcapng_mapped_256MB", |b| {
+        b.iter(|| iterate(open(&ng, false)))
     });
     g.finish();
 }

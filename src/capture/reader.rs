@@ -345,7 +345,7 @@ impl CaptureReader {
         if is_gzip(window.window()) {
             gzip = true;
             let prefix = window.window().to_vec();
-            let StreamWindow { stream, .. } = *Box::new(window);
+            let StreamWindow { stream, .. } = window;
             let counted = stream.into_counted();
             let decoder = MultiGzDecoder::new(Cursor::new(prefix).chain(counted));
             window = StreamWindow::new(Stream::Gzip(Box::new(decoder)));

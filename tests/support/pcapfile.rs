@@ -336,13 +336,20 @@ impl PcapNgFile {
         self.big_endian
     }
 
-    /// Bytes written so far (the offset the next block will start at).
+    /// Bytes held so far (the offset the next block will start at, unless
+    /// [`PcapNgFile::take`] was used).
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
     pub fn bytes(&self) -> Vec<u8> {
         self.buf.clone()
+    }
+
+    /// Hands over the bytes held so far and keeps writing into an empty
+    /// buffer: for generating large files piece by piece.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     pub fn write_to(&self, path: &Path) -> io::Result<()> {
