@@ -48,10 +48,6 @@ fn generate(path: &Path, ng: bool) -> u64 {
     let mut written = 0u64;
     let mut i = 0u64;
     let mut ts = Timestamp::from_secs_nanos(1_700_000_000, 0);
-    let mut flush = |chunk: Vec<u8>, written: &mut u64| {
-        *written += chunk.len() as u64;
-        out.write_all(&chunk).expect("write bench capture");
-    };
     while written < TARGET_BYTES {
         let frame = &frames[(i % frames.len() as u64) as usize];
         if ng {
@@ -63,12 +59,13 @@ fn generate(path: &Path, ng: bool) -> u64 {
         i += 1;
         if pcap.len() + pcapng.len() > 1 << 20 {
             let chunk = if ng { pcapng.take() } else { pcap.take() };
-            flush(chunk, &mut written);
+            written += chunk.len() as u64;
+            out.write_all(&chunk).expect("write bench capture");
         }
     }
     let chunk = if ng { pcapng.take() } else { pcap.take() };
-    flush(chunk, &mut written);
-    drop(flush);
+    written += chunk.len() as u64;
+    out.write_all(&chunk).expect("write bench capture");
     out.flush().expect("flush bench capture");
     written
 }
