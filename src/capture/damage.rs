@@ -109,6 +109,9 @@ pub enum Damage {
     RecordOverrun { len: u64, left: u64 },
     /// A pcap record claims more than any frame imscan accepts.
     RecordTooLong { len: u64, max: u64 },
+    /// A record longer than the file header's snaplen, with intact framing:
+    /// the header snaplen is wrong and is ignored from here on.
+    SnaplenExceeded { snaplen: u32, caplen: u32 },
     /// A pcap record header that cannot be real (lengths or sub-second field).
     ImplausibleRecord {
         caplen: u32,
@@ -175,6 +178,10 @@ impl fmt::Display for Damage {
             Damage::RecordTooLong { len, max } => {
                 write!(f, "record length {len} exceeds the maximum frame size {max}")
             }
+            Damage::SnaplenExceeded { snaplen, caplen } => write!(
+                f,
+                "record length {caplen} exceeds the file header snaplen {snaplen}; snaplen ignored from here on"
+            ),
             Damage::ImplausibleRecord {
                 caplen,
                 origlen,

@@ -10,7 +10,10 @@
 //!
 //! Damage rules: a record whose header is implausible (caplen above snaplen or
 //! origlen, sub-second field out of range) is still delivered when the next
-//! record header is plausible (the framing holds), with a warning; otherwise
+//! record header is plausible (the framing holds), with a warning (when only
+//! the header snaplen is exceeded, once, and the snaplen is ignored after
+//! that, since some writers store frames longer than the snaplen they
+//! declare); otherwise
 //! the reader resynchronises by scanning forward for a plausible header whose
 //! timestamp is within a day of the last good frame and whose successor is
 //! plausible too (at the very end of the input a lone record is accepted only
@@ -100,8 +103,13 @@ impl PcapParser {
     }
 
     fn plausible(&self, h: &RecordHeader) -> bool {
+        h.caplen <= self.snap_limit && self.plausible_but_snaplen(h)
+    }
+
+    /// Plausible when the header snaplen may be the thing that is wrong.
+    fn plausible_but_snaplen(&self, h: &RecordHeader) -> bool {
         let frac_limit = if self.nanos { 1_000_000_000 } else { 1_000_000 };
-        h.caplen <= self.snap_limit && h.caplen <= h.origlen && h.fraction < frac_limit
+        h.caplen <= MAX_FRAME_LEN && h.caplen <= h.origlen && h.fraction < frac_limit
     }
 
     /// Is there a plausible record at the start of `w`, followed by a plausible
@@ -161,7 +169,7 @@ impl PcapParser {
         }
         Some(
             self.header_at(&win[next..])
-                .is_some_and(|n| self.plausible(&n)),
+                .is_some_and(|n| self.plausible_but_snaplen(&n)),
         )
     }
 
@@ -324,10 +332,20 @@ impl PcapParser {
                     )
                 }
                 Some(true) => {
+                    let frac_ok = self.plausible(&RecordHeader { caplen: 0, ..h });
                     let what = if h.caplen > h.origlen {
                         Damage::CaplenOverOrigLen {
                             caplen: h.caplen,
                             origlen: h.origlen,
+                        }
+                    } else if self.plausible_but_snaplen(&h) {
+                        // Only the header snaplen is wrong (some writers put
+                        // 65535 and then store jumbo frames): say it once and
+                        // stop checking records against it.
+                        self.snap_limit = MAX_FRAME_LEN;
+                        Damage::SnaplenExceeded {
+                            snaplen: self.snaplen,
+                            caplen: h.caplen,
                         }
                     } else {
                         Damage::ImplausibleRecord {
@@ -446,6 +464,28 @@ mod tests {
             }
         );
         assert_eq!(ledger.warnings[0].recovery, Recovery::Delivered);
+    }
+
+    #[test]
+    fn header_snaplen_below_real_records_is_reported_once() {
+        let big = [7u8; 100];
+        let f = file(
+            false,
+            MAGIC_US,
+            64,
+            &[(1, 0, &big, 100), (2, 0, &big, 100), (3, 0, &big[..10], 10)],
+        );
+        let (frames, ledger) = run(&f);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(ledger.warnings.len(), 1);
+        assert_eq!(
+            ledger.warnings[0].what,
+            Damage::SnaplenExceeded {
+                snaplen: 64,
+                caplen: 100
+            }
+        );
+        assert_eq!(ledger.stats.damaged, 1);
     }
 
     #[test]
