@@ -9,16 +9,16 @@
 //! captured length is trusted (pcap-parser only says "incomplete").
 //!
 //! Damage rules: a record whose header is implausible (caplen above snaplen or
-//! origlen, sub-second field out of range) is still delivered when the next
-//! record header is plausible (the framing holds), with a warning (when only
-//! the header snaplen is exceeded, once, and the snaplen is ignored after
-//! that, since some writers store frames longer than the snaplen they
-//! declare); otherwise
-//! the reader resynchronises by scanning forward for a plausible header whose
-//! timestamp is within a day of the last good frame and whose successor is
-//! plausible too (at the very end of the input a lone record is accepted only
-//! when there is a last good frame to compare its time with). Frame numbers count records read; records lost inside a
-//! resynchronised range are unknowable and get no number.
+//! origlen, sub-second field out of range) is still delivered, with a warning,
+//! when the next record header is plausible (the framing holds). When only the
+//! header snaplen is exceeded, that is said once and the snaplen is ignored
+//! from then on: some writers store frames longer than the snaplen they
+//! declare. Otherwise the reader resynchronises by scanning forward for a
+//! plausible header whose timestamp is within a day of the last good frame and
+//! whose successor is plausible too (at the very end of the input a lone
+//! record is accepted only when an earlier good frame's time vouches for it).
+//! Frame numbers count records read; records lost inside a resynchronised
+//! range are unknowable and get no number.
 
 use pcap_parser::pcap::parse_pcap_header;
 
@@ -332,7 +332,6 @@ impl PcapParser {
                     )
                 }
                 Some(true) => {
-                    let frac_ok = self.plausible(&RecordHeader { caplen: 0, ..h });
                     let what = if h.caplen > h.origlen {
                         Damage::CaplenOverOrigLen {
                             caplen: h.caplen,
