@@ -13,7 +13,7 @@ use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, S
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
 use proptest::prelude::*;
-use proto_support::{compare, essence, is_echo, read_truth, replay, run_split, Flow};
+use proto_support::{compare, essence, is_echo, pipeline, read_truth, replay, run_split, Flow};
 
 const C: &str = "192.0.2.10:41000";
 const S: &str = "198.51.100.1:6667";
@@ -551,80 +551,110 @@ fn split_invariance_with_gaps_through_the_tcp_harness() {
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
 }
 
+fn fixture_path(name: &str) -> String {
+    format!("{}/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn fixture(name: &str) -> String {
-    let path = format!("{}/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = fixture_path(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Replay a real capture's vector and check every truth row: rows may be
-/// missing only when they are echo copies (dropped by design) or listed in
-/// `not_decodable` (frame numbers, with the reason in PROVENANCE-irc-xmpp.md).
-fn check_real(name: &str, not_decodable: &[u64]) {
-    let r = replay(&fixture(&format!("{name}.chunks.tsv")), cfg());
+/// Check a real capture against its truth file: every row must be matched
+/// by an event, except echo copies (dropped by design) and the frames in
+/// `not_decodable` (the reasons are in PROVENANCE-irc-xmpp.md); no event may
+/// lack a row. The capture runs through the real capture, net and tcp
+/// stages; a capture too large to keep as a fixture runs from its tshark
+/// test vector instead.
+fn check_real(name: &str, capture: Option<&str>, not_decodable: &[u64]) {
+    let (events, stats) = match capture {
+        Some(file) => pipeline(&fixture_path(file), cfg()),
+        None => {
+            let r = replay(&fixture(&format!("{name}.chunks.tsv")), cfg());
+            (r.events, r.stats)
+        }
+    };
     let rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
-    let (missing, extra) = compare(&r.events, &rows);
+    let (missing, extra) = compare(&events, &rows);
     let wanted = rows
         .iter()
         .filter(|r| matches!(r.event.as_str(), "message" | "file" | "typing"))
         .count();
-    eprintln!(
-        "{name}: {} events, {wanted} truth rows, {} not found",
-        r.events.len(),
-        missing.len()
-    );
-    assert!(wanted - missing.len() > 0);
     for row in &missing {
         assert!(
             is_echo(row, &rows) || not_decodable.contains(&row.frame),
             "{name}: truth row not found: {row:?}"
         );
     }
+    assert!(wanted > missing.len());
     assert!(
         extra.is_empty(),
         "{name}: events not in the truth file: {extra:#?}"
     );
     assert!(
-        r.stats.flows.get("irc").is_some_and(|n| *n > 0),
-        "{name}: {:?}",
-        r.stats
+        stats.flows.get("irc").is_some_and(|n| *n > 0),
+        "{name}: {stats:?}"
     );
 }
 
 #[test]
 fn real_zeek_irc_basic() {
-    check_real("zeek-irc-basic", &[]);
+    check_real("zeek-irc-basic", Some("zeek-irc-basic.pcap"), &[]);
 }
 
 #[test]
 fn real_zeek_dcc_first_command() {
-    check_real("zeek-irc-dcc-first-command", &[]);
+    check_real(
+        "zeek-irc-dcc-first-command",
+        Some("zeek-irc-dcc-first-command.pcap"),
+        &[],
+    );
 }
 
 #[test]
 fn real_zeek_dcc_malformed_host() {
-    check_real("zeek-irc-dcc-send-malformed-host", &[]);
+    check_real(
+        "zeek-irc-dcc-send-malformed-host",
+        Some("zeek-irc-dcc-send-malformed-host.pcap"),
+        &[],
+    );
 }
 
 #[test]
 fn real_zeek_dcc_send() {
     // 1099: the DCC data connection (left out of the vector, not chat);
     // 1165, 1169: lines of the DCC CHAT connection (raw text, no IRC framing).
-    check_real("zeek-irc-dcc-send", &[1099, 1165, 1169]);
+    check_real("zeek-irc-dcc-send", None, &[1099, 1165, 1169]);
 }
 
 #[test]
 fn real_zeek_dcc_state_growth() {
-    check_real("zeek-irc-dcc-state-growth", &[]);
+    check_real(
+        "zeek-irc-dcc-state-growth",
+        Some("zeek-irc-dcc-state-growth.pcapng"),
+        &[],
+    );
 }
 
 #[test]
 fn real_ngircd_three_clients() {
-    check_real("irc-ngircd-dave-erin-frank", &[]);
+    check_real(
+        "irc-ngircd-dave-erin-frank",
+        Some("irc-ngircd-dave-erin-frank.pcap"),
+        &[],
+    );
 }
 
 #[test]
 fn real_inspircd_port7000_ircv3() {
-    check_real("irc-inspircd-port7000-ircv3", &[]);
+    let (events, stats) = pipeline(&fixture_path("irc-inspircd-port7000-ircv3.pcapng"), cfg());
+    assert_eq!(stats.echoes_dropped, 9, "{stats:?}");
+    assert!(events.iter().all(|e| e.server.port() == 7000));
+    check_real(
+        "irc-inspircd-port7000-ircv3",
+        Some("irc-inspircd-port7000-ircv3.pcapng"),
+        &[],
+    );
 }
 
 proptest! {

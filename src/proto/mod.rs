@@ -795,6 +795,10 @@ impl Emitter<'_> {
 }
 
 impl StreamConsumer for FlowDecoder {
+    fn wants_data(&self) -> bool {
+        FlowDecoder::wants_data(self)
+    }
+
     fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
         match self.phase {
             Phase::Probing(_) => self.probe_chunk(chunk, info),
