@@ -5,6 +5,7 @@
 //! truth files.
 
 mod proto_support;
+mod support;
 
 use std::sync::Arc;
 
@@ -418,6 +419,109 @@ fn split_invariance_with_gaps_through_the_tcp_harness() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got.len(), 9, "{got:#?}");
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
+}
+
+use support::packet::{Conversation as Script, Side as PSide};
+
+fn script(client: &str, server: &str) -> Script {
+    Script::new(client.parse().unwrap(), server.parse().unwrap())
+}
+
+/// Generated captures (fixtures/xmpp/): a full session on 5222, the same
+/// stanzas mid-stream on 443 with lost segments, STARTTLS, and a session on
+/// 80 cut into tiny segments; checked byte for byte against the checked-in
+/// pcap and event list.
+#[test]
+fn generated_fixtures() {
+    let mut s = script("192.0.2.21:52236", "198.51.100.1:5222");
+    s.handshake();
+    for (client, part) in conversation() {
+        s.send(
+            if client { PSide::Client } else { PSide::Server },
+            part,
+            1460,
+        );
+    }
+    s.close();
+    let ev = proto_support::generated::check("xmpp", "xmpp-5222-session", &s, cfg());
+    assert_eq!(ev.len(), 7);
+
+    // Mid-stream on 443 (no handshake, no stream header), a segment lost
+    // inside a message and one lost between stanzas.
+    let mut s = script("192.0.2.22:50443", "198.51.100.2:443");
+    s.send(
+        PSide::Client,
+        b"e</body></message><message to='bob@x' type='chat'><body>first</body></message>",
+        1460,
+    );
+    s.send(
+        PSide::Server,
+        b"<message from='bob@x/r' to='amy@x/r' type='chat'><body>reply</body></message>",
+        1460,
+    );
+    s.send_split(
+        PSide::Client,
+        b"<message to='bob@x' type='chat'><body>cut in the middle</body></message><message to='bob@x' type='chat'><body>after</body></message>",
+        &[40, 20],
+    );
+    s.send(
+        PSide::Server,
+        b"<message from='bob@x/r' type='chat'><body>lost</body></message>",
+        1460,
+    );
+    s.send(PSide::Server, b"<message from='bob@x/r' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>", 1460);
+    // Segments: 0 first, 1 reply, 2-4 cut/after, 5 lost, 6 composing.
+    s.drop_segment(3).drop_segment(4);
+    s.close();
+    let ev = proto_support::generated::check("xmpp", "xmpp-443-midstream-gaps", &s, cfg());
+    let got: Vec<_> = ev
+        .iter()
+        .map(|e| (e.kind, e.text.as_deref(), e.flags.gap_before))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Kind::Message, Some("first"), false),
+            (Kind::Message, Some("reply"), false),
+            (Kind::Message, Some("after"), true),
+            (Kind::Typing, None, true),
+        ]
+    );
+    assert!(ev.iter().all(|e| e.flags.midstream));
+
+    // STARTTLS: the stream header is all there is to see.
+    let mut s = script("192.0.2.23:40000", "198.51.100.3:5222");
+    s.handshake();
+    s.send(PSide::Client, C_HEADER, 1460);
+    s.send(PSide::Server, S_HEADER, 1460);
+    s.send(
+        PSide::Client,
+        b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        1460,
+    );
+    s.send(
+        PSide::Server,
+        b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        1460,
+    );
+    s.send(
+        PSide::Client,
+        b"\x16\x03\x01\x00\x30<message to='a@b'><body>not text</body></message>",
+        1460,
+    );
+    s.close();
+    let ev = proto_support::generated::check("xmpp", "xmpp-5222-starttls", &s, cfg());
+    assert!(ev.is_empty());
+
+    // Port 80, every segment 5 bytes: group chat, typing and an SI offer.
+    let mut s = script("192.0.2.24:41080", "198.51.100.4:80");
+    s.handshake();
+    for (client, part) in conversation().into_iter().skip(4) {
+        s.send(if client { PSide::Client } else { PSide::Server }, part, 5);
+    }
+    s.close();
+    let ev = proto_support::generated::check("xmpp", "xmpp-80-tiny-segments", &s, cfg());
+    assert_eq!(ev.len(), 7);
 }
 
 fn fixture_path(name: &str) -> String {

@@ -530,3 +530,81 @@ pub fn pipeline(path: &str, config: ProtoConfig) -> (Vec<Event>, ProtoStats) {
     events.sort_by_key(|e| e.merge_key());
     (events, stats)
 }
+
+/// Generated fixtures: a scripted conversation written as a pcap with the
+/// project's fixture generator (`tests/support`), run through the real
+/// stages, and compared with the events checked in next to it
+/// (`<case>.events.txt`, one line per event). `IMSCAN_BLESS=1` rewrites both
+/// files; review the diff before committing it.
+pub mod generated {
+    use super::*;
+    use crate::support::packet::Conversation as Script;
+    use crate::support::pcapfile::pcap;
+
+    /// One event as a stable line: everything the decoder decides.
+    pub fn event_line(e: &Event) -> String {
+        format!(
+            "{} frames={}-{} {} out={} local={} remote={:?} group={} sender={:?} text={:?} enc={:?} raw={} file={:?}/{:?} client={} server={} flags={:?} lost={} seq={}",
+            e.time,
+            e.frames.0,
+            e.frames.1,
+            e.kind.name(),
+            e.outgoing,
+            match &e.local_id {
+                imscan::event::LocalId::Known(s) => format!("{s:?}"),
+                other => format!("{other:?}"),
+            },
+            e.remote_id,
+            e.group,
+            e.sender,
+            e.text,
+            e.text_encoding,
+            e.raw.as_deref().map_or("-".to_owned(), |r| r.iter().map(|b| format!("{b:02x}")).collect()),
+            e.file_name,
+            e.file_size,
+            e.client,
+            e.server,
+            e.flags.names(),
+            e.lost_bytes,
+            e.seq,
+        )
+    }
+
+    /// Write (bless) or check `fixtures/<dir>/<name>.pcap` and its events.
+    pub fn check(dir: &str, name: &str, script: &Script, config: ProtoConfig) -> Vec<Event> {
+        let frames = script.frames();
+        let records: Vec<(Timestamp, &[u8], u32)> = frames
+            .iter()
+            .map(|(ts, data, _)| (*ts, &data[..], data.len() as u32))
+            .collect();
+        let bytes = pcap(1, &records);
+        let base = format!("{}/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+        let pcap_path = format!("{base}.pcap");
+        let events_path = format!("{base}.events.txt");
+        let bless = std::env::var_os("IMSCAN_BLESS").is_some();
+        if bless {
+            std::fs::create_dir_all(format!("{}/fixtures/{dir}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+            std::fs::write(&pcap_path, &bytes).unwrap();
+        } else {
+            let on_disk = std::fs::read(&pcap_path).unwrap_or_else(|e| panic!("{pcap_path}: {e}"));
+            assert!(
+                on_disk == bytes,
+                "{pcap_path} is not what the script generates (IMSCAN_BLESS=1 to rewrite)"
+            );
+        }
+        let (events, _) = pipeline(&pcap_path, config);
+        let mut text: String = events.iter().map(|e| event_line(e) + "\n").collect();
+        if text.is_empty() {
+            text.push_str("(no events)\n");
+        }
+        if bless {
+            std::fs::write(&events_path, &text).unwrap();
+        } else {
+            let want = std::fs::read_to_string(&events_path)
+                .unwrap_or_else(|e| panic!("{events_path}: {e}"));
+            assert_eq!(text, want, "{events_path}");
+        }
+        events
+    }
+}
