@@ -64,6 +64,10 @@ pub struct FlowStart {
 /// is declared "not IM" and stops costing anything.
 pub const PROBE_LIMIT: usize = 4096;
 
+/// Bytes of a new chunk first appended to a pending unit (doubling while the
+/// unit is still incomplete).
+const PENDING_STEP: usize = 512;
+
 /// How many chunks (data or gaps) the probing phase keeps for replay: IM
 /// sessions identify themselves within their first few segments, and a flow
 /// cut into slivers must not hold thousands of tiny copies.
@@ -591,22 +595,30 @@ impl FlowDecoder {
             facts: &mut self.facts,
             stats: &mut self.stats,
         };
-        if d.pending.is_empty() {
-            let used = ctx.run(d, data, 0);
-            if used < data.len() {
-                d.pending.extend_from_slice(&data[used..]);
-                d.pending_first = info.first_frame;
-            }
-        } else {
+        // Complete the pending unit by appending the chunk in growing
+        // steps, so that only the bytes up to its end are copied; the rest
+        // of the chunk is then decoded in place.
+        let mut taken = 0;
+        while !d.pending.is_empty() && taken < data.len() {
+            let step = (data.len() - taken).min(d.pending.len().max(PENDING_STEP));
             let old_len = d.pending.len();
             let mut buf = std::mem::take(&mut d.pending);
-            buf.extend_from_slice(data);
+            buf.extend_from_slice(&data[taken..taken + step]);
+            taken += step;
             let used = ctx.run(d, &buf, old_len);
             if used >= old_len {
                 d.pending_first = info.first_frame;
             }
             buf.drain(..used.min(buf.len()));
             d.pending = buf;
+        }
+        if taken < data.len() && !ctx.session.encrypted() {
+            let rest = &data[taken..];
+            let used = ctx.run(d, rest, 0);
+            if used < rest.len() {
+                d.pending.extend_from_slice(&rest[used..]);
+                d.pending_first = info.first_frame;
+            }
         }
         if ctx.session.encrypted() {
             self.stats.encrypted += 1;
