@@ -50,7 +50,7 @@ impl XmppSession {
     }
 
     fn stream_level(&mut self, side: Side, st: &Stanza) {
-        match (side, st.name.as_str()) {
+        match (side, st.name) {
             (Side::Client, "stream") => {
                 if let Some(to) = &st.to {
                     self.domain = Some(to.clone());
@@ -329,7 +329,7 @@ impl Session for XmppSession {
         if st.decode_error {
             out.count_decode_error();
         }
-        match st.name.as_str() {
+        match st.name {
             "message" => self.message(side, &mut st, unit, out),
             "iq" => self.iq(side, &st, unit, out),
             "presence" => self.presence(side, &st),
