@@ -605,11 +605,19 @@ impl FlowDecoder {
             let mut buf = std::mem::take(&mut d.pending);
             buf.extend_from_slice(&data[taken..taken + step]);
             taken += step;
-            let used = ctx.run(d, &buf, old_len);
+            let used = ctx.run(d, &buf, old_len).min(buf.len());
+            if used >= old_len && d.resync.is_none() {
+                // The carried unit is done: what is left came from this
+                // chunk and is decoded in place below.
+                taken -= buf.len() - used;
+                buf.clear();
+                d.pending = buf;
+                break;
+            }
             if used >= old_len {
                 d.pending_first = info.first_frame;
             }
-            buf.drain(..used.min(buf.len()));
+            buf.drain(..used);
             d.pending = buf;
         }
         if taken < data.len() && !ctx.session.encrypted() {
