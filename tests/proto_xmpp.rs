@@ -258,6 +258,29 @@ fn carbons_are_the_inner_message_and_only_from_our_own_account() {
 }
 
 #[test]
+fn room_reflections_without_ids_are_recognised_by_body() {
+    let mut f = Flow::new(cfg(), C, S, true);
+    f.data(true, C_HEADER);
+    f.data(false, S_HEADER);
+    f.data(false, b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>dave@x/laptop</jid></bind></iq>");
+    f.data(
+        true,
+        b"<presence to='tea@conf.x/dave'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    );
+    f.data(
+        true,
+        b"<message to='tea@conf.x' type='groupchat'><body>no id</body></message>",
+    );
+    f.data(false, b"<message from='tea@conf.x/dave' to='dave@x/laptop' type='groupchat'><body>no id</body></message>");
+    // Our nick, but nothing we sent on this connection: another device of ours.
+    f.data(false, b"<message from='tea@conf.x/dave' to='dave@x/laptop' type='groupchat'><body>from my phone</body></message>");
+    let ev = f.events();
+    let got: Vec<_> = ev.iter().map(|e| (e.outgoing, e.text.as_deref())).collect();
+    assert_eq!(got, [(true, Some("no id")), (true, Some("from my phone"))]);
+    assert_eq!(f.dec.stats().echoes_dropped, 1);
+}
+
+#[test]
 fn starttls_stops_decoding() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
