@@ -2,6 +2,7 @@
 //! identity facts that let the merge stage resolve users named only on
 //! another connection. No I/O here.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::capture::{FrameRef, SourceId};
@@ -42,6 +43,33 @@ impl Protocol {
     pub fn from_name(s: &str) -> Option<Protocol> {
         Protocol::ALL.into_iter().find(|p| p.name() == s)
     }
+
+    /// IMSpector's `protocolname`, which is also its log directory name
+    /// (imspector-format.md §3).
+    pub fn imspector_name(self) -> &'static str {
+        match self {
+            Protocol::Msn => "MSN",
+            Protocol::Yahoo => "Yahoo",
+            Protocol::Oscar => "ICQ-AIM",
+            Protocol::Irc => "IRC",
+            Protocol::Xmpp => "Jabber",
+            Protocol::GaduGadu => "Gadu-Gadu",
+        }
+    }
+
+    /// The id IMSpector used before a protocol plugin learned the real one:
+    /// `Unknown`, lower-cased by every plugin except Jabber's (§3).
+    pub fn imspector_unknown_id(self) -> &'static str {
+        match self {
+            Protocol::Xmpp => "Unknown",
+            _ => "unknown",
+        }
+    }
+
+    /// Whether IMSpector ASCII-lower-cased this protocol's ids (all but Jabber).
+    pub fn imspector_lowercases_ids(self) -> bool {
+        !matches!(self, Protocol::Xmpp)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +90,18 @@ impl Kind {
             Kind::File => "file",
             Kind::Typing => "typing",
             Kind::Webcam => "webcam",
+        }
+    }
+
+    pub const ALL: [Kind; 4] = [Kind::Message, Kind::File, Kind::Typing, Kind::Webcam];
+
+    /// IMSpector's numeric event type (`TYPE_MSG` 1 .. `TYPE_WEBCAM` 4).
+    pub fn imspector_type(self) -> u8 {
+        match self {
+            Kind::Message => 1,
+            Kind::File => 2,
+            Kind::Typing => 3,
+            Kind::Webcam => 4,
         }
     }
 }
@@ -131,7 +171,34 @@ pub struct IdentityFact {
     pub frame: FrameRef,
 }
 
+/// What each policy filter decided about one event, kept apart so every
+/// sink can render it its own way: the IMSpector tree writes only
+/// `<n> badwords;` (as IMSpector did), JSON Lines and CSV write
+/// [`Event::categories`], the text transcript highlights the hits.
+/// All zero/empty when no policy ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyMarks {
+    /// Byte ranges of the counted bad-word occurrences in `Event::text`, in
+    /// the order IMSpector's filter counted them; the count is `len()`.
+    pub badword_spans: Vec<(usize, usize)>,
+    /// 1-based line of the ACL rule that denied the event.
+    pub acl_deny_line: Option<u32>,
+    /// `--block-files` applied to this file event.
+    pub file_blocked: bool,
+}
+
+impl PolicyMarks {
+    /// Number of counted bad-word occurrences (IMSpector's `count`).
+    pub fn badword_hits(&self) -> usize {
+        self.badword_spans.len()
+    }
+}
+
 /// One IM event.
+///
+/// For group chat, `text` is the bare message and `sender` the member who
+/// sent it; the IMSpector writer adds the `<sender>: ` prefix IMSpector put
+/// in front of incoming MSN, Yahoo and IRC group messages itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// Capture time of the frame that carried the event's last byte.
@@ -169,6 +236,9 @@ pub struct Event {
     pub lost_bytes: u64,
     /// Order of the event within its flow (tie-break for the merge).
     pub seq: u64,
+    /// Per-filter detail behind `filtered` and `categories`, set by policy.
+    /// Decoders leave it `Default::default()`.
+    pub policy: PolicyMarks,
 }
 
 impl Event {
@@ -183,5 +253,35 @@ impl Event {
             LocalId::Known(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// The local id as IMSpector would have stored it (§3): ASCII lower-case
+    /// except for Jabber, the Jabber resource cut, `unknown`/`Unknown` when
+    /// not learned (or empty). This is what the ACL matches and what names
+    /// the directory (before path-safety encoding).
+    pub fn imspector_local_id(&self) -> Cow<'_, str> {
+        imspector_id(self.protocol, self.local_id_str().unwrap_or(""))
+    }
+
+    /// The remote id (peer, channel or room) as IMSpector would have stored it.
+    pub fn imspector_remote_id(&self) -> Cow<'_, str> {
+        imspector_id(self.protocol, &self.remote_id)
+    }
+}
+
+/// IMSpector's id normalisation for one protocol (imspector-format.md §3).
+pub fn imspector_id(protocol: Protocol, id: &str) -> Cow<'_, str> {
+    let id = if protocol == Protocol::Xmpp {
+        // stripslash: the resource (and anything after it) goes.
+        id.split('/').next().unwrap_or("")
+    } else {
+        id
+    };
+    if id.is_empty() {
+        Cow::Borrowed(protocol.imspector_unknown_id())
+    } else if protocol.imspector_lowercases_ids() && id.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(id.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(id)
     }
 }
