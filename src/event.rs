@@ -242,6 +242,44 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event with everything but its identity empty: no ids, no text,
+    /// not filtered, no damage, frames `(0, 0)`. Callers set the rest.
+    pub fn new(
+        time: Timestamp,
+        protocol: Protocol,
+        kind: Kind,
+        outgoing: bool,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> Event {
+        Event {
+            time,
+            protocol,
+            kind,
+            outgoing,
+            local_id: LocalId::Unknown,
+            remote_id: String::new(),
+            group: false,
+            sender: None,
+            client,
+            server,
+            text: None,
+            text_encoding: None,
+            raw: None,
+            file_name: None,
+            file_size: None,
+            filtered: false,
+            categories: Vec::new(),
+            source: 0,
+            frames: (0, 0),
+            flow: FlowId::default(),
+            flags: EventFlags::default(),
+            lost_bytes: 0,
+            seq: 0,
+            policy: PolicyMarks::default(),
+        }
+    }
+
     /// The order every sink sees: capture time, input, last frame, flow order.
     pub fn merge_key(&self) -> (Timestamp, SourceId, u64, FlowId, u64) {
         (self.time, self.source, self.frames.1, self.flow, self.seq)
@@ -283,5 +321,57 @@ pub fn imspector_id(protocol: Protocol, id: &str) -> Cow<'_, str> {
         Cow::Owned(id.to_ascii_lowercase())
     } else {
         Cow::Borrowed(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(protocol: Protocol, local: LocalId, remote: &str) -> Event {
+        let a: SocketAddr = "10.0.0.5:1042".parse().unwrap();
+        let mut e = Event::new(Timestamp(0), protocol, Kind::Message, true, a, a);
+        e.local_id = local;
+        e.remote_id = remote.to_string();
+        e
+    }
+
+    #[test]
+    fn imspector_ids_are_normalised_per_protocol() {
+        let e = ev(
+            Protocol::Msn,
+            LocalId::Known("Alice@Hotmail.COM".into()),
+            "Bob@X",
+        );
+        assert_eq!(e.imspector_local_id(), "alice@hotmail.com");
+        assert_eq!(e.imspector_remote_id(), "bob@x");
+        let e = ev(
+            Protocol::Xmpp,
+            LocalId::Known("Carol@Example.org/Home".into()),
+            "Dave@J.org/a/b",
+        );
+        assert_eq!(e.imspector_local_id(), "Carol@Example.org");
+        assert_eq!(e.imspector_remote_id(), "Dave@J.org");
+        let e = ev(Protocol::Xmpp, LocalId::Unknown, "");
+        assert_eq!(e.imspector_local_id(), "Unknown");
+        assert_eq!(e.imspector_remote_id(), "Unknown");
+        let e = ev(Protocol::Irc, LocalId::Token("cookie".into()), "#Rust");
+        assert_eq!(e.imspector_local_id(), "unknown");
+        assert_eq!(e.imspector_remote_id(), "#rust");
+        // Non-ASCII letters keep their case (ASCII tolower only).
+        let e = ev(Protocol::GaduGadu, LocalId::Known("ÄB".into()), "-12");
+        assert_eq!(e.imspector_local_id(), "Äb");
+        assert_eq!(e.imspector_remote_id(), "-12");
+    }
+
+    #[test]
+    fn imspector_names_and_types() {
+        let names: Vec<_> = Protocol::ALL.iter().map(|p| p.imspector_name()).collect();
+        assert_eq!(
+            names,
+            ["MSN", "Yahoo", "ICQ-AIM", "IRC", "Jabber", "Gadu-Gadu"]
+        );
+        let types: Vec<_> = Kind::ALL.iter().map(|k| k.imspector_type()).collect();
+        assert_eq!(types, [1, 2, 3, 4]);
     }
 }
