@@ -330,14 +330,13 @@ fn imspector_open_file_cache_is_bounded_and_keeps_order() {
         ));
     }
     let tmp = tempfile::tempdir().unwrap();
-    let counters = write_tree(
-        &events,
-        tmp.path(),
-        ImspectorOptions {
-            max_open: 2,
-            ..Default::default()
-        },
-    );
+    // No buffering: every line goes to its file at once, through 2 open files.
+    let opts = ImspectorOptions {
+        max_open: 2,
+        buffer_bytes: 0,
+        ..Default::default()
+    };
+    let counters = write_tree(&events, tmp.path(), opts);
     let t = tree(tmp.path());
     for (k, remote) in ["a", "b", "c"].iter().enumerate() {
         let expected: String = (0..30)
@@ -352,6 +351,19 @@ fn imspector_open_file_cache_is_bounded_and_keeps_order() {
     let counters: BTreeMap<_, _> = counters.into_iter().collect();
     assert_eq!(counters["imspector_files_opened"], 30);
     assert_eq!(counters["imspector_files_closed_early"], 28);
+    assert_eq!(counters["imspector_buffer_flushes"], 30);
+
+    // A budget of about three lines: same files, far fewer opens.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let opts = ImspectorOptions {
+        max_open: 2,
+        buffer_bytes: 600,
+        ..Default::default()
+    };
+    let counters: BTreeMap<_, _> = write_tree(&events, tmp2.path(), opts).into_iter().collect();
+    assert_eq!(tree(tmp2.path()), t);
+    assert!(counters["imspector_buffer_flushes"] > 0);
+    assert!(counters["imspector_files_opened"] < 30, "{counters:?}");
 }
 
 /// A hand-made list covering every kind, every protocol, group chat, IPv6,

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use crate::event::Event;
-use crate::sink::record::{cells, Cell, FIELDS};
+use crate::sink::record::{cells, push_epoch, Cell, TimeText, FIELDS};
 use crate::sink::{Sink, SinkContext, STREAM_BUFFER};
 
 pub struct CsvSink {
@@ -24,6 +24,7 @@ pub struct CsvSink {
     csv_raw: bool,
     header_written: bool,
     row: Vec<String>,
+    times: TimeText,
 }
 
 impl CsvSink {
@@ -38,6 +39,7 @@ impl CsvSink {
             csv_raw,
             header_written: false,
             row: Vec::with_capacity(FIELDS.len()),
+            times: TimeText::default(),
         }
     }
 
@@ -58,14 +60,27 @@ pub fn defuse(s: &str) -> Cow<'_, str> {
     }
 }
 
-fn render(cell: Cell<'_>) -> String {
+fn render(cell: Cell<'_>, times: &mut TimeText) -> String {
     match cell {
         Cell::Null => String::new(),
-        Cell::Str(s) => s.into_owned(),
+        Cell::Str(s) => s.to_string(),
         Cell::Bool(b) => if b { "true" } else { "false" }.to_string(),
         Cell::U64(n) => n.to_string(),
-        Cell::Number(n) => n,
+        Cell::Time(t) => {
+            let mut v = Vec::with_capacity(27);
+            times.push(&mut v, t);
+            String::from_utf8_lossy(&v).into_owned()
+        }
+        Cell::Epoch(t) => {
+            let mut v = Vec::with_capacity(20);
+            push_epoch(&mut v, t);
+            String::from_utf8_lossy(&v).into_owned()
+        }
+        Cell::Addr(a) => a.to_string(),
+        Cell::Flow(f) => f.to_string(),
+        Cell::Hex(b) => hex::encode(b),
         Cell::List(items) => items.join(";"),
+        Cell::Flags(f) => f.names().join(";"),
         Cell::Pair(a, b) => format!("{a};{b}"),
     }
 }
@@ -75,7 +90,7 @@ impl Sink for CsvSink {
         self.header()?;
         self.row.clear();
         for cell in cells(ev, &self.ctx) {
-            let s = render(cell);
+            let s = render(cell, &mut self.times);
             self.row.push(if self.csv_raw {
                 s
             } else {

@@ -21,16 +21,17 @@
 //!   part leaves its slot empty); empty for typing and webcam. It is cut at
 //!   the first NUL and every LF becomes `\n`; nothing else is escaped.
 //! * Files are appended in event order (existing files are extended, as
-//!   IMSpector did). A bounded cache keeps files open between events; when
-//!   it is full the least recently used file is flushed and closed, and
-//!   that is counted (`imspector_files_closed_early`).
+//!   IMSpector did). Lines wait in memory up to a byte budget, then go out
+//!   through a bounded cache of open files ([`ImspectorSink`]); how often
+//!   each bound bit is counted (`imspector_buffer_flushes`,
+//!   `imspector_files_closed_early`).
 //!
 //! It writes nothing outside DIR: see [`path_component`].
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -48,8 +49,8 @@ const LONG_PREFIX: usize = MAX_COMPONENT - 2 - HASH_HEX;
 
 /// Default number of log files kept open.
 pub const DEFAULT_MAX_OPEN: usize = 128;
-/// Write buffer per open log file.
-const FILE_BUFFER: usize = 8 * 1024;
+/// Default bytes of log lines waiting in memory before they are written.
+pub const DEFAULT_BUFFER_BYTES: usize = 16 << 20;
 
 /// Turns a (normalised) id into a safe directory name, deterministically.
 ///
@@ -184,6 +185,9 @@ pub struct ImspectorOptions {
     pub zone: DateZone,
     /// Most log files kept open at once (at least 1).
     pub max_open: usize,
+    /// Bytes of lines (plus bookkeeping) kept in memory before writing; 0
+    /// writes every line at once.
+    pub buffer_bytes: usize,
 }
 
 impl Default for ImspectorOptions {
@@ -191,6 +195,7 @@ impl Default for ImspectorOptions {
         ImspectorOptions {
             zone: DateZone::Utc,
             max_open: DEFAULT_MAX_OPEN,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
         }
     }
 }
@@ -233,24 +238,37 @@ impl DayCache {
     }
 }
 
+/// The writer's two bounds: bytes waiting in memory, files held open.
 struct OpenLog {
-    out: BufWriter<File>,
+    file: File,
     last_use: u64,
 }
 
-/// The IMSpector tree writer.
+/// The IMSpector tree writer. Lines wait in a per-file buffer until the
+/// buffers together exceed `buffer_bytes`; then every waiting buffer is
+/// appended to its file (in file-name order) through a cache of at most
+/// `max_open` open files, least recently used closed first. So a capture
+/// with thousands of interleaved conversations costs a few opens per file
+/// per budget, not one per line, and never more than `max_open` descriptors.
 pub struct ImspectorSink {
     base: PathBuf,
     days: DayCache,
     max_open: usize,
+    buffer_bytes: usize,
+    pending: HashMap<String, Vec<u8>>,
+    pending_bytes: usize,
     open: HashMap<String, OpenLog>,
     made_dirs: HashSet<PathBuf>,
     tick: u64,
     files_opened: u64,
     closed_early: u64,
+    budget_flushes: u64,
     key: String,
-    line: Vec<u8>,
 }
+
+/// Bookkeeping bytes charged per waiting file on top of its key and lines,
+/// so many tiny conversations cannot grow memory past the budget either.
+const PENDING_OVERHEAD: usize = 64;
 
 impl ImspectorSink {
     pub fn new(dir: &Path, opts: ImspectorOptions) -> io::Result<Self> {
@@ -259,35 +277,36 @@ impl ImspectorSink {
             base: dir.to_path_buf(),
             days: DayCache::new(opts.zone),
             max_open: opts.max_open.max(1),
+            buffer_bytes: opts.buffer_bytes,
+            pending: HashMap::new(),
+            pending_bytes: 0,
             open: HashMap::new(),
             made_dirs: HashSet::new(),
             tick: 0,
             files_opened: 0,
             closed_early: 0,
+            budget_flushes: 0,
             key: String::new(),
-            line: Vec::with_capacity(256),
         })
     }
 
-    /// Closes the least recently used file (flushing it).
-    fn close_oldest(&mut self) -> io::Result<()> {
-        let oldest = self
-            .open
-            .iter()
-            .min_by_key(|(_, l)| l.last_use)
-            .map(|(k, _)| k.clone());
-        if let Some(k) = oldest {
-            if let Some(mut log) = self.open.remove(&k) {
-                self.closed_early += 1;
-                log.out.flush()?;
-            }
+    /// Appends `bytes` to the log file `rel`, through the open-file cache.
+    fn append(&mut self, rel: &str, bytes: &[u8]) -> io::Result<()> {
+        self.tick += 1;
+        if let Some(log) = self.open.get_mut(rel) {
+            log.last_use = self.tick;
+            return log.file.write_all(bytes);
         }
-        Ok(())
-    }
-
-    fn open_log(&mut self, rel: &str) -> io::Result<()> {
         if self.open.len() >= self.max_open {
-            self.close_oldest()?;
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, l)| l.last_use)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.open.remove(&k);
+                self.closed_early += 1;
+            }
         }
         let path = self.base.join(rel);
         if let Some(parent) = path.parent() {
@@ -296,15 +315,27 @@ impl ImspectorSink {
                 self.made_dirs.insert(parent.to_path_buf());
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         self.files_opened += 1;
+        file.write_all(bytes)?;
         self.open.insert(
             rel.to_string(),
             OpenLog {
-                out: BufWriter::with_capacity(FILE_BUFFER, file),
-                last_use: 0,
+                file,
+                last_use: self.tick,
             },
         );
+        Ok(())
+    }
+
+    /// Writes every waiting buffer to its file.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        let mut waiting: Vec<(String, Vec<u8>)> = self.pending.drain().collect();
+        waiting.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.pending_bytes = 0;
+        for (rel, bytes) in waiting {
+            self.append(&rel, &bytes)?;
+        }
         Ok(())
     }
 }
@@ -380,34 +411,31 @@ impl Sink for ImspectorSink {
         self.key.push_str(&path_component(&remote));
         self.key.push('/');
         self.key.push_str(date);
-        if !self.open.contains_key(self.key.as_str()) {
-            let key = std::mem::take(&mut self.key);
-            let r = self.open_log(&key);
-            self.key = key;
-            r?;
-        }
-        self.tick += 1;
-        self.line.clear();
-        render_line(&mut self.line, ev);
-        match self.open.get_mut(self.key.as_str()) {
-            Some(log) => {
-                log.last_use = self.tick;
-                log.out.write_all(&self.line)
+        let before;
+        let buf = match self.pending.get_mut(self.key.as_str()) {
+            Some(buf) => {
+                before = buf.len();
+                buf
             }
-            None => Err(io::Error::other(
-                "log file vanished from the open-file cache",
-            )),
+            None => {
+                before = 0;
+                self.pending_bytes += self.key.len() + PENDING_OVERHEAD;
+                self.pending.entry(self.key.clone()).or_default()
+            }
+        };
+        render_line(buf, ev);
+        self.pending_bytes += buf.len() - before;
+        if self.pending_bytes > self.buffer_bytes {
+            self.budget_flushes += 1;
+            self.flush_pending()?;
         }
+        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        let mut keys: Vec<String> = self.open.keys().cloned().collect();
-        keys.sort();
-        for k in keys {
-            if let Some(mut log) = self.open.remove(&k) {
-                log.out.flush()?;
-            }
-        }
+        self.flush_pending()?;
+        // Close in a fixed order; File has no user-space buffer to lose.
+        self.open.clear();
         Ok(())
     }
 
@@ -415,6 +443,7 @@ impl Sink for ImspectorSink {
         vec![
             ("imspector_files_opened", self.files_opened),
             ("imspector_files_closed_early", self.closed_early),
+            ("imspector_buffer_flushes", self.budget_flushes),
         ]
     }
 }

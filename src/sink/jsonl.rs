@@ -8,13 +8,14 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::event::Event;
-use crate::sink::record::{cells, Cell, FIELDS};
+use crate::sink::record::{cells, push_epoch, Cell, TimeText, FIELDS};
 use crate::sink::{Sink, SinkContext, STREAM_BUFFER};
 
 pub struct JsonlSink {
     out: BufWriter<Box<dyn Write + Send>>,
     ctx: SinkContext,
     line: Vec<u8>,
+    times: TimeText,
 }
 
 impl JsonlSink {
@@ -23,17 +24,26 @@ impl JsonlSink {
             out: BufWriter::with_capacity(STREAM_BUFFER, w),
             ctx,
             line: Vec::with_capacity(512),
+            times: TimeText::default(),
         }
     }
 }
 
+/// Appends `s` as a JSON string: as is when nothing needs escaping (the
+/// common case), else through serde_json.
 fn json_str(line: &mut Vec<u8>, s: &str) {
-    // Serialising a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *line, s);
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        line.push(b'"');
+        line.extend_from_slice(s.as_bytes());
+        line.push(b'"');
+    } else {
+        // Serialising a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *line, s);
+    }
 }
 
 /// Appends one event as a JSON object (no newline) to `line`.
-pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext) {
+pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext, times: &mut TimeText) {
     line.push(b'{');
     for (i, (name, cell)) in FIELDS.iter().zip(cells(ev, ctx)).enumerate() {
         if i > 0 {
@@ -42,12 +52,31 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext) {
         line.push(b'"');
         line.extend_from_slice(name.as_bytes());
         line.extend_from_slice(b"\":");
+        // Writing into a Vec cannot fail.
         match cell {
             Cell::Null => line.extend_from_slice(b"null"),
-            Cell::Str(s) => json_str(line, &s),
+            Cell::Str(s) => json_str(line, s),
             Cell::Bool(b) => line.extend_from_slice(if b { b"true" } else { b"false" }),
-            Cell::U64(n) => line.extend_from_slice(n.to_string().as_bytes()),
-            Cell::Number(n) => line.extend_from_slice(n.as_bytes()),
+            Cell::U64(n) => {
+                let _ = write!(line, "{n}");
+            }
+            Cell::Time(t) => {
+                line.push(b'"');
+                times.push(line, t);
+                line.push(b'"');
+            }
+            Cell::Epoch(t) => push_epoch(line, t),
+            Cell::Addr(a) => {
+                let _ = write!(line, "\"{a}\"");
+            }
+            Cell::Flow(f) => {
+                let _ = write!(line, "\"{f}\"");
+            }
+            Cell::Hex(b) => {
+                line.push(b'"');
+                line.extend_from_slice(hex::encode(b).as_bytes());
+                line.push(b'"');
+            }
             Cell::List(items) => {
                 line.push(b'[');
                 for (j, s) in items.iter().enumerate() {
@@ -58,8 +87,18 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext) {
                 }
                 line.push(b']');
             }
+            Cell::Flags(f) => {
+                line.push(b'[');
+                for (j, s) in f.names().into_iter().enumerate() {
+                    if j > 0 {
+                        line.push(b',');
+                    }
+                    json_str(line, s);
+                }
+                line.push(b']');
+            }
             Cell::Pair(a, b) => {
-                line.extend_from_slice(format!("[{a},{b}]").as_bytes());
+                let _ = write!(line, "[{a},{b}]");
             }
         }
     }
@@ -69,7 +108,7 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext) {
 impl Sink for JsonlSink {
     fn write(&mut self, ev: &Event) -> io::Result<()> {
         self.line.clear();
-        render(&mut self.line, ev, &self.ctx);
+        render(&mut self.line, ev, &self.ctx, &mut self.times);
         self.line.push(b'\n');
         self.out.write_all(&self.line)
     }

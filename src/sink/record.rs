@@ -2,11 +2,12 @@
 //! event, in the public field order. Both writers render these same cells,
 //! so the two formats cannot drift apart.
 
-use std::borrow::Cow;
+use std::io::Write;
+use std::net::SocketAddr;
 
-use crate::event::Event;
+use crate::event::{Event, EventFlags, FlowId};
 use crate::sink::SinkContext;
-use crate::time::Timestamp;
+use crate::time::{civil_from_secs, Timestamp};
 
 /// The JSON Lines keys and CSV columns, in order. A public interface: keep
 /// these names and this order stable.
@@ -36,71 +37,99 @@ pub const FIELDS: [&str; 23] = [
     "lost_bytes",
 ];
 
-/// One value of the record.
+/// One value of the record, borrowed from the event and rendered by each
+/// writer straight into its output (no string per cell on the JSONL path).
 pub(crate) enum Cell<'a> {
     Null,
-    Str(Cow<'a, str>),
+    Str(&'a str),
     Bool(bool),
     U64(u64),
-    /// A number already rendered (the epoch, with exactly 6 decimals).
-    Number(String),
-    List(Vec<Cow<'a, str>>),
+    /// RFC 3339 UTC with microseconds.
+    Time(Timestamp),
+    /// Epoch seconds with exactly 6 decimals (a JSON number).
+    Epoch(Timestamp),
+    Addr(SocketAddr),
+    Flow(FlowId),
+    /// Lower-case hex of bytes.
+    Hex(&'a [u8]),
+    /// A list of strings (`categories`).
+    List(&'a [String]),
+    /// Damage flag names in their fixed order.
+    Flags(EventFlags),
     Pair(u64, u64),
 }
 
 fn opt_str(s: Option<&str>) -> Cell<'_> {
-    s.map_or(Cell::Null, |s| Cell::Str(Cow::Borrowed(s)))
+    s.map_or(Cell::Null, Cell::Str)
 }
 
-/// Epoch seconds with exactly 6 decimals, correct before 1970 too (the
-/// microseconds are floored, as in the RFC 3339 `time`).
-pub(crate) fn epoch_micros(ts: Timestamp) -> String {
+/// Appends epoch seconds with exactly 6 decimals, correct before 1970 too
+/// (the microseconds are floored, as in the RFC 3339 `time`).
+pub(crate) fn push_epoch(out: &mut Vec<u8>, ts: Timestamp) {
     let us = ts.0.div_euclid(1000);
     let sign = if us < 0 { "-" } else { "" };
     let a = us.unsigned_abs();
-    format!("{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{sign}{}.{:06}", a / 1_000_000, a % 1_000_000);
+}
+
+/// Formats RFC 3339 times, remembering the last whole second (events come
+/// in time order, so most share their second's text with the one before).
+#[derive(Default)]
+pub(crate) struct TimeText {
+    secs: Option<i64>,
+    head: Vec<u8>,
+}
+
+impl TimeText {
+    pub(crate) fn push(&mut self, out: &mut Vec<u8>, ts: Timestamp) {
+        let secs = ts.secs();
+        if self.secs != Some(secs) {
+            let (y, m, d, hh, mm, ss) = civil_from_secs(secs);
+            self.head.clear();
+            let _ = write!(self.head, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}");
+            self.secs = Some(secs);
+        }
+        out.extend_from_slice(&self.head);
+        let _ = write!(out, ".{:06}Z", ts.subsec_micros());
+    }
 }
 
 /// The cells of one event, in [`FIELDS`] order.
 pub(crate) fn cells<'a>(ev: &'a Event, ctx: &'a SinkContext) -> [Cell<'a>; 23] {
     let raw = match (&ev.raw, &ev.text) {
-        (Some(r), _) => Cell::Str(Cow::Owned(hex::encode(r))),
-        (None, Some(t)) if ctx.raw => Cell::Str(Cow::Owned(hex::encode(t.as_bytes()))),
+        (Some(r), _) => Cell::Hex(r),
+        (None, Some(t)) if ctx.raw => Cell::Hex(t.as_bytes()),
         _ => Cell::Null,
     };
     let remote = if ev.remote_id.is_empty() {
         Cell::Null
     } else {
-        Cell::Str(Cow::Borrowed(&ev.remote_id))
+        Cell::Str(&ev.remote_id)
     };
     [
-        Cell::Str(Cow::Owned(ev.time.rfc3339_micros())),
-        Cell::Number(epoch_micros(ev.time)),
-        Cell::Str(Cow::Borrowed(ev.protocol.name())),
-        Cell::Str(Cow::Borrowed(ev.kind.name())),
+        Cell::Time(ev.time),
+        Cell::Epoch(ev.time),
+        Cell::Str(ev.protocol.name()),
+        Cell::Str(ev.kind.name()),
         Cell::Bool(ev.outgoing),
         opt_str(ev.local_id_str()),
         remote,
         Cell::Bool(ev.group),
         opt_str(ev.sender.as_deref()),
-        Cell::Str(Cow::Owned(ev.client.to_string())),
-        Cell::Str(Cow::Owned(ev.server.to_string())),
+        Cell::Addr(ev.client),
+        Cell::Addr(ev.server),
         opt_str(ev.text.as_deref()),
         opt_str(ev.text_encoding),
         raw,
         opt_str(ev.file_name.as_deref()),
         ev.file_size.map_or(Cell::Null, Cell::U64),
         Cell::Bool(ev.filtered),
-        Cell::List(
-            ev.categories
-                .iter()
-                .map(|c| Cow::Borrowed(c.as_str()))
-                .collect(),
-        ),
+        Cell::List(&ev.categories),
         opt_str(ctx.inputs.get(usize::from(ev.source)).map(String::as_str)),
         Cell::Pair(ev.frames.0, ev.frames.1),
-        Cell::Str(Cow::Owned(ev.flow.to_string())),
-        Cell::List(ev.flags.names().into_iter().map(Cow::Borrowed).collect()),
+        Cell::Flow(ev.flow),
+        Cell::Flags(ev.flags),
         Cell::U64(ev.lost_bytes),
     ]
 }
@@ -109,17 +138,41 @@ pub(crate) fn cells<'a>(ev: &'a Event, ctx: &'a SinkContext) -> [Cell<'a>; 23] {
 mod tests {
     use super::*;
 
+    fn epoch(ts: Timestamp) -> String {
+        let mut v = Vec::new();
+        push_epoch(&mut v, ts);
+        String::from_utf8(v).unwrap()
+    }
+
     #[test]
     fn epoch_has_six_decimals_on_both_sides_of_1970() {
         assert_eq!(
-            epoch_micros(Timestamp::from_secs_nanos(1_248_087_600, 0)),
+            epoch(Timestamp::from_secs_nanos(1_248_087_600, 0)),
             "1248087600.000000"
         );
         assert_eq!(
-            epoch_micros(Timestamp::from_secs_nanos(1, 123_456_789)),
+            epoch(Timestamp::from_secs_nanos(1, 123_456_789)),
             "1.123456"
         );
-        assert_eq!(epoch_micros(Timestamp(-1)), "-0.000001");
-        assert_eq!(epoch_micros(Timestamp(-1_500_000_000)), "-1.500000");
+        assert_eq!(epoch(Timestamp(-1)), "-0.000001");
+        assert_eq!(epoch(Timestamp(-1_500_000_000)), "-1.500000");
+    }
+
+    #[test]
+    fn cached_time_text_matches_the_timestamp_formatter() {
+        let mut t = TimeText::default();
+        for ts in [
+            0,
+            1_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            -1,
+            1_248_087_600_123_456_789,
+        ] {
+            let ts = Timestamp(ts);
+            let mut v = Vec::new();
+            t.push(&mut v, ts);
+            assert_eq!(String::from_utf8(v).unwrap(), ts.rfc3339_micros());
+        }
     }
 }
