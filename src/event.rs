@@ -120,6 +120,19 @@ pub struct EventFlags {
 }
 
 impl EventFlags {
+    /// The set flags' names in their fixed output order, without allocating.
+    pub fn iter_names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.gap_before, "gap_before"),
+            (self.overlap_conflict, "overlap_conflict"),
+            (self.midstream, "midstream"),
+            (self.decode_error, "decode_error"),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, name)| name)
+    }
+
     /// The flag names in their fixed output order.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();

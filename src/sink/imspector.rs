@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::event::{Event, Kind, Protocol};
+use crate::sink::record::{push_addr, push_u64};
 use crate::sink::Sink;
 use crate::time::{civil_from_secs, Timestamp};
 
@@ -357,19 +358,26 @@ fn push_eventdata(line: &mut Vec<u8>, data: &[u8]) -> bool {
 
 /// One IMSpector log line for `ev`, with its final LF, appended to `line`.
 pub fn render_line(line: &mut Vec<u8>, ev: &Event) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        line,
-        "{},{},{},{},{},",
-        ev.client,
-        Timestamp::secs(ev.time),
-        u8::from(ev.outgoing),
-        ev.kind.imspector_type(),
-        u8::from(ev.filtered),
-    );
+    push_addr(line, ev.client);
+    line.push(b',');
+    let secs = Timestamp::secs(ev.time);
+    if secs < 0 {
+        line.push(b'-');
+    }
+    push_u64(line, secs.unsigned_abs());
+    line.extend_from_slice(&[
+        b',',
+        b'0' + u8::from(ev.outgoing),
+        b',',
+        b'0' + ev.kind.imspector_type(),
+        b',',
+        b'0' + u8::from(ev.filtered),
+        b',',
+    ]);
     let hits = ev.policy.badword_hits();
     if hits > 0 {
-        let _ = write!(line, "{hits} badwords;");
+        push_u64(line, hits as u64);
+        line.extend_from_slice(b" badwords;");
     }
     line.push(b',');
     match ev.kind {

@@ -5,25 +5,26 @@
 //!
 //! [`FIELDS`]: crate::sink::FIELDS
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
 use crate::event::Event;
-use crate::sink::record::{cells, push_epoch, Cell, TimeText, FIELDS};
+use crate::sink::record::{cells, push_addr, push_epoch, push_u64, Cell, TimeText, FIELDS};
 use crate::sink::{Sink, SinkContext, STREAM_BUFFER};
 
 pub struct JsonlSink {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Box<dyn Write + Send>,
     ctx: SinkContext,
-    line: Vec<u8>,
+    /// Lines waiting to be written (rendered in place: no second copy).
+    buf: Vec<u8>,
     times: TimeText,
 }
 
 impl JsonlSink {
     pub fn new(w: Box<dyn Write + Send>, ctx: SinkContext) -> Self {
         JsonlSink {
-            out: BufWriter::with_capacity(STREAM_BUFFER, w),
+            out: w,
             ctx,
-            line: Vec::with_capacity(512),
+            buf: Vec::with_capacity(STREAM_BUFFER + 4096),
             times: TimeText::default(),
         }
     }
@@ -57,9 +58,7 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext, times: &
             Cell::Null => line.extend_from_slice(b"null"),
             Cell::Str(s) => json_str(line, s),
             Cell::Bool(b) => line.extend_from_slice(if b { b"true" } else { b"false" }),
-            Cell::U64(n) => {
-                let _ = write!(line, "{n}");
-            }
+            Cell::U64(n) => push_u64(line, n),
             Cell::Time(t) => {
                 line.push(b'"');
                 times.push(line, t);
@@ -67,7 +66,9 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext, times: &
             }
             Cell::Epoch(t) => push_epoch(line, t),
             Cell::Addr(a) => {
-                let _ = write!(line, "\"{a}\"");
+                line.push(b'"');
+                push_addr(line, a);
+                line.push(b'"');
             }
             Cell::Flow(f) => {
                 let _ = write!(line, "\"{f}\"");
@@ -89,7 +90,7 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext, times: &
             }
             Cell::Flags(f) => {
                 line.push(b'[');
-                for (j, s) in f.names().into_iter().enumerate() {
+                for (j, s) in f.iter_names().enumerate() {
                     if j > 0 {
                         line.push(b',');
                     }
@@ -98,7 +99,11 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext, times: &
                 line.push(b']');
             }
             Cell::Pair(a, b) => {
-                let _ = write!(line, "[{a},{b}]");
+                line.push(b'[');
+                push_u64(line, a);
+                line.push(b',');
+                push_u64(line, b);
+                line.push(b']');
             }
         }
     }
@@ -107,13 +112,18 @@ pub(crate) fn render(line: &mut Vec<u8>, ev: &Event, ctx: &SinkContext, times: &
 
 impl Sink for JsonlSink {
     fn write(&mut self, ev: &Event) -> io::Result<()> {
-        self.line.clear();
-        render(&mut self.line, ev, &self.ctx, &mut self.times);
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)
+        render(&mut self.buf, ev, &self.ctx, &mut self.times);
+        self.buf.push(b'\n');
+        if self.buf.len() >= STREAM_BUFFER {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
         self.out.flush()
     }
 }

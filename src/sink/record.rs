@@ -73,6 +73,40 @@ pub(crate) fn push_epoch(out: &mut Vec<u8>, ts: Timestamp) {
     let _ = write!(out, "{sign}{}.{:06}", a / 1_000_000, a % 1_000_000);
 }
 
+/// Appends a decimal number without going through `fmt`.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `ip:port` (`[v6]:port` for IPv6), as `SocketAddr` displays it.
+pub(crate) fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(o));
+            }
+            out.push(b':');
+            push_u64(out, u64::from(v4.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
 /// Formats RFC 3339 times, remembering the last whole second (events come
 /// in time order, so most share their second's text with the one before).
 #[derive(Default)]
@@ -156,6 +190,21 @@ mod tests {
         );
         assert_eq!(epoch(Timestamp(-1)), "-0.000001");
         assert_eq!(epoch(Timestamp(-1_500_000_000)), "-1.500000");
+    }
+
+    #[test]
+    fn fast_numbers_and_addresses_match_display() {
+        for n in [0u64, 7, 10, 1_248_087_600, u64::MAX] {
+            let mut v = Vec::new();
+            push_u64(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+        }
+        for a in ["10.0.0.5:1042", "0.0.0.0:0", "255.255.255.255:65535", "[2001:db8::1]:5222", "[::ffff:1.2.3.4]:1"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut v = Vec::new();
+            push_addr(&mut v, a);
+            assert_eq!(String::from_utf8(v).unwrap(), a.to_string());
+        }
     }
 
     #[test]
