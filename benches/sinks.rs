@@ -6,14 +6,16 @@
 //! interleaved, three capture days, 20–120 bytes of text each, a file offer
 //! or typing event now and then.
 //!
-//! `cargo bench --bench sinks` (each benchmark takes about 10–20 s).
+//! `cargo bench --bench sinks` (each benchmark takes about 10–20 s), or
+//! `SINKS_CPU_TIME=1 cargo bench --bench sinks` for on-CPU seconds per
+//! writer, which stay meaningful when other work shares the cores.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use imscan::capture::FrameRef;
 use imscan::event::{Event, FlowId, Kind, LocalId, Protocol};
 use imscan::policy::Policy;
@@ -180,5 +182,64 @@ fn bench_writers(c: &mut Criterion) {
     g.finish();
 }
 
+/// On-CPU nanoseconds of this thread so far (user + system), from
+/// `/proc/thread-self/schedstat`: unlike wall time it does not grow when
+/// other processes share the cores.
+fn thread_cpu_nanos() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// `SINKS_CPU_TIME=1 cargo bench --bench sinks`: each writer a few times,
+/// best on-CPU time of one core, for a machine busy with other work.
+fn cpu_time_report() {
+    let events = events();
+    let ctx = ctx();
+    let runs: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "jsonl",
+            Box::new(|| run(sink::jsonl(Box::new(io::sink()), ctx.clone()), &events)),
+        ),
+        (
+            "csv",
+            Box::new(|| run(sink::csv(Box::new(io::sink()), ctx.clone(), false), &events)),
+        ),
+        (
+            "text",
+            Box::new(|| run(sink::text(Box::new(io::sink()), ctx.clone()), &events)),
+        ),
+        (
+            "imspector_tree",
+            Box::new(|| {
+                let dir = tempfile::tempdir().unwrap();
+                run(
+                    sink::imspector(dir.path(), ImspectorOptions::default()).unwrap(),
+                    &events,
+                );
+            }),
+        ),
+    ];
+    for (name, f) in runs {
+        let mut best = u64::MAX;
+        for _ in 0..3 {
+            let t0 = thread_cpu_nanos().unwrap_or(0);
+            f();
+            best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
+        }
+        println!(
+            "{name}: {:.3} s on-CPU for {EVENTS} events (best of 3)",
+            best as f64 / 1e9
+        );
+    }
+}
+
 criterion_group!(benches, bench_writers);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("SINKS_CPU_TIME").is_some() {
+        cpu_time_report();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
