@@ -195,7 +195,8 @@ fn thread_cpu_nanos() -> Option<u64> {
 fn cpu_time_report() {
     let events = events();
     let ctx = ctx();
-    let runs: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Run<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let runs: Vec<Run> = vec![
         (
             "jsonl",
             Box::new(|| run(sink::jsonl(Box::new(io::sink()), ctx.clone()), &events)),

@@ -232,6 +232,9 @@ pub struct Event {
     /// The charset the text was decoded from (`utf-8`, `windows-1250`, ...).
     pub text_encoding: Option<&'static str>,
     /// The original text bytes, kept when decoding was not exact or `--raw` is on.
+    /// Only the bytes of the text itself (as IMSpector would have logged
+    /// them: charset unconverted, markup and entities as sent), never the
+    /// surrounding protocol unit: the IMSpector writer logs these bytes.
     pub raw: Option<Vec<u8>>,
     pub file_name: Option<String>,
     pub file_size: Option<u64>,

@@ -1015,3 +1015,52 @@ fn manifest_is_deterministic_and_hashes_match_sha256sum() {
     write_manifest(&path, &m).unwrap();
     check_golden("manifest.json", &std::fs::read(&path).unwrap());
 }
+
+#[test]
+fn imspector_logs_the_text_as_carried_on_the_wire() {
+    let base = |proto, enc: &'static str, text: &str, raw: Option<&[u8]>| {
+        let mut e = msg(
+            ev(
+                1248087600,
+                proto,
+                Kind::Message,
+                false,
+                "10.0.0.1:1",
+                "10.0.0.2:2",
+                "a",
+                "b",
+            ),
+            text,
+        );
+        e.text_encoding = Some(enc);
+        e.raw = raw.map(<[u8]>::to_vec);
+        let mut line = Vec::new();
+        render_line(&mut line, &e);
+        line
+    };
+    // Gadu-Gadu CP1250 was logged unconverted.
+    assert_eq!(
+        base(
+            Protocol::GaduGadu,
+            "windows-1250",
+            "żółw",
+            Some(b"\xbf\xf3\xb3w")
+        ),
+        b"10.0.0.1:1,1248087600,0,1,0,,\xbf\xf3\xb3w\n"
+    );
+    // Jabber entities were not decoded by IMSpector.
+    assert_eq!(
+        base(Protocol::Xmpp, "utf-8", "can't", Some(b"can&apos;t")),
+        b"10.0.0.1:1,1248087600,0,1,0,,can&apos;t\n"
+    );
+    // ICQ UTF-16BE was converted to UTF-8 by IMSpector: the text, not the raw bytes.
+    assert_eq!(
+        base(Protocol::Oscar, "utf-16be", "hi", Some(b"\0h\0i")),
+        b"10.0.0.1:1,1248087600,0,1,0,,hi\n"
+    );
+    // Exact UTF-8 without raw: the text.
+    assert_eq!(
+        base(Protocol::Msn, "utf-8", "hi", None),
+        b"10.0.0.1:1,1248087600,0,1,0,,hi\n"
+    );
+}

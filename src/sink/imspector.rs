@@ -16,7 +16,7 @@
 //! * timestamp: whole capture seconds (floor), in full (IMSpector cut them
 //!   to 32 bits); categories: `<n> badwords;` when bad words were counted,
 //!   else empty (ACL and blocked files add no text, as in IMSpector);
-//!   eventdata: the text, with `<sender>: ` in front of incoming MSN, Yahoo
+//!   eventdata: the text as on the wire ([`imspector_text`]), with `<sender>: ` in front of incoming MSN, Yahoo
 //!   and IRC group messages; for files `<name> <size> bytes` (an unknown
 //!   part leaves its slot empty); empty for typing and webcam. It is cut at
 //!   the first NUL and every LF becomes `\n`; nothing else is escaped.
@@ -356,6 +356,20 @@ fn push_eventdata(line: &mut Vec<u8>, data: &[u8]) -> bool {
     end.is_some()
 }
 
+/// The message bytes IMSpector logged: the text as carried by the protocol,
+/// unconverted (imspector-format.md §9). That is `Event::raw` when the
+/// decoder kept it (a guessed or legacy charset, stripped markup, entities
+/// left undecoded), except for UTF-16 text, which IMSpector itself converted
+/// to UTF-8; otherwise the UTF-8 text.
+pub fn imspector_text(ev: &Event) -> &[u8] {
+    let utf16 = ev.text_encoding.is_some_and(|e| e.starts_with("utf-16"));
+    match (&ev.raw, &ev.text) {
+        (Some(raw), _) if !utf16 => raw,
+        (_, Some(text)) => text.as_bytes(),
+        (_, None) => b"",
+    }
+}
+
 /// One IMSpector log line for `ev`, with its final LF, appended to `line`.
 pub fn render_line(line: &mut Vec<u8>, ev: &Event) {
     push_addr(line, ev.client);
@@ -382,17 +396,20 @@ pub fn render_line(line: &mut Vec<u8>, ev: &Event) {
     line.push(b',');
     match ev.kind {
         Kind::Message => {
-            let text = ev.text.as_deref().unwrap_or("");
+            let data = imspector_text(ev);
             let prefixed = ev.group
                 && !ev.outgoing
                 && matches!(ev.protocol, Protocol::Msn | Protocol::Yahoo | Protocol::Irc);
             match (&ev.sender, prefixed) {
                 (Some(sender), true) => {
-                    let data = format!("{sender}: {text}");
-                    push_eventdata(line, data.as_bytes());
+                    let mut full = Vec::with_capacity(sender.len() + 2 + data.len());
+                    full.extend_from_slice(sender.as_bytes());
+                    full.extend_from_slice(b": ");
+                    full.extend_from_slice(data);
+                    push_eventdata(line, &full);
                 }
                 _ => {
-                    push_eventdata(line, text.as_bytes());
+                    push_eventdata(line, data);
                 }
             }
         }

@@ -199,7 +199,13 @@ mod tests {
             push_u64(&mut v, n);
             assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
         }
-        for a in ["10.0.0.5:1042", "0.0.0.0:0", "255.255.255.255:65535", "[2001:db8::1]:5222", "[::ffff:1.2.3.4]:1"] {
+        for a in [
+            "10.0.0.5:1042",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[2001:db8::1]:5222",
+            "[::ffff:1.2.3.4]:1",
+        ] {
             let a: SocketAddr = a.parse().unwrap();
             let mut v = Vec::new();
             push_addr(&mut v, a);
