@@ -229,14 +229,23 @@ impl DayCache {
                     let lo = secs - secs.rem_euclid(86_400);
                     (lo, lo.saturating_add(86_400))
                 }
-                // Zones: only the exact second is known to be on this day.
-                // Good enough: events of one day still hit this cache in
-                // runs of equal seconds, and `date` is cheap.
-                DateZone::Zone(_) => (secs, secs.saturating_add(1)),
+                DateZone::Zone(tz) => zone_day(tz, secs).unwrap_or((secs, secs.saturating_add(1))),
             };
         }
         &self.date
     }
+}
+
+/// The seconds `[lo, hi)` of the local day that `secs` falls on in `tz`
+/// (days are 23 or 25 hours long around DST changes).
+fn zone_day(tz: &jiff::tz::TimeZone, secs: i64) -> Option<(i64, i64)> {
+    let z = jiff::Timestamp::from_second(secs)
+        .ok()?
+        .to_zoned(tz.clone());
+    let start = z.start_of_day().ok()?;
+    let next = z.tomorrow().ok()?.start_of_day().ok()?;
+    let (lo, hi) = (start.timestamp().as_second(), next.timestamp().as_second());
+    (lo <= secs && secs < hi).then_some((lo, hi))
 }
 
 /// The writer's two bounds: bytes waiting in memory, files held open.
@@ -473,6 +482,14 @@ impl Sink for ImspectorSink {
     }
 }
 
+impl Drop for ImspectorSink {
+    /// Best effort when `finish` was not called (an error elsewhere): the
+    /// waiting lines are still written.
+    fn drop(&mut self) {
+        let _ = self.flush_pending();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,5 +570,45 @@ mod tests {
         assert_eq!(days.date(secs + 1800), "2009-07-21");
         assert_eq!(days.date(secs), "2009-07-20");
         assert_eq!(days.date(-1), "1969-12-31");
+        // The cached day range of a zone agrees with the zone second by
+        // second around its midnight (22:00:00Z at +02:00 is secs - 5400).
+        let zone = DateZone::parse("+02:00").unwrap();
+        let mut days = DayCache::new(zone.clone());
+        let midnight = secs - 5400;
+        for s in [
+            midnight - 7200,
+            midnight - 1,
+            midnight,
+            midnight + 1,
+            secs,
+            midnight - 1,
+        ] {
+            assert_eq!(days.date(s), zone.date(s), "{s}");
+        }
+        assert_eq!(days.date(midnight - 1), "2009-07-20");
+        assert_eq!(days.date(midnight), "2009-07-21");
+    }
+
+    #[test]
+    fn cached_days_follow_dst_changes() {
+        // Central European time without a tz database: the 25-hour day of
+        // 2009-10-25 and the 23-hour day of 2009-03-29.
+        let tz = jiff::tz::TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let zone = DateZone::Zone(tz.clone());
+        let mut days = DayCache::new(zone.clone());
+        // 2009-10-24T22:00:00Z is local midnight (CEST); the next local
+        // midnight is 2009-10-25T23:00:00Z (CET).
+        let day_start = 1_256_421_600;
+        for s in (day_start - 3600..day_start + 26 * 3600).step_by(1799) {
+            assert_eq!(days.date(s), zone.date(s), "{s}");
+        }
+        assert_eq!(
+            zone_day(&tz, day_start + 10),
+            Some((day_start, day_start + 25 * 3600))
+        );
+        let spring = 1_238_281_200; // 2009-03-28T23:00:00Z, local midnight (CET)
+        for s in (spring - 3600..spring + 25 * 3600).step_by(1799) {
+            assert_eq!(days.date(s), zone.date(s), "{s}");
+        }
     }
 }

@@ -127,3 +127,14 @@ impl Sink for JsonlSink {
         self.out.flush()
     }
 }
+
+impl Drop for JsonlSink {
+    /// Best effort when `finish` was not called: the waiting lines are
+    /// still written.
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.out.write_all(&self.buf);
+            let _ = self.out.flush();
+        }
+    }
+}
