@@ -32,8 +32,9 @@ impl Acl {
     /// refuses them instead, naming the line, because a rule that silently
     /// does nothing changes what an investigator believes was blocked:
     /// a first word other than `allow`/`deny` (this includes a `#` that is
-    /// not in column 0, and tabs, which IMSpector did not treat as
-    /// separators), a rule without a local part, an empty token (two
+    /// not in column 0), a tab anywhere (IMSpector did not treat tabs as
+    /// separators, so the rule named ids that never occur), a rule without
+    /// a local part, an empty token (two
     /// spaces in a row, a trailing space: IMSpector made an empty id of it),
     /// a CR (a CRLF file: IMSpector kept the CR in the last id, so the rule
     /// never matched), or a file without any rule (IMSpector disabled the
@@ -55,6 +56,9 @@ impl Acl {
             }
             if raw.contains('\r') {
                 return Err((line, "contains a CR (save the file with LF line ends); IMSpector kept the CR in the last id, so this rule never matched".into()));
+            }
+            if raw.contains('\t') {
+                return Err((line, "contains a tab: tokens are separated by single spaces (IMSpector kept the tab inside the word)".into()));
             }
             let tokens: Vec<&str> = raw.split(' ').collect();
             let action = match tokens[0] {
@@ -224,10 +228,11 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors_naming_the_line() {
-        let cases: [(&[u8], u32, &str); 8] = [
+        let cases: [(&[u8], u32, &str); 9] = [
             (b"allow a\npermit a\n", 2, "expected `allow`"),
             (b"allow a\n deny a\n", 2, "expected `allow`"),
-            (b"allow\ta\n", 1, "expected `allow`"),
+            (b"allow\ta\n", 1, "tab"),
+            (b"deny all\tbob\n", 1, "tab"),
             (b"deny\n", 1, "without a local id"),
             (b"deny a  b\n", 1, "two spaces"),
             (b"deny a \n", 1, "trailing space"),
