@@ -13,13 +13,15 @@
 //! * The day is the capture time's date in UTC unless another zone is asked
 //!   for ([`DateZone`]); a conversation crossing midnight continues in the
 //!   next day's file.
-//! * timestamp: whole capture seconds (floor), in full (IMSpector cut them
-//!   to 32 bits); categories: `<n> badwords;` when bad words were counted,
-//!   else empty (ACL and blocked files add no text, as in IMSpector);
-//!   eventdata: the text as on the wire ([`imspector_text`]), with `<sender>: ` in front of incoming MSN, Yahoo
-//!   and IRC group messages; for files `<name> <size> bytes` (an unknown
-//!   part leaves its slot empty); empty for typing and webcam. It is cut at
-//!   the first NUL and every LF becomes `\n`; nothing else is escaped.
+//! * clientaddress: `a.b.c.d:port` (IPv6, which IMSpector never logged:
+//!   `[addr]:port`); timestamp: whole capture seconds (floor), in full
+//!   (IMSpector cut them to 32 bits); categories: `<n> badwords;` when bad
+//!   words were counted, else empty (ACL and blocked files add no text, as
+//!   in IMSpector); eventdata: the text as on the wire ([`imspector_text`]),
+//!   with `<sender>: ` in front of incoming MSN, Yahoo and IRC group
+//!   messages; for files `<name> <size> bytes` (an unknown part leaves its
+//!   slot empty); empty for typing and webcam. It is cut at the first NUL
+//!   and every LF becomes `\n`; nothing else is escaped.
 //! * Files are appended in event order (existing files are extended, as
 //!   IMSpector did). Lines wait in memory up to a byte budget, then go out
 //!   through a bounded cache of open files ([`ImspectorSink`]); how often

@@ -46,7 +46,7 @@ pub trait Sink: Send {
 /// Buffer size for stream outputs.
 const STREAM_BUFFER: usize = 1 << 16;
 
-/// `-F text`: one readable line per event (see [`text`] for the format).
+/// `-F text`: one readable line per event (see [`mod@text`] for the format).
 pub fn text(w: Box<dyn Write + Send>, ctx: SinkContext) -> Box<dyn Sink> {
     Box::new(text::TextSink::new(w, ctx))
 }
@@ -57,7 +57,7 @@ pub fn jsonl(w: Box<dyn Write + Send>, ctx: SinkContext) -> Box<dyn Sink> {
 }
 
 /// `-F csv`: a header row, then one RFC 4180 row per event. Unless `csv_raw`,
-/// cells that a spreadsheet would run as a formula are defused (see [`csv`]).
+/// cells that a spreadsheet would run as a formula are defused (see [`mod@csv`]).
 pub fn csv(w: Box<dyn Write + Send>, ctx: SinkContext, csv_raw: bool) -> Box<dyn Sink> {
     Box::new(csv::CsvSink::new(w, ctx, csv_raw))
 }
