@@ -220,6 +220,24 @@ fn cpu_time_report() {
             }),
         ),
     ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/imspector-examples");
+    let policy = Policy::load(
+        Some(&dir.join("badwords.txt")),
+        2,
+        Some(&dir.join("acl.txt")),
+        true,
+    )
+    .unwrap();
+    let mut runs = runs;
+    runs.push((
+        "policy_badwords_acl",
+        Box::new(|| {
+            let mut evs = events.clone();
+            for e in &mut evs {
+                policy.apply(e);
+            }
+        }),
+    ));
     for (name, f) in runs {
         let mut best = u64::MAX;
         for _ in 0..3 {

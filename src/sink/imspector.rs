@@ -278,6 +278,9 @@ pub struct ImspectorSink {
     key: String,
 }
 
+/// Directories remembered as created (bounds the memo's memory).
+const MADE_DIRS_MEMO: usize = 65_536;
+
 /// Bookkeeping bytes charged per waiting file on top of its key and lines,
 /// so many tiny conversations cannot grow memory past the budget either.
 const PENDING_OVERHEAD: usize = 64;
@@ -324,6 +327,10 @@ impl ImspectorSink {
         if let Some(parent) = path.parent() {
             if !self.made_dirs.contains(parent) {
                 fs::create_dir_all(parent)?;
+                // A memo, not state: forgetting it only costs a mkdir.
+                if self.made_dirs.len() >= MADE_DIRS_MEMO {
+                    self.made_dirs.clear();
+                }
                 self.made_dirs.insert(parent.to_path_buf());
             }
         }
