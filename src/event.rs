@@ -231,10 +231,10 @@ pub struct Event {
     pub text: Option<String>,
     /// The charset the text was decoded from (`utf-8`, `windows-1250`, ...).
     pub text_encoding: Option<&'static str>,
-    /// The original text bytes, kept when decoding was not exact or `--raw` is on.
-    /// Only the bytes of the text itself (as IMSpector would have logged
-    /// them: charset unconverted, markup and entities as sent), never the
-    /// surrounding protocol unit: the IMSpector writer logs these bytes.
+    /// The original text bytes, kept when decoding was not exact or `--raw` is on:
+    /// the bytes of the text itself as sent (charset unconverted, formatting
+    /// codes kept), which the IMSpector writer logs as IMSpector did; for
+    /// XMPP the whole stanza the text came from.
     pub raw: Option<Vec<u8>>,
     pub file_name: Option<String>,
     pub file_size: Option<u64>,

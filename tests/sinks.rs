@@ -1048,9 +1048,19 @@ fn imspector_logs_the_text_as_carried_on_the_wire() {
         ),
         b"10.0.0.1:1,1248087600,0,1,0,,\xbf\xf3\xb3w\n"
     );
-    // Jabber entities were not decoded by IMSpector.
+    // Yahoo formatting codes, stripped from the text, were logged by IMSpector.
     assert_eq!(
-        base(Protocol::Xmpp, "utf-8", "can't", Some(b"can&apos;t")),
+        base(Protocol::Yahoo, "utf-8", "hi", Some(b"\x1b[1mhi")),
+        b"10.0.0.1:1,1248087600,0,1,0,,\x1b[1mhi\n"
+    );
+    // XMPP raw is the whole stanza: IMSpector logged the extracted text.
+    assert_eq!(
+        base(
+            Protocol::Xmpp,
+            "utf-8",
+            "can&apos;t",
+            Some(b"<message><body>can&apos;t</body></message>")
+        ),
         b"10.0.0.1:1,1248087600,0,1,0,,can&apos;t\n"
     );
     // ICQ UTF-16BE was converted to UTF-8 by IMSpector: the text, not the raw bytes.

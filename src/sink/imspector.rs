@@ -376,13 +376,15 @@ fn push_eventdata(line: &mut Vec<u8>, data: &[u8]) -> bool {
 
 /// The message bytes IMSpector logged: the text as carried by the protocol,
 /// unconverted (imspector-format.md §9). That is `Event::raw` when the
-/// decoder kept it (a guessed or legacy charset, stripped markup, entities
-/// left undecoded), except for UTF-16 text, which IMSpector itself converted
-/// to UTF-8; otherwise the UTF-8 text.
+/// decoder kept it (a legacy or guessed charset, invalid UTF-8, Yahoo
+/// formatting codes), except for UTF-16 text, which IMSpector itself
+/// converted to UTF-8, and for XMPP, whose `raw` is the whole stanza while
+/// IMSpector logged the extracted text; otherwise the UTF-8 text.
 pub fn imspector_text(ev: &Event) -> &[u8] {
     let utf16 = ev.text_encoding.is_some_and(|e| e.starts_with("utf-16"));
+    let raw_is_text = !utf16 && ev.protocol != Protocol::Xmpp;
     match (&ev.raw, &ev.text) {
-        (Some(raw), _) if !utf16 => raw,
+        (Some(raw), _) if raw_is_text => raw,
         (_, Some(text)) => text.as_bytes(),
         (_, None) => b"",
     }
