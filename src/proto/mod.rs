@@ -46,6 +46,18 @@ pub struct FlowStart {
     pub client_dir: Option<Dir>,
 }
 
+/// Counters of the proto stage (merge the shards' with [`ProtoStats::merge`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProtoStats {
+    pub flows: u64,
+}
+
+impl ProtoStats {
+    pub fn merge(&mut self, o: &ProtoStats) {
+        self.flows += o.flows;
+    }
+}
+
 /// Detection and decoding of one TCP flow.
 pub struct FlowDecoder {
     #[allow(dead_code)]
@@ -54,6 +66,7 @@ pub struct FlowDecoder {
     start: FlowStart,
     events: Vec<Event>,
     facts: Vec<IdentityFact>,
+    stats: ProtoStats,
 }
 
 impl FlowDecoder {
@@ -63,6 +76,7 @@ impl FlowDecoder {
             start,
             events: Vec::new(),
             facts: Vec::new(),
+            stats: ProtoStats { flows: 1 },
         }
     }
 
@@ -70,6 +84,10 @@ impl FlowDecoder {
     /// stop buffering its bytes.
     pub fn wants_data(&self) -> bool {
         true
+    }
+
+    pub fn stats(&self) -> &ProtoStats {
+        &self.stats
     }
 
     /// Move the events and identity facts produced so far into `events`/`facts`.
