@@ -24,7 +24,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{FrameRef, SourceId};
-use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, Protocol};
+use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, PolicyMarks, Protocol};
 use crate::net::{Dir, FlowKey};
 use crate::tcp::{Chunk, ChunkInfo, CloseReason, StreamConsumer};
 use crate::time::Timestamp;
@@ -805,6 +805,7 @@ impl Emitter<'_> {
             flags,
             lost_bytes: self.dir.lost,
             seq: *self.seq,
+            policy: PolicyMarks::default(),
         };
         *self.seq += 1;
         self.dir.gap_before = false;
