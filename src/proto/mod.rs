@@ -272,10 +272,6 @@ pub struct Decoder {
 /// The protocols imscan can decode, in probe order.
 pub const DECODERS: &[Decoder] = &[irc::DECODER, xmpp::DECODER];
 
-fn decoder_for(p: Protocol) -> Option<&'static Decoder> {
-    DECODERS.iter().find(|d| d.protocol == p)
-}
-
 /// Per-direction bookkeeping shared by every protocol.
 #[derive(Default)]
 struct DirState {
@@ -310,8 +306,8 @@ struct Probing {
     total: [usize; 2],
     /// Every chunk so far, in arrival order, with its bytes.
     log: Vec<(ChunkInfo, LoggedChunk)>,
-    /// Per decoder (index into the enabled list): ruled out per direction.
-    ruled_out: Vec<[bool; 2]>,
+    /// Per decoder (index into [`DECODERS`]): ruled out per direction.
+    ruled_out: [[bool; 2]; MAX_DECODERS],
 }
 
 enum LoggedChunk {
@@ -319,54 +315,75 @@ enum LoggedChunk {
     Gap(u64),
 }
 
+/// A decided flow: its protocol session and the per-direction state.
+struct Decoding {
+    protocol: Protocol,
+    session: Box<dyn Session>,
+    client_dir: Dir,
+    dirs: [DirState; 2],
+}
+
+/// Where a flow is. The big states live on the heap, allocated when the
+/// first bytes come: a flow table entry must stay small (a SYN flood is a
+/// table full of flows that never carry a byte).
 enum Phase {
-    Probing(Probing),
-    Decoding {
-        protocol: Protocol,
-        session: Box<dyn Session>,
-        client_dir: Dir,
-    },
+    /// Looking for a protocol; `None` until the first chunk.
+    Probing(Option<Box<Probing>>),
+    Decoding(Box<Decoding>),
     /// Not IM, encrypted, or finished: bytes are ignored.
     Idle,
 }
+
+/// Most decoders the detection table may hold.
+const MAX_DECODERS: usize = 8;
+
+/// Counters of a flow that never counted anything.
+static NO_STATS: ProtoStats = ProtoStats {
+    flows: BTreeMap::new(),
+    undetected: 0,
+    encrypted: 0,
+    units: 0,
+    decode_errors: 0,
+    caps_hit: 0,
+    gaps: 0,
+    echoes_dropped: 0,
+};
 
 /// Detection and decoding of one TCP flow.
 pub struct FlowDecoder {
     config: Arc<ProtoConfig>,
     start: FlowStart,
-    enabled: Vec<&'static Decoder>,
+    /// Bit `i` set: `DECODERS[i]` is enabled.
+    enabled: u8,
     phase: Phase,
-    dirs: [DirState; 2],
     seq: u64,
     events: Vec<Event>,
     facts: Vec<IdentityFact>,
-    stats: ProtoStats,
+    /// Allocated on the first count.
+    stats: Option<Box<ProtoStats>>,
 }
 
 impl FlowDecoder {
     pub fn new(config: Arc<ProtoConfig>, start: FlowStart) -> Self {
-        let enabled: Vec<&'static Decoder> = config
-            .protocols
+        let enabled = DECODERS
             .iter()
-            .filter_map(|p| decoder_for(*p))
-            .collect();
+            .enumerate()
+            .take(MAX_DECODERS)
+            .filter(|(_, d)| config.protocols.contains(&d.protocol))
+            .fold(0u8, |m, (i, _)| m | (1 << i));
         let mut dec = FlowDecoder {
             config,
             start,
-            phase: Phase::Probing(Probing {
-                ruled_out: vec![[false; 2]; enabled.len()],
-                ..Probing::default()
-            }),
+            phase: Phase::Probing(None),
             enabled,
-            dirs: [DirState::default(), DirState::default()],
             seq: 0,
             events: Vec::new(),
             facts: Vec::new(),
-            stats: ProtoStats::default(),
+            stats: None,
         };
         if dec.config.ports_only {
             dec.decide_by_ports();
-        } else if dec.enabled.is_empty() {
+        } else if dec.enabled == 0 {
             dec.give_up();
         }
         dec
@@ -386,69 +403,93 @@ impl FlowDecoder {
 
     /// This flow's counters.
     pub fn stats(&self) -> &ProtoStats {
-        &self.stats
+        self.stats.as_deref().unwrap_or(&NO_STATS)
+    }
+
+    fn stats_mut(&mut self) -> &mut ProtoStats {
+        self.stats.get_or_insert_with(Box::default)
     }
 
     /// The protocol this flow was found to speak, once decided.
     pub fn protocol(&self) -> Option<Protocol> {
         match &self.phase {
-            Phase::Decoding { protocol, .. } => Some(*protocol),
+            Phase::Decoding(d) => Some(d.protocol),
             _ => None,
         }
     }
 
+    /// The enabled decoders with their index in [`DECODERS`].
+    fn enabled(&self) -> impl Iterator<Item = (usize, &'static Decoder)> {
+        let mask = self.enabled;
+        DECODERS
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i < MAX_DECODERS && mask & (1 << i) != 0)
+    }
+
     fn give_up(&mut self) {
         let tls = match &self.phase {
-            Phase::Probing(p) => p.window.iter().any(|w| is_tls_record(w)),
+            Phase::Probing(Some(p)) => p.window.iter().any(|w| is_tls_record(w)),
             _ => false,
         };
         let key = self.start.key;
         let tls_port = self
-            .enabled
-            .iter()
-            .any(|d| d.tls_ports.contains(&key.lo.port) || d.tls_ports.contains(&key.hi.port));
+            .enabled()
+            .any(|(_, d)| d.tls_ports.contains(&key.lo.port) || d.tls_ports.contains(&key.hi.port));
         if tls && tls_port {
-            self.stats.encrypted += 1;
+            self.stats_mut().encrypted += 1;
         } else {
-            self.stats.undetected += 1;
+            self.stats_mut().undetected += 1;
         }
         self.phase = Phase::Idle;
-        for d in &mut self.dirs {
-            d.pending = Vec::new();
-        }
     }
 
     /// `--ports-only`: IMSpector's classic detection, the server being the
     /// end on the protocol's port.
     fn decide_by_ports(&mut self) {
         let key = self.start.key;
-        for dec in &self.enabled {
-            for (server, client_dir) in [(key.hi, Dir::LoToHi), (key.lo, Dir::HiToLo)] {
-                if dec.classic_ports.contains(&server.port) {
-                    let client_dir = self.start.client_dir.unwrap_or(client_dir);
-                    self.start_session(dec, client_dir);
-                    return;
-                }
-            }
+        let found = self.enabled().find_map(|(_, dec)| {
+            [(key.hi, Dir::LoToHi), (key.lo, Dir::HiToLo)]
+                .into_iter()
+                .find(|(server, _)| dec.classic_ports.contains(&server.port))
+                .map(|(_, client_dir)| (dec, client_dir))
+        });
+        if let Some((dec, client_dir)) = found {
+            let client_dir = self.start.client_dir.unwrap_or(client_dir);
+            self.start_session(dec, client_dir);
+            return;
         }
         self.give_up();
     }
 
     fn start_session(&mut self, dec: &'static Decoder, client_dir: Dir) {
         let session = (dec.session)();
-        *self.stats.flows.entry(dec.protocol.name()).or_insert(0) += 1;
-        self.phase = Phase::Decoding {
+        *self
+            .stats_mut()
+            .flows
+            .entry(dec.protocol.name())
+            .or_insert(0) += 1;
+        self.phase = Phase::Decoding(Box::new(Decoding {
             protocol: dec.protocol,
             session,
             client_dir,
-        };
+            dirs: [DirState::default(), DirState::default()],
+        }));
     }
 
     /// Probe the new chunk; decide, give up, or keep it for later.
     fn probe_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
-        let Phase::Probing(p) = &mut self.phase else {
+        let mask = self.enabled;
+        let enabled = move || {
+            DECODERS
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| *i < MAX_DECODERS && mask & (1 << i) != 0)
+        };
+        let Phase::Probing(slot) = &mut self.phase else {
             return;
         };
+        let p = slot.get_or_insert_with(Box::default);
         let di = info.dir.index();
         let data = match chunk {
             Chunk::Gap(len) => {
@@ -474,13 +515,13 @@ impl FlowDecoder {
             ProbeStart::Stream
         };
         let mut found = None;
-        for (i, dec) in self.enabled.iter().enumerate() {
+        for (i, dec) in enabled() {
             if p.ruled_out[i][di] {
                 continue;
             }
             match (dec.probe)(&p.window[di], start) {
                 Verdict::Yes(role) => {
-                    found = Some((*dec, role));
+                    found = Some((dec, role));
                     break;
                 }
                 // From the stream's start, a "no" from either end is final:
@@ -492,7 +533,7 @@ impl FlowDecoder {
         }
         if let Some((dec, role)) = found {
             let mut p = match std::mem::replace(&mut self.phase, Phase::Idle) {
-                Phase::Probing(p) => p,
+                Phase::Probing(Some(p)) => p,
                 _ => return,
             };
             let client_dir = self.choose_client(dec, info.dir, role);
@@ -506,7 +547,7 @@ impl FlowDecoder {
             self.decode_chunk(chunk, info);
             return;
         }
-        let all_out = p.ruled_out.iter().all(|r| r[0] && r[1]);
+        let all_out = enabled().all(|(i, _)| p.ruled_out[i] == [true; 2]);
         if all_out || p.total[di] > PROBE_LIMIT || p.log.len() >= PROBE_CHUNKS {
             self.give_up();
             return;
@@ -538,14 +579,16 @@ impl FlowDecoder {
     }
 
     fn decode_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
-        let Phase::Decoding {
+        let Phase::Decoding(dec) = &mut self.phase else {
+            return;
+        };
+        let stats = self.stats.get_or_insert_with(Box::default);
+        let Decoding {
             protocol,
             session,
             client_dir,
-        } = &mut self.phase
-        else {
-            return;
-        };
+            dirs,
+        } = &mut **dec;
         let side = if info.dir == *client_dir {
             Side::Client
         } else {
@@ -553,7 +596,7 @@ impl FlowDecoder {
         };
         let client = self.start.key.src(*client_dir).socket_addr();
         let server = self.start.key.dst(*client_dir).socket_addr();
-        let d = &mut self.dirs[info.dir.index()];
+        let d = &mut dirs[info.dir.index()];
         d.overlap |= info.flags.overlap_conflict;
         d.midstream |= info.flags.midstream;
         let data = match chunk {
@@ -562,7 +605,7 @@ impl FlowDecoder {
                 d.lost = d.lost.saturating_add(len);
                 d.pending.clear();
                 d.resync = Some(ResyncCause::Gap);
-                self.stats.gaps += 1;
+                stats.gaps += 1;
                 return;
             }
             Chunk::Data(data) => data,
@@ -593,7 +636,7 @@ impl FlowDecoder {
             seq: &mut self.seq,
             events: &mut self.events,
             facts: &mut self.facts,
-            stats: &mut self.stats,
+            stats,
         };
         // Complete the pending unit by appending the chunk in growing
         // steps, so that only the bytes up to its end are copied; the rest
@@ -629,9 +672,8 @@ impl FlowDecoder {
             }
         }
         if ctx.session.encrypted() {
-            self.stats.encrypted += 1;
+            ctx.stats.encrypted += 1;
             self.phase = Phase::Idle;
-            self.dirs = [DirState::default(), DirState::default()];
         }
     }
 }
@@ -823,22 +865,18 @@ impl StreamConsumer for FlowDecoder {
     fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
         match self.phase {
             Phase::Probing(_) => self.probe_chunk(chunk, info),
-            Phase::Decoding { .. } => self.decode_chunk(chunk, info),
+            Phase::Decoding(_) => self.decode_chunk(chunk, info),
             Phase::Idle => {}
         }
     }
 
     fn on_close(&mut self, _reason: CloseReason, _ts: Timestamp, _frame: FrameRef) {
-        if let Phase::Probing(p) = &self.phase {
-            if p.total.iter().any(|t| *t > 0) {
-                self.give_up();
-            } else {
-                self.phase = Phase::Idle;
-            }
-        } else {
-            self.phase = Phase::Idle;
+        let saw_data =
+            matches!(&self.phase, Phase::Probing(Some(p)) if p.total.iter().any(|t| *t > 0));
+        if saw_data {
+            self.give_up();
         }
-        self.dirs = [DirState::default(), DirState::default()];
+        self.phase = Phase::Idle;
     }
 }
 

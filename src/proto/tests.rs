@@ -300,3 +300,14 @@ fn a_long_unit_completes_across_many_chunks_and_the_rest_decodes_in_place() {
         .collect();
     assert_eq!(got, [(3000, (3, 7)), (4, (7, 7)), (7, (7, 20))]);
 }
+
+#[test]
+fn an_idle_flow_decoder_is_small_and_allocates_nothing_until_bytes_come() {
+    // The flow table keeps one per flow, SYN floods included.
+    let size = std::mem::size_of::<FlowDecoder>();
+    assert!(size <= 200, "FlowDecoder grew to {size} bytes");
+    let (d, _) = decoder("10.0.0.1:40000", "10.0.0.2:6667", true);
+    assert!(matches!(d.phase, Phase::Probing(None)));
+    assert!(d.stats.is_none());
+    assert_eq!(d.stats(), &ProtoStats::default());
+}
