@@ -494,6 +494,19 @@ fn an_endless_line_hits_the_cap_and_decoding_recovers() {
 }
 
 #[test]
+fn a_line_to_thousands_of_targets_gives_a_bounded_number_of_events() {
+    let mut line = b"PRIVMSG ".to_vec();
+    for i in 0..3000 {
+        line.extend_from_slice(format!("n{i},").as_bytes());
+    }
+    line.extend_from_slice(b" :hello\r\n");
+    let mut f = Flow::new(cfg(), C, S, true);
+    f.data(true, b"NICK a\r\nUSER a 0 * :a\r\n");
+    f.data(true, &line);
+    assert_eq!(f.events().len(), 32);
+}
+
+#[test]
 fn stats_count_flows_units_and_merge() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, b"NICK a\r\nUSER a 0 * :a\r\nPRIVMSG #x :\xff\xfe\r\n");

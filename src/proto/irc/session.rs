@@ -13,6 +13,11 @@ use crate::proto::{decode_text, Emitter, EventDraft, Resync, ResyncCause, Sessio
 /// with room to spare.
 pub const LINE_CAP: usize = 16 * 1024;
 
+/// Most targets of one PRIVMSG/NOTICE that become events (servers allow a
+/// handful, ISUPPORT `TARGMAX`): a line naming thousands must not multiply
+/// its text into thousands of events.
+pub const MAX_TARGETS: usize = 32;
+
 /// Outgoing lines remembered to recognise their echo-message copies.
 const ECHO_MEMORY: usize = 32;
 
@@ -63,7 +68,7 @@ impl IrcSession {
             let (Some(targets), text) = (line.param(0), line.param(1)) else {
                 return;
             };
-            for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+            for target in target_list(targets) {
                 if line.is("TAGMSG") {
                     if typing_tag(line) {
                         let mut d =
@@ -131,7 +136,7 @@ impl IrcSession {
             return;
         };
         let text = text.unwrap_or_default();
-        for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+        for target in target_list(targets) {
             let channel = parser::is_channel(target, &self.chantypes);
             if !channel && self.nick.is_none() {
                 // A private line to us names us.
@@ -273,6 +278,14 @@ fn echo_key(target: &[u8], text: &[u8]) -> u64 {
     tail[..words.remainder().len()].copy_from_slice(words.remainder());
     h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     h ^ (h >> 32)
+}
+
+/// The comma-separated targets of a line, at most [`MAX_TARGETS`].
+fn target_list(targets: &[u8]) -> impl Iterator<Item = &[u8]> {
+    targets
+        .split(|&b| b == b',')
+        .filter(|t| !t.is_empty())
+        .take(MAX_TARGETS)
 }
 
 /// IRCv3 typing client tag (`+typing`, draft `+draft/typing`) saying "active".
