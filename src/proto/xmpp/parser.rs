@@ -79,16 +79,18 @@ impl Splitter {
             let tag_at = pos + lt;
             let tag = &buf[tag_at..];
             // Comments, CDATA, PIs inside a stanza: skip whole.
-            match special_end(tag) {
-                Some(Some(end)) => {
-                    pos = tag_at + end;
-                    continue;
+            if matches!(tag.get(1), Some(b'!' | b'?') | None) {
+                match special_end(tag) {
+                    Some(Some(end)) => {
+                        pos = tag_at + end;
+                        continue;
+                    }
+                    Some(None) => {
+                        self.pos = tag_at;
+                        return Split::NeedMore;
+                    }
+                    None => {}
                 }
-                Some(None) => {
-                    self.pos = tag_at;
-                    return Split::NeedMore;
-                }
-                None => {}
             }
             let Some(close) = tag_close(tag) else {
                 self.pos = tag_at;
@@ -530,6 +532,47 @@ fn open_element(
     }
 }
 
+/// Can this unit give an event or change the session's state? A cheap look
+/// at its start tag, so the common stanzas that cannot (presence broadcasts
+/// from the server, `get` queries and their errors, stream-management acks)
+/// are not parsed at all. `from_client`: the unit is from the client.
+pub fn may_matter(from_client: bool, unit: &[u8]) -> bool {
+    let name = tag_name(unit.get(1..).unwrap_or_default());
+    match name {
+        // Only the client's own MUC joins (our room nick) matter.
+        b"presence" => from_client,
+        b"iq" => {
+            let head = match tag_close(unit) {
+                Some(end) => &unit[..end],
+                None => unit,
+            };
+            !(attr_is(head, b"type", b"get") || attr_is(head, b"type", b"error"))
+        }
+        // XEP-0198 acks and requests.
+        b"r" | b"a" => false,
+        _ => true,
+    }
+}
+
+/// The start tag `head` has attribute `name` with exactly `value` (either quote).
+fn attr_is(head: &[u8], name: &[u8], value: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Some(i) = memchr::memmem::find(&head[pos..], name) {
+        let at = pos + i;
+        let before_ok = at > 0 && head[at - 1].is_ascii_whitespace();
+        let rest = &head[at + name.len()..];
+        if before_ok {
+            if let [b'=', q @ (b'\'' | b'"'), tail @ ..] = rest {
+                if tail.starts_with(value) && tail.get(value.len()) == Some(q) {
+                    return true;
+                }
+            }
+        }
+        pos = at + 1;
+    }
+    false
+}
+
 /// The bytes of the `<message>` element nested in a forwarded copy (`unit`
 /// is the whole outer stanza), when complete.
 pub fn inner_message(unit: &[u8]) -> Option<&[u8]> {
@@ -678,6 +721,31 @@ mod tests {
         assert_eq!(oob.file.unwrap().name.as_deref(), Some("c.png"));
         let v = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'/></content></jingle></iq>");
         assert!(v.video_call);
+    }
+
+    #[test]
+    fn skips_stanzas_that_cannot_matter() {
+        assert!(!may_matter(
+            false,
+            b"<presence from='a@b/c'><show>away</show></presence>"
+        ));
+        assert!(may_matter(
+            true,
+            b"<presence to='room@muc/nick'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ));
+        assert!(!may_matter(
+            true,
+            b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        assert!(!may_matter(false, b"<iq id='1' type=\"error\"/>"));
+        assert!(may_matter(false, b"<iq type='result' id='b'><bind/></iq>"));
+        assert!(may_matter(true, b"<iq xtype='get' type='set'><si/></iq>"));
+        assert!(!may_matter(true, b"<r xmlns='urn:xmpp:sm:3'/>"));
+        assert!(may_matter(
+            true,
+            b"<message to='a@b'><body>x</body></message>"
+        ));
+        assert!(may_matter(true, b"<"));
     }
 
     #[test]

@@ -333,6 +333,9 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
+        if !parser::may_matter(side == Side::Client, unit) {
+            return;
+        }
         let mut st = parser::read_stanza(unit);
         if st.decode_error {
             out.count_decode_error();
