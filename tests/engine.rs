@@ -2,7 +2,6 @@
 //! any thread count, `--streams` export, exit codes, `--stats` counters,
 //! selection, inputs from gzip and standard input, and the manifest.
 
-#[allow(dead_code)]
 mod support;
 
 use std::net::SocketAddr;
@@ -80,7 +79,10 @@ fn many_conversations(n: usize) -> (Vec<Conversation>, Vec<Sent>) {
     (convs, sent)
 }
 
-fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file under a directory: relative path and contents, sorted.
+type Tree = Vec<(PathBuf, Vec<u8>)>;
+
+fn read_tree(dir: &Path) -> Tree {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
@@ -104,7 +106,7 @@ fn output_is_identical_at_any_thread_count() {
     let (convs, _) = many_conversations(300);
     write_capture(&cap, &convs);
     let cap = cap.to_str().unwrap();
-    let mut reference: Option<(Vec<u8>, Vec<(PathBuf, Vec<u8>)>)> = None;
+    let mut reference: Option<(Vec<u8>, Tree)> = None;
     for threads in ["1", "2", "8"] {
         let streams = tmp.path().join(format!("streams-{threads}"));
         std::fs::create_dir(&streams).unwrap();
