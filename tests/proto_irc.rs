@@ -177,6 +177,12 @@ fn decodes_a_whole_session() {
     assert_eq!(ev[5].raw, None);
     assert_eq!(ev[6].text_encoding, Some("windows-1252"));
     assert_eq!(ev[6].raw.as_deref(), Some(&b"caf\xe9 latin-1"[..]));
+    // The DCC CHAT offer is noted, not reported as chat.
+    let mut f = Flow::new(cfg(), C, S, true);
+    for (c, b) in conversation() {
+        f.data(c, b);
+    }
+    assert_eq!(f.dec.stats().chat_offers, 1);
     for (i, e) in ev.iter().enumerate() {
         assert_eq!(e.protocol, Protocol::Irc);
         assert_eq!(e.seq, i as u64);

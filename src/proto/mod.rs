@@ -92,6 +92,9 @@ pub struct ProtoStats {
     pub gaps: u64,
     /// Echoed or reflected copies of the local user's own messages dropped.
     pub echoes_dropped: u64,
+    /// Offers of a direct chat connection that is not decoded (IRC DCC CHAT):
+    /// noted here, not reported as chat.
+    pub chat_offers: u64,
 }
 
 impl ProtoStats {
@@ -107,6 +110,7 @@ impl ProtoStats {
         self.caps_hit += other.caps_hit;
         self.gaps += other.gaps;
         self.echoes_dropped += other.echoes_dropped;
+        self.chat_offers += other.chat_offers;
     }
 }
 
@@ -347,6 +351,7 @@ static NO_STATS: ProtoStats = ProtoStats {
     caps_hit: 0,
     gaps: 0,
     echoes_dropped: 0,
+    chat_offers: 0,
 };
 
 /// Detection and decoding of one TCP flow.
@@ -797,6 +802,11 @@ impl Emitter<'_> {
     /// Count an echoed copy of the local user's own message that was dropped.
     pub fn count_echo(&mut self) {
         self.stats.echoes_dropped += 1;
+    }
+
+    /// Count an offer of a direct chat connection (not itself an event).
+    pub fn count_chat_offer(&mut self) {
+        self.stats.chat_offers += 1;
     }
 
     /// Record an identity fact (token → user) learned now.

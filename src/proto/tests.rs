@@ -215,6 +215,7 @@ fn stats_merge_adds_every_counter() {
         caps_hit: 5,
         gaps: 6,
         echoes_dropped: 7,
+        chat_offers: 8,
         ..ProtoStats::default()
     };
     b.flows.insert("irc", 1);

@@ -249,8 +249,15 @@ impl IrcSession {
                 d.raw = Some(text.to_vec());
                 d.decode_error = !exact;
             }
-            // DCC CHAT is an out-of-band chat offer, not chat; other CTCP is noise.
-            Ctcp::DccChat(_) | Ctcp::Other => return,
+            // DCC CHAT offers a direct connection for chat: noted, not chat.
+            Ctcp::DccChat(_) => {
+                if !line.is("NOTICE") {
+                    out.count_chat_offer();
+                }
+                return;
+            }
+            // Other CTCP (VERSION, PING, TIME ...) is noise.
+            Ctcp::Other => return,
         }
         if d.decode_error {
             out.count_decode_error();
