@@ -490,6 +490,7 @@ fn an_endless_line_hits_the_cap_and_decoding_recovers() {
     let block = vec![b'x'; 64 * 1024];
     for _ in 0..32 {
         f.data(true, &block);
+        assert!(f.dec.buffered_bytes() <= CAP, "{}", f.dec.buffered_bytes());
     }
     f.data(true, b"\r\nPRIVMSG #x :after\r\n");
     let ev = f.events();
@@ -763,6 +764,10 @@ fn real_inspircd_port7000_ircv3() {
     );
 }
 
+/// Starts a session of this test's protocol.
+const HELLO: &[u8] = b"NICK a\r\nUSER a 0 * :a\r\nPRIVMSG #a :";
+const CAP: usize = imscan::proto::irc::session::LINE_CAP;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -793,5 +798,24 @@ proptest! {
         }
         f.close();
         let _ = f.events();
+    }
+}
+
+proptest! {
+    // Few cases, large inputs: enough bytes to reach the caps.
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
+        let mut f = Flow::new(cfg(), C, S, true);
+        f.data(true, HELLO);
+        for (client, mut c) in chunks {
+            if newline_free {
+                // No line or tag ever ends: units only grow.
+                c.retain(|b| *b != b'\n' && *b != b'>');
+            }
+            f.data(client, &c);
+            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
+        }
     }
 }

@@ -357,6 +357,7 @@ fn oversized_stanza_hits_the_cap_and_decoding_recovers() {
     let block = vec![b'A'; 64 * 1024];
     for _ in 0..8 {
         f.data(true, &block);
+        assert!(f.dec.buffered_bytes() <= CAP, "{}", f.dec.buffered_bytes());
     }
     f.data(
         true,
@@ -615,6 +616,10 @@ fn real_prosody_port8080() {
     check_real("xmpp-prosody-port8080", "xmpp-prosody-port8080.pcapng", &[]);
 }
 
+/// Starts a session of this test's protocol.
+const HELLO: &[u8] = C_HEADER;
+const CAP: usize = imscan::proto::xmpp::session::STANZA_CAP;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -664,5 +669,24 @@ proptest! {
         }
         f.close();
         let _ = f.events();
+    }
+}
+
+proptest! {
+    // Few cases, large inputs: enough bytes to reach the caps.
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
+        let mut f = Flow::new(cfg(), C, S, true);
+        f.data(true, HELLO);
+        for (client, mut c) in chunks {
+            if newline_free {
+                // No line or tag ever ends: units only grow.
+                c.retain(|b| *b != b'\n' && *b != b'>');
+            }
+            f.data(client, &c);
+            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
+        }
     }
 }

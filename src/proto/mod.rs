@@ -406,6 +406,29 @@ impl FlowDecoder {
         facts.append(&mut self.facts);
     }
 
+    /// Stream bytes this decoder holds: the probe window and replay log
+    /// while detecting, the pending unit of each direction while decoding.
+    /// Never more than [`PROBE_LIMIT`] per direction plus the largest chunk
+    /// while probing, nor more than the protocol's unit cap per direction
+    /// after a chunk was decoded.
+    pub fn buffered_bytes(&self) -> usize {
+        match &self.phase {
+            Phase::Probing(Some(p)) => {
+                let logged: usize = p
+                    .log
+                    .iter()
+                    .map(|(_, c)| match c {
+                        LoggedChunk::Data(d) => d.len(),
+                        LoggedChunk::Gap(_) => 0,
+                    })
+                    .sum();
+                logged + p.window.iter().map(Vec::len).sum::<usize>()
+            }
+            Phase::Decoding(d) => d.dirs.iter().map(|s| s.pending.len()).sum(),
+            _ => 0,
+        }
+    }
+
     /// This flow's counters.
     pub fn stats(&self) -> &ProtoStats {
         self.stats.as_deref().unwrap_or(&NO_STATS)
