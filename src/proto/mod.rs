@@ -14,6 +14,19 @@
 //! `Gap`, and the bookkeeping every event carries (time, addresses, frames,
 //! flags, lost bytes, per-flow sequence). Sessions never see TCP and never
 //! buffer stream bytes themselves. Nothing here reads the wall clock.
+//!
+//! Adding a protocol (see `irc/` and `xmpp/`):
+//! - `mod.rs`: a `probe(first bytes of one direction, ProbeStart) -> Verdict`
+//!   that says yes only on evidence other protocols cannot produce, no as
+//!   soon as the bytes cannot be this protocol, and which end wrote them
+//!   when it can tell; and a `DECODER` entry (classic, usual and TLS ports,
+//!   probe, session constructor) listed in [`DECODERS`].
+//! - `parser.rs`: pure functions that find where a unit ends ("need more"
+//!   otherwise), where decoding may restart after a gap, and what a complete
+//!   unit says. No state beyond a scan position, no panics on any input.
+//! - `session.rs`: a [`Session`] that keeps identities and other state
+//!   across units and hands [`EventDraft`]s to the [`Emitter`], which fills
+//!   in time, addresses, frames, flags, lost bytes and sequence.
 
 pub mod irc;
 pub mod xmpp;
