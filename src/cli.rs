@@ -225,11 +225,7 @@ pub fn flag_table_markdown() -> String {
         if arg.get_action().takes_values() && !possible.is_empty() && possible.len() <= 12 {
             help.push_str(&format!(" (one of: {})", possible.join(", ")));
         }
-        out.push_str(&format!(
-            "| `{}` | {} |\n",
-            flag,
-            help.replace('|', "\\|")
-        ));
+        out.push_str(&format!("| `{}` | {} |\n", flag, help.replace('|', "\\|")));
     }
     out.push_str("| `-h, --help` | Print help (`--help` for the long form) |\n");
     out.push_str("| `-V, --version` | Print the version |\n");

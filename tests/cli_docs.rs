@@ -43,7 +43,10 @@ fn readme_flag_table_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let (begin, end) = ("<!-- flags:begin -->\n", "<!-- flags:end -->");
-    let start = readme.find(begin).expect("README has the flags:begin marker") + begin.len();
+    let start = readme
+        .find(begin)
+        .expect("README has the flags:begin marker")
+        + begin.len();
     let stop = readme.find(end).expect("README has the flags:end marker");
     let table = imscan::cli::flag_table_markdown();
     if std::env::var_os("IMSCAN_BLESS").is_some() {
