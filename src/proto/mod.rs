@@ -7,6 +7,9 @@
 //! The engine sees only [`FlowDecoder`]: one per TCP flow, a
 //! [`StreamConsumer`] whose events it drains after each batch.
 
+pub mod gadugadu;
+pub mod oscar;
+
 use std::sync::Arc;
 
 use crate::capture::{FrameRef, SourceId};

@@ -1,0 +1,1257 @@
+//! OSCAR (AIM/ICQ) wire parser: pure functions from bytes to protocol units
+//! (FLAP frames, SNACs, TLV chains, ICBMs, sign-on and cookie exchanges,
+//! rendezvous proposals, typing notices, ICQ offline messages), plus the
+//! length-framed unit [`Framer`] that Gadu-Gadu shares. No I/O, no clock, no
+//! session state; every length from the wire is checked and nothing panics.
+//!
+//! Layouts: protocols.md §3 (FLAP, SNAC, TLV, ICBM channels 1/2/4, typing
+//! 0004/0014, sign-on, 0001/000F, 0017/0003); ICQ offline messages (0015/0003,
+//! meta type 0x41) follow the ICQ protocol notes (all fields little-endian).
+
+use std::borrow::Cow;
+
+// ---------------------------------------------------------------------------
+// Length-framed units across chunk boundaries, with chain-of-two resync.
+// ---------------------------------------------------------------------------
+
+/// What a length-framed protocol tells the [`Framer`] about its headers.
+pub trait Framing {
+    /// Bytes of the fixed header.
+    const HEADER_LEN: usize;
+    /// Largest body a plausible header may announce (the buffer budget).
+    const MAX_BODY: usize;
+
+    /// The body length announced by a plausible header, or `None` when the
+    /// bytes cannot start a unit. `header` is exactly `HEADER_LEN` bytes.
+    fn body_len(&self, header: &[u8]) -> Option<usize>;
+
+    /// Whether `next` is a plausible header right after the unit headed by
+    /// `cur` (the second link of the chain-of-two check).
+    fn chains(&self, cur: &[u8], next: &[u8]) -> bool {
+        let _ = (cur, next);
+        true
+    }
+}
+
+/// One complete unit handed out by a [`Framer`]: header and body.
+#[derive(Debug)]
+pub struct Unit<'a, M> {
+    pub bytes: &'a [u8],
+    /// The mark (e.g. frame) of the chunk that carried the unit's first byte.
+    pub first: M,
+    /// Bytes were lost or skipped in this direction since the previous unit.
+    pub after_gap: bool,
+    /// Bytes lost (gaps) or skipped (resync) since the previous unit.
+    pub lost: u64,
+}
+
+/// Turns the chunks of one direction into whole units. It buffers at most one
+/// incomplete unit (bounded by `Framing::MAX_BODY`) or, while resynchronising
+/// after a gap, the bytes needed to confirm a candidate header by the next one.
+#[derive(Debug)]
+pub struct Framer<M> {
+    buf: Vec<u8>,
+    /// Stream position of `buf[0]`.
+    buf_pos: u64,
+    /// Stream position of the next byte to arrive.
+    end_pos: u64,
+    /// Chunk start positions and their marks, oldest first, covering `buf`.
+    marks: Vec<(u64, M)>,
+    hunting: bool,
+    pending_gap: bool,
+    lost: u64,
+    /// Units whose header was implausible while in sync (stream damage).
+    pub desyncs: u64,
+}
+
+impl<M: Copy> Default for Framer<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Copy> Framer<M> {
+    pub fn new() -> Self {
+        Framer {
+            buf: Vec::new(),
+            buf_pos: 0,
+            end_pos: 0,
+            marks: Vec::new(),
+            hunting: false,
+            pending_gap: false,
+            lost: 0,
+            desyncs: 0,
+        }
+    }
+
+    /// True while looking for a unit boundary after a gap or damage.
+    pub fn is_hunting(&self) -> bool {
+        self.hunting
+    }
+
+    /// Bytes held back waiting for the rest of a unit.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// `len` bytes of the stream are missing: drop the unit in progress and
+    /// resynchronise on the next plausible header.
+    pub fn gap(&mut self, len: u64) {
+        self.lost = self
+            .lost
+            .saturating_add(len)
+            .saturating_add(self.buf.len() as u64);
+        self.buf.clear();
+        self.marks.clear();
+        self.end_pos = self.end_pos.saturating_add(len);
+        self.buf_pos = self.end_pos;
+        self.hunting = true;
+        self.pending_gap = true;
+    }
+
+    /// Feed the next bytes of the stream; complete units go to `on_unit`.
+    pub fn feed<F: Framing>(
+        &mut self,
+        framing: &F,
+        data: &[u8],
+        mark: M,
+        mut on_unit: impl FnMut(Unit<'_, M>),
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        let chunk_pos = self.end_pos;
+        self.end_pos = self.end_pos.saturating_add(data.len() as u64);
+        if self.buf.is_empty() && !self.hunting {
+            // Fast path: units straight from the chunk, copy only the tail.
+            self.buf_pos = chunk_pos;
+            self.marks.clear();
+            self.marks.push((chunk_pos, mark));
+            let used = self.take_units(framing, data, mark, &mut on_unit);
+            if used < data.len() {
+                self.buf.extend_from_slice(&data[used..]);
+                self.buf_pos = chunk_pos + used as u64;
+                self.after_consume();
+            } else {
+                self.buf_pos = self.end_pos;
+                self.marks.clear();
+            }
+            return;
+        }
+        self.marks.push((chunk_pos, mark));
+        self.buf.extend_from_slice(data);
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.take_units(framing, &buf, mark, &mut on_unit);
+        self.buf = buf;
+        self.buf.drain(..used);
+        self.buf_pos += used as u64;
+        self.after_consume();
+    }
+
+    /// End of the stream: a unit that is complete and fills the buffer exactly
+    /// is accepted even without a second header to confirm it.
+    pub fn finish<F: Framing>(&mut self, framing: &F, mut on_unit: impl FnMut(Unit<'_, M>)) {
+        if self.hunting {
+            let buf = std::mem::take(&mut self.buf);
+            let mut i = 0;
+            while i + F::HEADER_LEN <= buf.len() {
+                if let Some(len) = framing.body_len(&buf[i..i + F::HEADER_LEN]) {
+                    if i + F::HEADER_LEN + len == buf.len() {
+                        let Some(&(_, newest)) = self.marks.last() else {
+                            break;
+                        };
+                        self.lost += i as u64;
+                        let first = self.mark_at(self.buf_pos + i as u64, newest);
+                        on_unit(Unit {
+                            bytes: &buf[i..],
+                            first,
+                            after_gap: true,
+                            lost: self.lost,
+                        });
+                        self.lost = 0;
+                        self.pending_gap = false;
+                        break;
+                    }
+                }
+                i += 1;
+            }
+        } else if !self.buf.is_empty() {
+            self.lost += self.buf.len() as u64;
+        }
+        self.buf.clear();
+        self.marks.clear();
+    }
+
+    fn after_consume(&mut self) {
+        // Keep only the marks that still cover buffered bytes.
+        let pos = self.buf_pos;
+        let keep_from = self
+            .marks
+            .iter()
+            .rposition(|(p, _)| *p <= pos)
+            .unwrap_or(0);
+        self.marks.drain(..keep_from);
+        // Resync budget: a candidate needs at most two headers and a body.
+        let budget = 2 * F_MAX_HINT;
+        if self.hunting && self.buf.len() > budget {
+            let drop = self.buf.len() - budget;
+            self.buf.drain(..drop);
+            self.buf_pos += drop as u64;
+            self.lost += drop as u64;
+        }
+    }
+
+    /// The mark of the chunk that carried stream position `pos`; `fallback`
+    /// (the newest chunk's) when no older chunk covers it.
+    fn mark_at(&self, pos: u64, fallback: M) -> M {
+        let mut found = fallback;
+        for (p, m) in self.marks.iter().rev() {
+            if *p <= pos {
+                found = *m;
+                break;
+            }
+        }
+        found
+    }
+
+    /// Parse units from `data` (whose first byte is at `self.buf_pos`);
+    /// returns how many bytes were consumed.
+    fn take_units<F: Framing>(
+        &mut self,
+        framing: &F,
+        data: &[u8],
+        mark: M,
+        on_unit: &mut impl FnMut(Unit<'_, M>),
+    ) -> usize {
+        let mut pos = 0usize;
+        loop {
+            if self.hunting {
+                match self.hunt(framing, &data[pos..]) {
+                    Hunt::Found(skip) => {
+                        pos += skip;
+                        self.lost += skip as u64;
+                        self.hunting = false;
+                    }
+                    Hunt::Wait(skip) => {
+                        self.lost += skip as u64;
+                        return pos + skip;
+                    }
+                }
+            }
+            let rest = &data[pos..];
+            if rest.len() < F::HEADER_LEN {
+                return pos;
+            }
+            let Some(len) = framing.body_len(&rest[..F::HEADER_LEN]) else {
+                self.desyncs += 1;
+                self.hunting = true;
+                self.pending_gap = true;
+                // Never accept the same bad position again.
+                pos += 1;
+                self.lost += 1;
+                continue;
+            };
+            let total = F::HEADER_LEN + len;
+            if rest.len() < total {
+                return pos;
+            }
+            let first = self.mark_at(self.buf_pos + pos as u64, mark);
+            on_unit(Unit {
+                bytes: &rest[..total],
+                first,
+                after_gap: self.pending_gap,
+                lost: self.lost,
+            });
+            self.pending_gap = false;
+            self.lost = 0;
+            pos += total;
+        }
+    }
+
+    fn hunt<F: Framing>(&self, framing: &F, data: &[u8]) -> Hunt {
+        let h = F::HEADER_LEN;
+        let mut i = 0;
+        while i + h <= data.len() {
+            if let Some(len) = framing.body_len(&data[i..i + h]) {
+                let next = i + h + len;
+                if next + h <= data.len() {
+                    let cur = &data[i..i + h];
+                    let nxt = &data[next..next + h];
+                    if framing.body_len(nxt).is_some() && framing.chains(cur, nxt) {
+                        return Hunt::Found(i);
+                    }
+                } else {
+                    // Cannot confirm yet: keep from here and wait for bytes.
+                    return Hunt::Wait(i);
+                }
+            }
+            i += 1;
+        }
+        // Every position with a full header was rejected; the last few
+        // bytes may still start one.
+        Hunt::Wait(data.len().saturating_sub(h - 1))
+    }
+}
+
+/// Upper bound of one unit for the resync budget (OSCAR and GG both < 64 KiB + header).
+const F_MAX_HINT: usize = 0x1_0000 + 16;
+
+enum Hunt {
+    /// A confirmed header starts this many bytes in.
+    Found(usize),
+    /// Skip this many bytes, then wait for more data.
+    Wait(usize),
+}
+
+// ---------------------------------------------------------------------------
+// FLAP, SNAC, TLV.
+// ---------------------------------------------------------------------------
+
+pub const FLAP_HEADER_LEN: usize = 6;
+
+/// One FLAP frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flap<'a> {
+    pub channel: u8,
+    pub seq: u16,
+    pub data: &'a [u8],
+}
+
+impl<'a> Flap<'a> {
+    /// Parse a whole unit as handed out by the [`Framer`] with [`FlapFraming`].
+    pub fn parse(unit: &'a [u8]) -> Option<Flap<'a>> {
+        if unit.len() < FLAP_HEADER_LEN || unit[0] != 0x2A {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([unit[4], unit[5]]));
+        let data = unit.get(FLAP_HEADER_LEN..FLAP_HEADER_LEN + len)?;
+        Some(Flap {
+            channel: unit[1],
+            seq: u16::from_be_bytes([unit[2], unit[3]]),
+            data,
+        })
+    }
+}
+
+/// FLAP header plausibility: `2A`, channel 1..=5, and for SNAC frames a
+/// plausible family (protocols.md §3 "Resync").
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlapFraming;
+
+impl Framing for FlapFraming {
+    const HEADER_LEN: usize = FLAP_HEADER_LEN;
+    const MAX_BODY: usize = 0xFFFF;
+
+    fn body_len(&self, h: &[u8]) -> Option<usize> {
+        if h.len() < FLAP_HEADER_LEN || h[0] != 0x2A || !(1..=5).contains(&h[1]) {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+        match h[1] {
+            // A SNAC needs its 10-byte header.
+            2 if len < 10 => None,
+            // Keep-alives carry nothing.
+            5 if len > 64 => None,
+            _ => Some(len),
+        }
+    }
+
+    fn chains(&self, cur: &[u8], next: &[u8]) -> bool {
+        let a = u16::from_be_bytes([cur[2], cur[3]]);
+        let b = u16::from_be_bytes([next[2], next[3]]);
+        b == a.wrapping_add(1)
+    }
+}
+
+/// A SNAC header and its data (after any 0x8000 extra block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snac<'a> {
+    pub family: u16,
+    pub subtype: u16,
+    pub flags: u16,
+    pub request_id: u32,
+    pub data: &'a [u8],
+}
+
+impl<'a> Snac<'a> {
+    pub fn parse(b: &'a [u8]) -> Option<Snac<'a>> {
+        let mut r = Reader::new(b);
+        let family = r.u16()?;
+        let subtype = r.u16()?;
+        let flags = r.u16()?;
+        let request_id = r.u32()?;
+        if flags & 0x8000 != 0 {
+            // protocols.md §7 trap 11: skip the extra block first.
+            let n = usize::from(r.u16()?);
+            r.take(n)?;
+        }
+        Some(Snac {
+            family,
+            subtype,
+            flags,
+            request_id,
+            data: r.rest(),
+        })
+    }
+}
+
+/// Iterates a TLV chain; stops at the first truncated TLV (see `truncated`).
+#[derive(Clone, Debug)]
+pub struct Tlvs<'a> {
+    rest: &'a [u8],
+    pub truncated: bool,
+}
+
+impl<'a> Tlvs<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        Tlvs {
+            rest: b,
+            truncated: false,
+        }
+    }
+
+    /// The value of the first TLV of type `t`.
+    pub fn find(b: &'a [u8], t: u16) -> Option<&'a [u8]> {
+        Tlvs::new(b).find_map(|(ty, v)| (ty == t).then_some(v))
+    }
+}
+
+impl<'a> Iterator for Tlvs<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u16, &'a [u8])> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut r = Reader::new(self.rest);
+        let (Some(t), Some(len)) = (r.u16(), r.u16()) else {
+            self.truncated = true;
+            self.rest = &[];
+            return None;
+        };
+        let Some(v) = r.take(usize::from(len)) else {
+            self.truncated = true;
+            self.rest = &[];
+            return None;
+        };
+        self.rest = r.rest();
+        Some((t, v))
+    }
+}
+
+/// A bounds-checked big-endian cursor.
+#[derive(Clone, Copy, Debug)]
+pub struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(b: &'a [u8]) -> Self {
+        Reader { b }
+    }
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.b.len() < n {
+            return None;
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Some(a)
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|s| s[0])
+    }
+    pub fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|s| u16::from_be_bytes([s[0], s[1]]))
+    }
+    pub fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    pub fn u16le(&mut self) -> Option<u16> {
+        self.take(2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+    }
+    pub fn u32le(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    /// A u8-length-prefixed string (screen names).
+    pub fn bstr(&mut self) -> Option<&'a [u8]> {
+        let n = usize::from(self.u8()?);
+        self.take(n)
+    }
+    pub fn rest(&self) -> &'a [u8] {
+        self.b
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text: charsets and HTML.
+// ---------------------------------------------------------------------------
+
+/// Decoded message text with the charset it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    pub text: String,
+    pub encoding: &'static str,
+    /// Decoding replaced bytes (the raw bytes should be kept).
+    pub lossy: bool,
+}
+
+/// Decode an OSCAR message fragment by its charset word: 2 = UTF-16BE;
+/// 0 (ASCII) and 3 (ISO-8859-1, often really a Windows code page): UTF-8 when
+/// the bytes are valid UTF-8, else windows-1252 (protocols.md §3).
+pub fn decode_charset(charset: u16, bytes: &[u8]) -> Text {
+    if charset == 2 {
+        let (s, _, bad) = encoding_rs::UTF_16BE.decode(bytes);
+        return Text {
+            text: s.into_owned(),
+            encoding: "utf-16be",
+            lossy: bad || bytes.len() % 2 != 0,
+        };
+    }
+    decode_8bit(bytes)
+}
+
+/// UTF-8 when valid, else windows-1252 (a superset of ISO-8859-1's printables).
+pub fn decode_8bit(bytes: &[u8]) -> Text {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Text {
+            text: s.to_owned(),
+            encoding: if bytes.is_ascii() { "us-ascii" } else { "utf-8" },
+            lossy: false,
+        },
+        Err(_) => {
+            let (s, _, bad) = encoding_rs::WINDOWS_1252.decode(bytes);
+            Text {
+                text: s.into_owned(),
+                encoding: "windows-1252",
+                lossy: bad,
+            }
+        }
+    }
+}
+
+/// Strip HTML markup for the `text` field: tags removed, `<br>` and `</p>`
+/// become line breaks, entities decoded once (named XML/HTML basics and
+/// numeric). Text without `<` or `&` comes back borrowed.
+pub fn html_to_text(s: &str) -> Cow<'_, str> {
+    if !s.contains(['<', '&']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(['<', '&']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with('<') {
+            match tail.find('>') {
+                Some(end) => {
+                    let tag = tail[1..end].trim().to_ascii_lowercase();
+                    let name: String = tag
+                        .trim_start_matches('/')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect();
+                    if name == "br" || (name == "p" && tag.starts_with('/')) {
+                        out.push('\n');
+                    }
+                    rest = &tail[end + 1..];
+                }
+                None => {
+                    // An unclosed '<' is text.
+                    out.push_str(tail);
+                    rest = "";
+                }
+            }
+        } else {
+            let (decoded, used) = decode_entity(tail);
+            match decoded {
+                Some(c) => out.push(c),
+                None => out.push('&'),
+            }
+            rest = &tail[used..];
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Decode one entity at the start of `s` (which starts with `&`); returns the
+/// character and bytes used, or `None` and 1 when it is not an entity.
+fn decode_entity(s: &str) -> (Option<char>, usize) {
+    let Some(semi) = s[1..].find(';').map(|i| i + 1) else {
+        return (None, 1);
+    };
+    if semi > 12 {
+        return (None, 1);
+    }
+    let name = &s[1..semi];
+    let c = match name {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "amp" => Some('&'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        "nbsp" => Some('\u{a0}'),
+        _ => {
+            if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
+                u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
+            } else if let Some(dec) = name.strip_prefix('#') {
+                dec.parse::<u32>().ok().and_then(char::from_u32)
+            } else {
+                None
+            }
+        }
+    };
+    match c {
+        Some(c) => (Some(c), semi + 1),
+        None => (None, 1),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OSCAR units.
+// ---------------------------------------------------------------------------
+
+/// Capability GUIDs of rendezvous proposals (protocols.md §3, channel 2).
+pub mod cap {
+    const fn guid(prefix: [u8; 4]) -> [u8; 16] {
+        [
+            prefix[0], prefix[1], prefix[2], prefix[3], 0x4C, 0x7F, 0x11, 0xD1, 0x82, 0x22, 0x44,
+            0x45, 0x53, 0x54, 0x00, 0x00,
+        ]
+    }
+    pub const SEND_FILE: [u8; 16] = guid([0x09, 0x46, 0x13, 0x43]);
+    pub const DIRECT_IM: [u8; 16] = guid([0x09, 0x46, 0x13, 0x45]);
+    pub const GET_FILE: [u8; 16] = guid([0x09, 0x46, 0x13, 0x48]);
+    pub const TALK: [u8; 16] = guid([0x09, 0x46, 0x13, 0x41]);
+    pub const ICQ_RELAY: [u8; 16] = guid([0x09, 0x46, 0x13, 0x49]);
+    pub const VIDEO: [u8; 16] = guid([0x09, 0x46, 0x01, 0x00]);
+    pub const LIVE_VIDEO: [u8; 16] = guid([0x09, 0x46, 0x01, 0x01]);
+    pub const CAMERA: [u8; 16] = guid([0x09, 0x46, 0x01, 0x02]);
+}
+
+/// What a rendezvous proposal asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rendezvous {
+    /// SendFile: name bytes (no charset on the wire) and total size.
+    File {
+        name: Vec<u8>,
+        size: u64,
+        count: u16,
+    },
+    /// GetFile (browse the peer's files): a file event without a name.
+    GetFile,
+    /// Video/AV/camera.
+    Webcam,
+    /// ICQ "type-2" message through the server relay.
+    IcqText { text: Vec<u8>, utf8: bool },
+    /// Direct IM, voice, chat invitations and the rest: no event.
+    Other,
+}
+
+/// A message body of an ICBM or offline message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IcbmBody {
+    /// Channel 1 text: the decoded text and the raw fragment bytes.
+    Text {
+        charset: u16,
+        raw: Vec<u8>,
+        auto_reply: bool,
+    },
+    /// Channel 2 proposal (only initial proposals, request number 1).
+    Rendezvous(Rendezvous),
+    /// Channel 4 (old ICQ) text; `uin` = the sender's UIN from the block.
+    Icq { uin: u32, text: Vec<u8> },
+    /// Nothing to report (acks, cancels, unknown channels).
+    None,
+}
+
+/// One OSCAR protocol unit that matters for events or identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OscarUnit<'a> {
+    /// Channel 1 hello. `screen_name` = TLV 1 (legacy login), `cookie` = TLV 6
+    /// (BOS/chat sign-on). The server's hello has neither.
+    SignOn {
+        screen_name: Option<&'a [u8]>,
+        cookie: Option<&'a [u8]>,
+        has_tlvs: bool,
+    },
+    /// Channel 4 or 0017/0003: the login server names the user and hands a
+    /// cookie for the BOS connection.
+    AuthReply {
+        screen_name: Option<&'a [u8]>,
+        cookie: Option<&'a [u8]>,
+    },
+    /// 0017/0002 or 0017/0006 (c→s): the screen name logging in.
+    AuthRequest { screen_name: &'a [u8] },
+    /// 0001/000F (s→c): own user info, starts with the local screen name.
+    SelfInfo { screen_name: &'a [u8] },
+    /// 0004/0006 (c→s): a message to `peer`.
+    IcbmSend { peer: &'a [u8], body: IcbmBody },
+    /// 0004/0007 (s→c): a message from `peer`.
+    IcbmRecv { peer: &'a [u8], body: IcbmBody },
+    /// 0004/0014 (both): typing notice about the conversation with `peer`.
+    Typing { peer: &'a [u8], event: u16 },
+    /// 0015/0003 meta 0x41 (s→c): an ICQ offline message.
+    OfflineMsg {
+        owner: u32,
+        sender: u32,
+        text: Vec<u8>,
+    },
+    /// Anything else (keep-alives, other SNACs).
+    Other { channel: u8 },
+}
+
+impl OscarUnit<'_> {
+    /// SNAC identity of ICBMs etc. whose direction is fixed by the protocol:
+    /// `Some(true)` when only a client sends it, `Some(false)` only a server.
+    pub fn client_only(&self) -> Option<bool> {
+        match self {
+            OscarUnit::IcbmSend { .. } | OscarUnit::AuthRequest { .. } => Some(true),
+            OscarUnit::SignOn { has_tlvs: true, .. } => Some(true),
+            OscarUnit::IcbmRecv { .. }
+            | OscarUnit::SelfInfo { .. }
+            | OscarUnit::AuthReply { .. }
+            | OscarUnit::OfflineMsg { .. } => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Decode one FLAP into the unit it carries. Returns `None` only when the
+/// bytes are not a FLAP at all; damaged SNACs become `Other`.
+pub fn parse_unit<'a>(flap: &Flap<'a>) -> OscarUnit<'a> {
+    let other = OscarUnit::Other {
+        channel: flap.channel,
+    };
+    match flap.channel {
+        1 => {
+            let mut r = Reader::new(flap.data);
+            if r.u32() != Some(1) {
+                return other;
+            }
+            let tlvs = r.rest();
+            OscarUnit::SignOn {
+                screen_name: Tlvs::find(tlvs, 1),
+                cookie: Tlvs::find(tlvs, 6),
+                has_tlvs: !tlvs.is_empty(),
+            }
+        }
+        4 => {
+            let screen_name = Tlvs::find(flap.data, 1);
+            let cookie = Tlvs::find(flap.data, 6);
+            if screen_name.is_none() && cookie.is_none() {
+                return other;
+            }
+            OscarUnit::AuthReply {
+                screen_name,
+                cookie,
+            }
+        }
+        2 => Snac::parse(flap.data).map_or(other.clone(), |s| parse_snac(&s).unwrap_or(other)),
+        _ => other,
+    }
+}
+
+fn parse_snac<'a>(s: &Snac<'a>) -> Option<OscarUnit<'a>> {
+    match (s.family, s.subtype) {
+        (0x0001, 0x000F) => {
+            let mut r = Reader::new(s.data);
+            Some(OscarUnit::SelfInfo {
+                screen_name: r.bstr()?,
+            })
+        }
+        (0x0017, 0x0002) | (0x0017, 0x0006) => Some(OscarUnit::AuthRequest {
+            screen_name: Tlvs::find(s.data, 1)?,
+        }),
+        (0x0017, 0x0003) => Some(OscarUnit::AuthReply {
+            screen_name: Tlvs::find(s.data, 1),
+            cookie: Tlvs::find(s.data, 6),
+        }),
+        (0x0004, 0x0006) => {
+            let mut r = Reader::new(s.data);
+            r.take(8)?;
+            let channel = r.u16()?;
+            let peer = r.bstr()?;
+            let tlvs = r.rest();
+            Some(OscarUnit::IcbmSend {
+                peer,
+                body: parse_icbm_body(channel, tlvs),
+            })
+        }
+        (0x0004, 0x0007) => {
+            let mut r = Reader::new(s.data);
+            r.take(8)?;
+            let channel = r.u16()?;
+            let peer = r.bstr()?;
+            r.u16()?; // warning level
+            let count = r.u16()?;
+            // Skip the user-info TLVs by count: their types overlap the
+            // message TLVs (protocols.md §3).
+            for _ in 0..count {
+                r.u16()?;
+                let n = usize::from(r.u16()?);
+                r.take(n)?;
+            }
+            Some(OscarUnit::IcbmRecv {
+                peer,
+                body: parse_icbm_body(channel, r.rest()),
+            })
+        }
+        (0x0004, 0x0014) => {
+            let mut r = Reader::new(s.data);
+            r.take(8)?;
+            r.u16()?;
+            let peer = r.bstr()?;
+            let event = r.u16()?;
+            Some(OscarUnit::Typing { peer, event })
+        }
+        (0x0015, 0x0003) => parse_offline(s.data),
+        _ => None,
+    }
+}
+
+fn parse_icbm_body(channel: u16, tlvs: &[u8]) -> IcbmBody {
+    match channel {
+        1 => {
+            let Some(data) = Tlvs::find(tlvs, 2) else {
+                return IcbmBody::None;
+            };
+            let auto_reply = Tlvs::find(tlvs, 4).is_some();
+            let mut raw = Vec::new();
+            let mut charset = None;
+            let mut r = Reader::new(data);
+            while let (Some(id), Some(_ver), Some(len)) = (r.u8(), r.u8(), r.u16()) {
+                let Some(frag) = r.take(usize::from(len)) else {
+                    break;
+                };
+                if id == 1 {
+                    let mut f = Reader::new(frag);
+                    let (Some(cs), Some(_subset)) = (f.u16(), f.u16()) else {
+                        continue;
+                    };
+                    // Several text fragments concatenate; the first charset wins.
+                    charset.get_or_insert(cs);
+                    raw.extend_from_slice(f.rest());
+                }
+            }
+            match charset {
+                Some(charset) => IcbmBody::Text {
+                    charset,
+                    raw,
+                    auto_reply,
+                },
+                None => IcbmBody::None,
+            }
+        }
+        2 => Tlvs::find(tlvs, 5)
+            .and_then(parse_rendezvous)
+            .map_or(IcbmBody::None, IcbmBody::Rendezvous),
+        4 => {
+            let Some(v) = Tlvs::find(tlvs, 5) else {
+                return IcbmBody::None;
+            };
+            let mut r = Reader::new(v);
+            let (Some(uin), Some(kind), Some(_flags), Some(len)) =
+                (r.u32le(), r.u8(), r.u8(), r.u16le())
+            else {
+                return IcbmBody::None;
+            };
+            let text = r.take(usize::from(len)).unwrap_or(r.rest());
+            let text = cut_nul(text);
+            // Type 1 plain, 4 URL (fields split by 0xFE); others are not chat.
+            match kind {
+                1 => IcbmBody::Icq {
+                    uin,
+                    text: text.to_vec(),
+                },
+                4 => IcbmBody::Icq {
+                    uin,
+                    text: text
+                        .iter()
+                        .map(|&b| if b == 0xFE { b' ' } else { b })
+                        .collect(),
+                },
+                _ => IcbmBody::None,
+            }
+        }
+        _ => IcbmBody::None,
+    }
+}
+
+fn cut_nul(b: &[u8]) -> &[u8] {
+    match memchr::memchr(0, b) {
+        Some(i) => &b[..i],
+        None => b,
+    }
+}
+
+fn parse_rendezvous(v: &[u8]) -> Option<Rendezvous> {
+    let mut r = Reader::new(v);
+    let kind = r.u16()?;
+    r.take(8)?;
+    let cap: [u8; 16] = r.take(16)?.try_into().ok()?;
+    let tlvs = r.rest();
+    // Events only for the initial proposal (type 0, request number 1).
+    if kind != 0 {
+        return None;
+    }
+    if let Some(n) = Tlvs::find(tlvs, 0x000A) {
+        if n.len() == 2 && u16::from_be_bytes([n[0], n[1]]) != 1 {
+            return None;
+        }
+    }
+    let svc = Tlvs::find(tlvs, 0x2711);
+    Some(match cap {
+        cap::SEND_FILE => {
+            let svc = svc?;
+            let mut s = Reader::new(svc);
+            let _multi = s.u16()?;
+            let count = s.u16()?;
+            let size = s.u32()?;
+            let name = cut_nul(s.rest()).to_vec();
+            Rendezvous::File {
+                name,
+                size: u64::from(size),
+                count,
+            }
+        }
+        cap::GET_FILE => Rendezvous::GetFile,
+        cap::VIDEO | cap::LIVE_VIDEO | cap::CAMERA => Rendezvous::Webcam,
+        cap::ICQ_RELAY => parse_icq_relay(svc?).unwrap_or(Rendezvous::Other),
+        _ => Rendezvous::Other,
+    })
+}
+
+fn parse_icq_relay(v: &[u8]) -> Option<Rendezvous> {
+    let mut r = Reader::new(v);
+    let n = usize::from(r.u16le()?);
+    let block = r.take(n)?;
+    // Protocol version u16 then the plugin GUID: all zero = a normal message.
+    if block.len() >= 18 && block[2..18].iter().any(|&b| b != 0) {
+        return Some(Rendezvous::Other);
+    }
+    let n = usize::from(r.u16le()?);
+    r.take(n)?;
+    let kind = r.u8()?;
+    let _flags = r.u8()?;
+    r.u16le()?; // status
+    r.u16le()?; // priority
+    let len = usize::from(r.u16le()?);
+    if kind != 1 {
+        return Some(Rendezvous::Other);
+    }
+    let text = cut_nul(r.take(len)?).to_vec();
+    // Optional colours then the "UTF-8" capability GUID string.
+    let tail = r.rest();
+    let utf8 = memchr::memmem::find(tail, b"0946134E-4C7F-11D1-8222-444553540000").is_some();
+    Some(Rendezvous::IcqText { text, utf8 })
+}
+
+fn parse_offline(d: &[u8]) -> Option<OscarUnit<'static>> {
+    let v = Tlvs::find(d, 1)?;
+    let mut r = Reader::new(v);
+    r.u16le()?; // chunk length
+    let owner = r.u32le()?;
+    let meta = r.u16le()?;
+    if meta != 0x0041 {
+        return None;
+    }
+    r.u16le()?; // request sequence
+    let sender = r.u32le()?;
+    r.take(6)?; // year u16, month, day, hour, minute
+    let kind = r.u8()?;
+    let _flags = r.u8()?;
+    let len = usize::from(r.u16le()?);
+    if kind != 1 && kind != 4 {
+        return None;
+    }
+    let text = cut_nul(r.take(len).unwrap_or(r.rest())).to_vec();
+    Some(OscarUnit::OfflineMsg {
+        owner,
+        sender,
+        text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn flap(channel: u8, seq: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x2A, channel];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn snac(family: u16, subtype: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&family.to_be_bytes());
+        v.extend_from_slice(&subtype.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 0, 0, 1]);
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn tlv(t: u16, v: &[u8]) -> Vec<u8> {
+        let mut o = t.to_be_bytes().to_vec();
+        o.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        o.extend_from_slice(v);
+        o
+    }
+
+    fn collect(framer: &mut Framer<u32>, chunks: &[(&[u8], u32)]) -> Vec<(Vec<u8>, u32, bool)> {
+        let mut out = Vec::new();
+        for (c, m) in chunks {
+            framer.feed(&FlapFraming, c, *m, |u| {
+                out.push((u.bytes.to_vec(), u.first, u.after_gap))
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn framer_splits_units_across_chunks_at_any_point() {
+        let mut stream = flap(2, 1, &snac(4, 0x14, &[0; 12]));
+        stream.extend(flap(5, 2, &[]));
+        stream.extend(flap(2, 3, &snac(1, 2, &[9; 30])));
+        for cut in 0..stream.len() {
+            let mut f = Framer::new();
+            let got = collect(&mut f, &[(&stream[..cut], 1), (&stream[cut..], 2)]);
+            assert_eq!(got.len(), 3, "cut {cut}");
+            let joined: Vec<u8> = got.iter().flat_map(|g| g.0.clone()).collect();
+            assert_eq!(joined, stream);
+            // The first unit's first byte came with chunk 1 unless cut == 0.
+            assert_eq!(got[0].1, if cut == 0 { 2 } else { 1 });
+            assert_eq!(f.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn framer_resyncs_after_gap_with_chain_of_two() {
+        let a = flap(2, 7, &snac(4, 6, &[1; 20]));
+        let b = flap(2, 8, &snac(4, 6, &[2; 20]));
+        let c = flap(2, 9, &snac(4, 6, &[3; 20]));
+        let mut f = Framer::new();
+        let mut tail = a[10..].to_vec(); // the rest of a lost unit
+        tail.extend_from_slice(&b);
+        tail.extend_from_slice(&c);
+        f.gap(100);
+        let got = collect(&mut f, &[(&tail, 5)]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, b);
+        assert!(got[0].2, "first unit after the gap is flagged");
+        assert!(!got[1].2);
+    }
+
+    #[test]
+    fn framer_rejects_candidate_whose_successor_does_not_chain() {
+        // A fake header inside text: `*` + channel 2 + a length, followed by
+        // bytes that are not a FLAP with the next sequence number.
+        let mut junk = vec![0x2A, 2, 0, 5, 0, 10];
+        junk.extend_from_slice(&[0x41; 10]);
+        junk.extend_from_slice(&[0x2A, 2, 0, 9, 0, 10]); // seq 9, not 6
+        let good1 = flap(2, 20, &snac(4, 6, &[0; 10]));
+        let good2 = flap(2, 21, &snac(4, 6, &[0; 10]));
+        let mut s = junk;
+        s.extend_from_slice(&good1);
+        s.extend_from_slice(&good2);
+        let mut f = Framer::new();
+        f.gap(1);
+        let got = collect(&mut f, &[(&s, 1)]);
+        assert_eq!(got[0].0, good1);
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn framer_accepts_last_unit_at_end_of_stream_after_gap() {
+        let a = flap(2, 7, &snac(4, 6, &[1; 20]));
+        let mut f: Framer<u32> = Framer::new();
+        f.gap(3);
+        let mut got = Vec::new();
+        f.feed(&FlapFraming, &a, 1, |u| got.push(u.bytes.to_vec()));
+        assert!(got.is_empty());
+        f.finish(&FlapFraming, |u| got.push(u.bytes.to_vec()));
+        assert_eq!(got, vec![a]);
+    }
+
+    #[test]
+    fn framer_bad_header_in_sync_enters_hunting() {
+        let mut s = b"* OK IMAP4 ready\r\n".to_vec();
+        s.extend(flap(2, 1, &snac(4, 6, &[0; 10])));
+        s.extend(flap(2, 2, &snac(4, 6, &[0; 10])));
+        let mut f = Framer::new();
+        let got = collect(&mut f, &[(&s, 1)]);
+        assert_eq!(f.desyncs, 1);
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn framer_hunting_buffer_is_bounded() {
+        let mut f: Framer<u32> = Framer::new();
+        f.gap(1);
+        let junk = vec![0x2Au8; 50_000];
+        for _ in 0..20 {
+            f.feed(&FlapFraming, &junk, 0, |_| {});
+            assert!(f.buffered() <= 2 * F_MAX_HINT);
+        }
+    }
+
+    #[test]
+    fn parses_icbm_send_channel1_utf16() {
+        let mut frag = vec![0x05, 0x01, 0x00, 0x01, 0x01];
+        let text: Vec<u8> = "héllo".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        frag.extend_from_slice(&[0x01, 0x01]);
+        frag.extend_from_slice(&((text.len() + 4) as u16).to_be_bytes());
+        frag.extend_from_slice(&[0, 2, 0, 0]);
+        frag.extend_from_slice(&text);
+        let mut d = vec![0u8; 8];
+        d.extend_from_slice(&[0, 1, 5]);
+        d.extend_from_slice(b"12345");
+        d.extend(tlv(2, &frag));
+        d.extend(tlv(3, &[]));
+        let f = flap(2, 1, &snac(4, 6, &d));
+        let unit = parse_unit(&Flap::parse(&f).unwrap());
+        let OscarUnit::IcbmSend { peer, body } = unit else {
+            panic!("{unit:?}")
+        };
+        assert_eq!(peer, b"12345");
+        let IcbmBody::Text { charset, raw, .. } = body else {
+            panic!()
+        };
+        assert_eq!(decode_charset(charset, &raw).text, "héllo");
+    }
+
+    #[test]
+    fn recv_skips_user_info_tlvs_by_count() {
+        let mut d = vec![0u8; 8];
+        d.extend_from_slice(&[0, 1, 3]);
+        d.extend_from_slice(b"bob");
+        d.extend_from_slice(&[0, 0, 0, 1]);
+        // A user-info TLV of type 2 that must not be taken as the message.
+        d.extend(tlv(2, b"not a message"));
+        let mut frag = vec![1, 1, 0, 6, 0, 0, 0, 0];
+        frag.extend_from_slice(b"hi");
+        d.extend(tlv(2, &frag));
+        let f = flap(2, 1, &snac(4, 7, &d));
+        let unit = parse_unit(&Flap::parse(&f).unwrap());
+        assert_eq!(
+            unit,
+            OscarUnit::IcbmRecv {
+                peer: b"bob",
+                body: IcbmBody::Text {
+                    charset: 0,
+                    raw: b"hi".to_vec(),
+                    auto_reply: false
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn snac_extra_block_is_skipped() {
+        let mut d = vec![0, 4, 0, 0x14, 0x80, 0, 0, 0, 0, 1, 0, 2, 0xAA, 0xBB];
+        d.extend_from_slice(&[0; 8]);
+        d.extend_from_slice(&[0, 1, 2]);
+        d.extend_from_slice(b"me");
+        d.extend_from_slice(&[0, 2]);
+        let f = flap(2, 1, &d);
+        assert_eq!(
+            parse_unit(&Flap::parse(&f).unwrap()),
+            OscarUnit::Typing {
+                peer: b"me",
+                event: 2
+            }
+        );
+    }
+
+    #[test]
+    fn rendezvous_file_offer_and_webcam() {
+        let mut v = vec![0, 0];
+        v.extend_from_slice(&[7; 8]);
+        v.extend_from_slice(&cap::SEND_FILE);
+        v.extend(tlv(0x0A, &[0, 1]));
+        let mut svc = vec![0, 1, 0, 1, 0, 0, 0x30, 0x39];
+        svc.extend_from_slice(b"report.pdf\0junk");
+        v.extend(tlv(0x2711, &svc));
+        let mut d = vec![0u8; 8];
+        d.extend_from_slice(&[0, 2, 3]);
+        d.extend_from_slice(b"bob");
+        d.extend(tlv(5, &v));
+        let f = flap(2, 1, &snac(4, 6, &d));
+        let OscarUnit::IcbmSend { body, .. } = parse_unit(&Flap::parse(&f).unwrap()) else {
+            panic!()
+        };
+        assert_eq!(
+            body,
+            IcbmBody::Rendezvous(Rendezvous::File {
+                name: b"report.pdf".to_vec(),
+                size: 12345,
+                count: 1
+            })
+        );
+        // A webcam proposal; and a later request number (2) is no event.
+        let mut w = vec![0, 0];
+        w.extend_from_slice(&[7; 8]);
+        w.extend_from_slice(&cap::CAMERA);
+        assert_eq!(parse_rendezvous(&w), Some(Rendezvous::Webcam));
+        w.extend(tlv(0x0A, &[0, 2]));
+        assert_eq!(parse_rendezvous(&w), None);
+    }
+
+    #[test]
+    fn channel4_and_offline_messages() {
+        let mut v = 123456u32.to_le_bytes().to_vec();
+        v.extend_from_slice(&[1, 0, 4, 0]);
+        v.extend_from_slice(b"abc\0");
+        assert_eq!(
+            parse_icbm_body(4, &tlv(5, &v)),
+            IcbmBody::Icq {
+                uin: 123456,
+                text: b"abc".to_vec()
+            }
+        );
+        let mut m = Vec::new();
+        m.extend_from_slice(&0u16.to_le_bytes());
+        m.extend_from_slice(&111u32.to_le_bytes());
+        m.extend_from_slice(&0x41u16.to_le_bytes());
+        m.extend_from_slice(&2u16.to_le_bytes());
+        m.extend_from_slice(&222u32.to_le_bytes());
+        m.extend_from_slice(&[0xD0, 0x07, 1, 2, 3, 4, 1, 0, 3, 0]);
+        m.extend_from_slice(b"yo\0");
+        assert_eq!(
+            parse_offline(&tlv(1, &m)),
+            Some(OscarUnit::OfflineMsg {
+                owner: 111,
+                sender: 222,
+                text: b"yo".to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn html_stripping_and_entities() {
+        assert_eq!(
+            html_to_text("<HTML><BODY><FONT>HI!</FONT></BODY></HTML>"),
+            "HI!"
+        );
+        assert_eq!(html_to_text("a<br>b &lt;c&gt; &amp;amp; &#65;&#x42;"), "a\nb <c> &amp; AB");
+        assert_eq!(html_to_text("1 < 2 & x"), "1 < 2 & x");
+        assert!(matches!(html_to_text("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn truncated_inputs_never_panic() {
+        let f = flap(2, 1, &snac(4, 7, &[0; 30]));
+        for n in 0..f.len() {
+            if let Some(fl) = Flap::parse(&f[..n]) {
+                let _ = parse_unit(&fl);
+            }
+            let _ = Snac::parse(&f[6..n.max(6)]);
+            let _ = Tlvs::new(&f[..n]).count();
+        }
+    }
+}
