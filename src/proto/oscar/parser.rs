@@ -25,6 +25,13 @@ pub trait Framing {
     /// bytes cannot start a unit. `header` is exactly `HEADER_LEN` bytes.
     fn body_len(&self, header: &[u8]) -> Option<usize>;
 
+    /// Stricter check for a resync candidate after a gap (e.g. a known
+    /// packet type for this direction). `header` passed `body_len`.
+    fn candidate(&self, header: &[u8]) -> bool {
+        let _ = header;
+        true
+    }
+
     /// Whether `next` is a plausible header right after the unit headed by
     /// `cur` (the second link of the chain-of-two check).
     fn chains(&self, cur: &[u8], next: &[u8]) -> bool {
@@ -155,7 +162,8 @@ impl<M: Copy> Framer<M> {
             let buf = std::mem::take(&mut self.buf);
             let mut i = 0;
             while i + F::HEADER_LEN <= buf.len() {
-                if let Some(len) = framing.body_len(&buf[i..i + F::HEADER_LEN]) {
+                let cand = &buf[i..i + F::HEADER_LEN];
+                if let Some(len) = framing.body_len(cand).filter(|_| framing.candidate(cand)) {
                     if i + F::HEADER_LEN + len == buf.len() {
                         let Some(&(_, newest)) = self.marks.last() else {
                             break;
@@ -272,7 +280,8 @@ impl<M: Copy> Framer<M> {
         let h = F::HEADER_LEN;
         let mut i = 0;
         while i + h <= data.len() {
-            if let Some(len) = framing.body_len(&data[i..i + h]) {
+            let cand = &data[i..i + h];
+            if let Some(len) = framing.body_len(cand).filter(|_| framing.candidate(cand)) {
                 let next = i + h + len;
                 if next + h <= data.len() {
                     let cur = &data[i..i + h];
