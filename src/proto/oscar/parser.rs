@@ -1,8 +1,8 @@
 //! OSCAR (AIM/ICQ) wire parser: pure functions from bytes to protocol units
 //! (FLAP frames, SNACs, TLV chains, ICBMs, sign-on and cookie exchanges,
-//! rendezvous proposals, typing notices, ICQ offline messages), plus the
-//! length-framed unit [`Framer`] that Gadu-Gadu shares. No I/O, no clock, no
-//! session state; every length from the wire is checked and nothing panics.
+//! rendezvous proposals, typing notices, ICQ offline messages). No I/O, no
+//! clock, no session state; every length from the wire is checked and nothing
+//! panics. Gadu-Gadu shares the unit measuring and the chain-of-two resync.
 //!
 //! Layouts: protocols.md §3 (FLAP, SNAC, TLV, ICBM channels 1/2/4, typing
 //! 0004/0014, sign-on, 0001/000F, 0017/0003); ICQ offline messages (0015/0003,
@@ -11,10 +11,10 @@
 use std::borrow::Cow;
 
 // ---------------------------------------------------------------------------
-// Length-framed units across chunk boundaries, with chain-of-two resync.
+// Length-framed units: measuring them and finding them again after a gap.
 // ---------------------------------------------------------------------------
 
-/// What a length-framed protocol tells the [`Framer`] about its headers.
+/// What a length-framed protocol tells [`unit_len`] and [`hunt`] about its headers.
 pub trait Framing {
     /// Bytes of the fixed header.
     const HEADER_LEN: usize;
@@ -40,276 +40,76 @@ pub trait Framing {
     }
 }
 
-/// One complete unit handed out by a [`Framer`]: header and body.
-#[derive(Debug)]
-pub struct Unit<'a, M> {
-    pub bytes: &'a [u8],
-    /// The mark (e.g. frame) of the chunk that carried the unit's first byte.
-    pub first: M,
-    /// Bytes were lost or skipped in this direction since the previous unit.
-    pub after_gap: bool,
-    /// Bytes lost (gaps) or skipped (resync) since the previous unit.
-    pub lost: u64,
+/// Where the unit at the start of `buf` ends, per its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitLen {
+    /// The first `n` bytes are one whole unit.
+    Complete(usize),
+    /// The header is plausible; more bytes are needed.
+    Incomplete,
+    /// The bytes cannot start a unit: the stream is out of step.
+    Bad,
 }
 
-/// Turns the chunks of one direction into whole units. It buffers at most one
-/// incomplete unit (bounded by `Framing::MAX_BODY`) or, while resynchronising
-/// after a gap, the bytes needed to confirm a candidate header by the next one.
-#[derive(Debug)]
-pub struct Framer<M> {
-    buf: Vec<u8>,
-    /// Stream position of `buf[0]`.
-    buf_pos: u64,
-    /// Stream position of the next byte to arrive.
-    end_pos: u64,
-    /// Chunk start positions and their marks, oldest first, covering `buf`.
-    marks: Vec<(u64, M)>,
-    hunting: bool,
-    pending_gap: bool,
-    lost: u64,
-    /// Units whose header was implausible while in sync (stream damage).
-    pub desyncs: u64,
-}
-
-impl<M: Copy> Default for Framer<M> {
-    fn default() -> Self {
-        Self::new()
+/// Measure the unit at the start of `buf`.
+pub fn unit_len<F: Framing>(framing: &F, buf: &[u8]) -> UnitLen {
+    let Some(h) = buf.get(..F::HEADER_LEN) else {
+        return UnitLen::Incomplete;
+    };
+    match framing.body_len(h) {
+        None => UnitLen::Bad,
+        Some(len) if buf.len() >= F::HEADER_LEN + len => UnitLen::Complete(F::HEADER_LEN + len),
+        Some(_) => UnitLen::Incomplete,
     }
 }
 
-impl<M: Copy> Framer<M> {
-    pub fn new() -> Self {
-        Framer {
-            buf: Vec::new(),
-            buf_pos: 0,
-            end_pos: 0,
-            marks: Vec::new(),
-            hunting: false,
-            pending_gap: false,
-            lost: 0,
-            desyncs: 0,
-        }
-    }
-
-    /// True while looking for a unit boundary after a gap or damage.
-    pub fn is_hunting(&self) -> bool {
-        self.hunting
-    }
-
-    /// Bytes held back waiting for the rest of a unit.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// `len` bytes of the stream are missing: drop the unit in progress and
-    /// resynchronise on the next plausible header.
-    pub fn gap(&mut self, len: u64) {
-        self.lost = self
-            .lost
-            .saturating_add(len)
-            .saturating_add(self.buf.len() as u64);
-        self.buf.clear();
-        self.marks.clear();
-        self.end_pos = self.end_pos.saturating_add(len);
-        self.buf_pos = self.end_pos;
-        self.hunting = true;
-        self.pending_gap = true;
-    }
-
-    /// Feed the next bytes of the stream; complete units go to `on_unit`.
-    pub fn feed<F: Framing>(
-        &mut self,
-        framing: &F,
-        data: &[u8],
-        mark: M,
-        mut on_unit: impl FnMut(Unit<'_, M>),
-    ) {
-        if data.is_empty() {
-            return;
-        }
-        let chunk_pos = self.end_pos;
-        self.end_pos = self.end_pos.saturating_add(data.len() as u64);
-        if self.buf.is_empty() && !self.hunting {
-            // Fast path: units straight from the chunk, copy only the tail.
-            self.buf_pos = chunk_pos;
-            self.marks.clear();
-            self.marks.push((chunk_pos, mark));
-            let used = self.take_units(framing, data, mark, &mut on_unit);
-            if used < data.len() {
-                self.buf.extend_from_slice(&data[used..]);
-                self.buf_pos = chunk_pos + used as u64;
-                self.after_consume();
-            } else {
-                self.buf_pos = self.end_pos;
-                self.marks.clear();
-            }
-            return;
-        }
-        self.marks.push((chunk_pos, mark));
-        self.buf.extend_from_slice(data);
-        let buf = std::mem::take(&mut self.buf);
-        let used = self.take_units(framing, &buf, mark, &mut on_unit);
-        self.buf = buf;
-        self.buf.drain(..used);
-        self.buf_pos += used as u64;
-        self.after_consume();
-    }
-
-    /// End of the stream: a unit that is complete and fills the buffer exactly
-    /// is accepted even without a second header to confirm it.
-    pub fn finish<F: Framing>(&mut self, framing: &F, mut on_unit: impl FnMut(Unit<'_, M>)) {
-        if self.hunting {
-            let buf = std::mem::take(&mut self.buf);
-            let mut i = 0;
-            while i + F::HEADER_LEN <= buf.len() {
-                let cand = &buf[i..i + F::HEADER_LEN];
-                if let Some(len) = framing.body_len(cand).filter(|_| framing.candidate(cand)) {
-                    if i + F::HEADER_LEN + len == buf.len() {
-                        let Some(&(_, newest)) = self.marks.last() else {
-                            break;
-                        };
-                        self.lost += i as u64;
-                        let first = self.mark_at(self.buf_pos + i as u64, newest);
-                        on_unit(Unit {
-                            bytes: &buf[i..],
-                            first,
-                            after_gap: true,
-                            lost: self.lost,
-                        });
-                        self.lost = 0;
-                        self.pending_gap = false;
-                        break;
-                    }
-                }
-                i += 1;
-            }
-        } else if !self.buf.is_empty() {
-            self.lost += self.buf.len() as u64;
-        }
-        self.buf.clear();
-        self.marks.clear();
-    }
-
-    fn after_consume(&mut self) {
-        // Keep only the marks that still cover buffered bytes.
-        let pos = self.buf_pos;
-        let keep_from = self
-            .marks
-            .iter()
-            .rposition(|(p, _)| *p <= pos)
-            .unwrap_or(0);
-        self.marks.drain(..keep_from);
-        // Resync budget: a candidate needs at most two headers and a body.
-        let budget = 2 * F_MAX_HINT;
-        if self.hunting && self.buf.len() > budget {
-            let drop = self.buf.len() - budget;
-            self.buf.drain(..drop);
-            self.buf_pos += drop as u64;
-            self.lost += drop as u64;
-        }
-    }
-
-    /// The mark of the chunk that carried stream position `pos`; `fallback`
-    /// (the newest chunk's) when no older chunk covers it.
-    fn mark_at(&self, pos: u64, fallback: M) -> M {
-        let mut found = fallback;
-        for (p, m) in self.marks.iter().rev() {
-            if *p <= pos {
-                found = *m;
-                break;
-            }
-        }
-        found
-    }
-
-    /// Parse units from `data` (whose first byte is at `self.buf_pos`);
-    /// returns how many bytes were consumed.
-    fn take_units<F: Framing>(
-        &mut self,
-        framing: &F,
-        data: &[u8],
-        mark: M,
-        on_unit: &mut impl FnMut(Unit<'_, M>),
-    ) -> usize {
-        let mut pos = 0usize;
-        loop {
-            if self.hunting {
-                match self.hunt(framing, &data[pos..]) {
-                    Hunt::Found(skip) => {
-                        pos += skip;
-                        self.lost += skip as u64;
-                        self.hunting = false;
-                    }
-                    Hunt::Wait(skip) => {
-                        self.lost += skip as u64;
-                        return pos + skip;
-                    }
-                }
-            }
-            let rest = &data[pos..];
-            if rest.len() < F::HEADER_LEN {
-                return pos;
-            }
-            let Some(len) = framing.body_len(&rest[..F::HEADER_LEN]) else {
-                self.desyncs += 1;
-                self.hunting = true;
-                self.pending_gap = true;
-                // Never accept the same bad position again.
-                pos += 1;
-                self.lost += 1;
-                continue;
-            };
-            let total = F::HEADER_LEN + len;
-            if rest.len() < total {
-                return pos;
-            }
-            let first = self.mark_at(self.buf_pos + pos as u64, mark);
-            on_unit(Unit {
-                bytes: &rest[..total],
-                first,
-                after_gap: self.pending_gap,
-                lost: self.lost,
-            });
-            self.pending_gap = false;
-            self.lost = 0;
-            pos += total;
-        }
-    }
-
-    fn hunt<F: Framing>(&self, framing: &F, data: &[u8]) -> Hunt {
-        let h = F::HEADER_LEN;
-        let mut i = 0;
-        while i + h <= data.len() {
-            let cand = &data[i..i + h];
-            if let Some(len) = framing.body_len(cand).filter(|_| framing.candidate(cand)) {
-                let next = i + h + len;
-                if next + h <= data.len() {
-                    let cur = &data[i..i + h];
-                    let nxt = &data[next..next + h];
-                    if framing.body_len(nxt).is_some() && framing.chains(cur, nxt) {
-                        return Hunt::Found(i);
-                    }
-                } else {
-                    // Cannot confirm yet: keep from here and wait for bytes.
-                    return Hunt::Wait(i);
-                }
-            }
-            i += 1;
-        }
-        // Every position with a full header was rejected; the last few
-        // bytes may still start one.
-        Hunt::Wait(data.len().saturating_sub(h - 1))
-    }
-}
-
-/// Upper bound of one unit for the resync budget (OSCAR and GG both < 64 KiB + header).
-const F_MAX_HINT: usize = 0x1_0000 + 16;
-
-enum Hunt {
-    /// A confirmed header starts this many bytes in.
+/// Result of looking for a unit boundary after a gap or damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hunt {
+    /// A confirmed unit starts this many bytes in.
     Found(usize),
-    /// Skip this many bytes, then wait for more data.
+    /// No confirmed start yet: the first `n` bytes can be dropped, the rest
+    /// must be looked at again with more bytes.
     Wait(usize),
+}
+
+/// Find the next unit boundary in `buf` (protocols.md §0 "Gaps"): a
+/// candidate header is accepted when the header right after its unit is
+/// plausible too and chains to it ("chain of two"), or when it sits at the
+/// very start of `buf` (a segment start after a gap) and its unit ends exactly
+/// at the end of `buf` (clients write one unit per send).
+pub fn hunt<F: Framing>(framing: &F, buf: &[u8]) -> Hunt {
+    let h = F::HEADER_LEN;
+    let mut i = 0;
+    while i + h <= buf.len() {
+        let cand = &buf[i..i + h];
+        if let Some(len) = framing.body_len(cand).filter(|_| framing.candidate(cand)) {
+            let next = i + h + len;
+            if next + h <= buf.len() {
+                let nxt = &buf[next..next + h];
+                if framing.body_len(nxt).is_some()
+                    && framing.candidate(nxt)
+                    && framing.chains(cand, nxt)
+                {
+                    return Hunt::Found(i);
+                }
+            } else if i == 0 && next == buf.len() {
+                return Hunt::Found(0);
+            } else {
+                // Cannot confirm yet: keep from here and wait for bytes.
+                return Hunt::Wait(i);
+            }
+        }
+        i += 1;
+    }
+    // Every position with a whole header was rejected; the last few bytes
+    // may still start one.
+    Hunt::Wait(buf.len().saturating_sub(h - 1))
+}
+
+/// The largest buffer a hunt may need: two headers and one largest body.
+pub fn hunt_cap<F: Framing>() -> usize {
+    2 * F::HEADER_LEN + F::MAX_BODY
 }
 
 // ---------------------------------------------------------------------------
@@ -327,7 +127,7 @@ pub struct Flap<'a> {
 }
 
 impl<'a> Flap<'a> {
-    /// Parse a whole unit as handed out by the [`Framer`] with [`FlapFraming`].
+    /// Parse a whole unit as measured by [`unit_len`] with [`FlapFraming`].
     pub fn parse(unit: &'a [u8]) -> Option<Flap<'a>> {
         if unit.len() < FLAP_HEADER_LEN || unit[0] != 0x2A {
             return None;
@@ -342,8 +142,9 @@ impl<'a> Flap<'a> {
     }
 }
 
-/// FLAP header plausibility: `2A`, channel 1..=5, and for SNAC frames a
-/// plausible family (protocols.md §3 "Resync").
+/// FLAP header plausibility: `2A`, channel 1..=5, a SNAC frame long enough
+/// for its header; consecutive FLAPs of a direction count up by one
+/// (protocols.md §3 "Resync").
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FlapFraming;
 
@@ -1012,101 +813,53 @@ mod tests {
         o
     }
 
-    fn collect(framer: &mut Framer<u32>, chunks: &[(&[u8], u32)]) -> Vec<(Vec<u8>, u32, bool)> {
-        let mut out = Vec::new();
-        for (c, m) in chunks {
-            framer.feed(&FlapFraming, c, *m, |u| {
-                out.push((u.bytes.to_vec(), u.first, u.after_gap))
-            });
+    #[test]
+    fn unit_len_measures_and_rejects() {
+        let u = flap(2, 1, &snac(4, 0x14, &[0; 12]));
+        for n in 0..u.len() {
+            assert_eq!(unit_len(&FlapFraming, &u[..n]), UnitLen::Incomplete);
         }
-        out
+        assert_eq!(unit_len(&FlapFraming, &u), UnitLen::Complete(u.len()));
+        assert_eq!(unit_len(&FlapFraming, b"* OK IMAP"), UnitLen::Bad);
+        // Channel 6 does not exist; a SNAC frame shorter than a SNAC header.
+        assert_eq!(unit_len(&FlapFraming, &[0x2A, 6, 0, 0, 0, 0]), UnitLen::Bad);
+        assert_eq!(unit_len(&FlapFraming, &[0x2A, 2, 0, 0, 0, 4]), UnitLen::Bad);
     }
 
     #[test]
-    fn framer_splits_units_across_chunks_at_any_point() {
-        let mut stream = flap(2, 1, &snac(4, 0x14, &[0; 12]));
-        stream.extend(flap(5, 2, &[]));
-        stream.extend(flap(2, 3, &snac(1, 2, &[9; 30])));
-        for cut in 0..stream.len() {
-            let mut f = Framer::new();
-            let got = collect(&mut f, &[(&stream[..cut], 1), (&stream[cut..], 2)]);
-            assert_eq!(got.len(), 3, "cut {cut}");
-            let joined: Vec<u8> = got.iter().flat_map(|g| g.0.clone()).collect();
-            assert_eq!(joined, stream);
-            // The first unit's first byte came with chunk 1 unless cut == 0.
-            assert_eq!(got[0].1, if cut == 0 { 2 } else { 1 });
-            assert_eq!(f.buffered(), 0);
-        }
-    }
-
-    #[test]
-    fn framer_resyncs_after_gap_with_chain_of_two() {
+    fn hunt_finds_chain_of_two_after_cut_unit() {
         let a = flap(2, 7, &snac(4, 6, &[1; 20]));
         let b = flap(2, 8, &snac(4, 6, &[2; 20]));
         let c = flap(2, 9, &snac(4, 6, &[3; 20]));
-        let mut f = Framer::new();
-        let mut tail = a[10..].to_vec(); // the rest of a lost unit
+        let mut tail = a[10..].to_vec();
+        let at = tail.len();
         tail.extend_from_slice(&b);
         tail.extend_from_slice(&c);
-        f.gap(100);
-        let got = collect(&mut f, &[(&tail, 5)]);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].0, b);
-        assert!(got[0].2, "first unit after the gap is flagged");
-        assert!(!got[1].2);
+        assert_eq!(hunt(&FlapFraming, &tail), Hunt::Found(at));
     }
 
     #[test]
-    fn framer_rejects_candidate_whose_successor_does_not_chain() {
-        // A fake header inside text: `*` + channel 2 + a length, followed by
-        // bytes that are not a FLAP with the next sequence number.
+    fn hunt_rejects_candidate_whose_successor_does_not_chain() {
         let mut junk = vec![0x2A, 2, 0, 5, 0, 10];
         junk.extend_from_slice(&[0x41; 10]);
         junk.extend_from_slice(&[0x2A, 2, 0, 9, 0, 10]); // seq 9, not 6
-        let good1 = flap(2, 20, &snac(4, 6, &[0; 10]));
-        let good2 = flap(2, 21, &snac(4, 6, &[0; 10]));
-        let mut s = junk;
-        s.extend_from_slice(&good1);
-        s.extend_from_slice(&good2);
-        let mut f = Framer::new();
-        f.gap(1);
-        let got = collect(&mut f, &[(&s, 1)]);
-        assert_eq!(got[0].0, good1);
-        assert_eq!(got.len(), 2);
+        let at = junk.len();
+        junk.extend(flap(2, 20, &snac(4, 6, &[0; 10])));
+        junk.extend(flap(2, 21, &snac(4, 6, &[0; 10])));
+        assert_eq!(hunt(&FlapFraming, &junk), Hunt::Found(at));
     }
 
     #[test]
-    fn framer_accepts_last_unit_at_end_of_stream_after_gap() {
+    fn hunt_accepts_exact_segment_and_waits_for_confirmation() {
         let a = flap(2, 7, &snac(4, 6, &[1; 20]));
-        let mut f: Framer<u32> = Framer::new();
-        f.gap(3);
-        let mut got = Vec::new();
-        f.feed(&FlapFraming, &a, 1, |u| got.push(u.bytes.to_vec()));
-        assert!(got.is_empty());
-        f.finish(&FlapFraming, |u| got.push(u.bytes.to_vec()));
-        assert_eq!(got, vec![a]);
-    }
-
-    #[test]
-    fn framer_bad_header_in_sync_enters_hunting() {
-        let mut s = b"* OK IMAP4 ready\r\n".to_vec();
-        s.extend(flap(2, 1, &snac(4, 6, &[0; 10])));
-        s.extend(flap(2, 2, &snac(4, 6, &[0; 10])));
-        let mut f = Framer::new();
-        let got = collect(&mut f, &[(&s, 1)]);
-        assert_eq!(f.desyncs, 1);
-        assert_eq!(got.len(), 2);
-    }
-
-    #[test]
-    fn framer_hunting_buffer_is_bounded() {
-        let mut f: Framer<u32> = Framer::new();
-        f.gap(1);
-        let junk = vec![0x2Au8; 50_000];
-        for _ in 0..20 {
-            f.feed(&FlapFraming, &junk, 0, |_| {});
-            assert!(f.buffered() <= 2 * F_MAX_HINT);
-        }
+        assert_eq!(hunt(&FlapFraming, &a), Hunt::Found(0));
+        // Not at the start: cannot confirm, keep it.
+        let mut b = vec![0x41, 0x42];
+        b.extend_from_slice(&a);
+        assert_eq!(hunt(&FlapFraming, &b), Hunt::Wait(2));
+        assert_eq!(hunt(&FlapFraming, &a[..20]), Hunt::Wait(0));
+        // Nothing plausible: drop all but a possible header prefix.
+        assert_eq!(hunt(&FlapFraming, &[0x41; 100]), Hunt::Wait(95));
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! OSCAR session on a FLAP connection (login, BOS or service): turns the
+//! units of `parser.rs` into events and identity facts. It owns the local id
+//! of the connection and the per-direction resync state; it never reads
+//! another flow: a BOS connection signed on with a cookie names its user by a
+//! [`LocalId::Token`] that the login connection's [`IdentityFact`] resolves
+//! at the merge stage.
+//!
+//! [`IdentityFact`]: crate::event::IdentityFact
+
+use crate::event::{Kind, LocalId};
+use crate::proto::{EventDraft, ResyncCause, Side, Step};
+
+use super::parser::{
+    decode_8bit, decode_charset, html_to_text, hunt, hunt_cap, parse_unit, unit_len, Flap,
+    FlapFraming, Hunt, IcbmBody, OscarUnit, Rendezvous, Text, UnitLen,
+};
+use crate::proto::{Emitter, Resync};
+
+/// Cookie bytes that name a token: enough to be unique, bounded.
+const TOKEN_COOKIE_BYTES: usize = 64;
+
+/// The token string for a login cookie (shared by the fact and the events).
+pub fn cookie_token(cookie: &[u8]) -> String {
+    let c = &cookie[..cookie.len().min(TOKEN_COOKIE_BYTES)];
+    format!("oscar-cookie:{}", hex::encode(c))
+}
+
+/// State of one FLAP connection.
+#[derive(Debug, Default)]
+pub struct FlapSession {
+    local: Option<LocalId>,
+    /// Per side: looking for a FLAP boundary after damage inside the stream.
+    hunting: [bool; 2],
+}
+
+impl FlapSession {
+    pub fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step {
+        let s = side.index();
+        if self.hunting[s] {
+            match hunt(&FlapFraming, buf) {
+                Hunt::Found(0) => self.hunting[s] = false,
+                Hunt::Found(n) | Hunt::Wait(n) if n > 0 => return Step::Skip(n),
+                _ => return Step::NeedMore,
+            }
+        }
+        match unit_len(&FlapFraming, buf) {
+            UnitLen::Complete(n) => Step::Unit(n),
+            UnitLen::Incomplete => Step::NeedMore,
+            UnitLen::Bad => {
+                // Out of step without a gap (damage): hunt from the next byte.
+                self.hunting[s] = true;
+                Step::Skip(1)
+            }
+        }
+    }
+
+    pub fn resync(&mut self, side: Side, buf: &[u8], _cause: ResyncCause) -> Resync {
+        self.hunting[side.index()] = false;
+        match hunt(&FlapFraming, buf) {
+            Hunt::Found(n) => Resync::At(n),
+            Hunt::Wait(n) => Resync::Skip(n),
+        }
+    }
+
+    pub fn unit_cap(&self) -> usize {
+        hunt_cap::<FlapFraming>()
+    }
+
+    fn local_id(&self) -> LocalId {
+        self.local.clone().unwrap_or(LocalId::Unknown)
+    }
+
+    fn learn_local(&mut self, name: &[u8], out: &mut Emitter<'_>) {
+        let name = id_string(name);
+        if name.is_empty() {
+            return;
+        }
+        // A BOS connection known only by its cookie: the user learned here
+        // (0001/000F) also resolves the token for events already emitted.
+        if let Some(LocalId::Token(t)) = &self.local {
+            out.fact(t.clone(), name.clone());
+        }
+        self.local = Some(LocalId::Known(name));
+    }
+
+    pub fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
+        let Some(flap) = Flap::parse(unit) else {
+            out.count_decode_error();
+            return;
+        };
+        let outgoing = side == Side::Client;
+        match parse_unit(&flap) {
+            OscarUnit::SignOn {
+                screen_name,
+                cookie,
+                ..
+            } if outgoing => {
+                if let Some(sn) = screen_name {
+                    self.learn_local(sn, out);
+                } else if let Some(c) = cookie {
+                    if !matches!(self.local, Some(LocalId::Known(_))) {
+                        self.local = Some(LocalId::Token(cookie_token(c)));
+                    }
+                }
+            }
+            OscarUnit::AuthRequest { screen_name } if outgoing => self.learn_local(screen_name, out),
+            OscarUnit::AuthReply {
+                screen_name,
+                cookie,
+            } if !outgoing => {
+                if let Some(sn) = screen_name {
+                    if let Some(c) = cookie {
+                        out.fact(cookie_token(c), id_string(sn));
+                    }
+                    self.learn_local(sn, out);
+                }
+            }
+            OscarUnit::SelfInfo { screen_name } if !outgoing => self.learn_local(screen_name, out),
+            OscarUnit::IcbmSend { peer, body } | OscarUnit::IcbmRecv { peer, body } => {
+                let peer = id_string(peer);
+                self.icbm(outgoing, peer, body, out);
+            }
+            OscarUnit::Typing { peer, event } => {
+                // 2 = typing begun; 1 (paused) and 0 (finished) are not events.
+                if event == 2 {
+                    let draft = self.draft(Kind::Typing, outgoing, id_string(peer));
+                    out.emit(draft);
+                }
+            }
+            OscarUnit::OfflineMsg {
+                owner,
+                sender,
+                text,
+            } if !outgoing => {
+                if self.local.is_none() && owner != 0 {
+                    self.local = Some(LocalId::Known(owner.to_string()));
+                }
+                let t = decode_8bit(&text);
+                let mut d = self.draft(Kind::Message, false, sender.to_string());
+                fill_text(&mut d, t, &text, out.keep_raw(), false);
+                out.emit(d);
+            }
+            _ => {}
+        }
+    }
+
+    fn draft(&self, kind: Kind, outgoing: bool, peer: String) -> EventDraft {
+        let local = self.local_id();
+        let sender = if outgoing {
+            match &local {
+                LocalId::Known(s) => Some(s.clone()),
+                _ => None,
+            }
+        } else {
+            Some(peer.clone())
+        };
+        let mut d = EventDraft::new(kind, outgoing, local, peer);
+        d.sender = sender;
+        d
+    }
+
+    fn icbm(&mut self, outgoing: bool, peer: String, body: IcbmBody, out: &mut Emitter<'_>) {
+        match body {
+            IcbmBody::Text { charset, raw, .. } => {
+                let t = decode_charset(charset, &raw);
+                let mut d = self.draft(Kind::Message, outgoing, peer);
+                fill_text(&mut d, t, &raw, out.keep_raw(), true);
+                out.emit(d);
+            }
+            IcbmBody::Icq { uin, text } => {
+                // An outgoing channel-4 block names its sender: the local user.
+                if outgoing && uin != 0 && !matches!(self.local, Some(LocalId::Known(_))) {
+                    self.learn_local(uin.to_string().as_bytes(), out);
+                }
+                let t = decode_8bit(&text);
+                let mut d = self.draft(Kind::Message, outgoing, peer);
+                fill_text(&mut d, t, &text, out.keep_raw(), false);
+                out.emit(d);
+            }
+            IcbmBody::Rendezvous(r) => match r {
+                Rendezvous::File { name, size, .. } => {
+                    let mut d = self.draft(Kind::File, outgoing, peer);
+                    let n = decode_8bit(&name);
+                    d.decode_error = n.lossy;
+                    d.file_name = Some(n.text);
+                    d.file_size = Some(size);
+                    out.emit(d);
+                }
+                Rendezvous::GetFile => out.emit(self.draft(Kind::File, outgoing, peer)),
+                Rendezvous::Webcam => out.emit(self.draft(Kind::Webcam, outgoing, peer)),
+                Rendezvous::IcqText { text, utf8 } => {
+                    let t = if utf8 {
+                        let s = String::from_utf8_lossy(&text);
+                        Text {
+                            lossy: matches!(s, std::borrow::Cow::Owned(_)),
+                            text: s.into_owned(),
+                            encoding: "utf-8",
+                        }
+                    } else {
+                        decode_8bit(&text)
+                    };
+                    let mut d = self.draft(Kind::Message, outgoing, peer);
+                    fill_text(&mut d, t, &text, out.keep_raw(), false);
+                    out.emit(d);
+                }
+                Rendezvous::Other => {}
+            },
+            IcbmBody::None => {}
+        }
+    }
+}
+
+/// Set text, encoding and raw bytes; `html` strips AIM markup.
+fn fill_text(d: &mut EventDraft, t: Text, raw: &[u8], keep_raw: bool, html: bool) {
+    let text = if html {
+        html_to_text(&t.text).into_owned()
+    } else {
+        t.text
+    };
+    d.text = Some(text);
+    d.text_encoding = Some(t.encoding);
+    d.decode_error = t.lossy;
+    if keep_raw || t.lossy {
+        d.raw = Some(raw.to_vec());
+    }
+}
+
+/// A screen name or UIN as it appeared on the wire (JSONL keeps it; the
+/// IMSpector sink normalises).
+fn id_string(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
