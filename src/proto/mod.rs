@@ -474,6 +474,9 @@ impl FlowDecoder {
                     found = Some((*dec, role));
                     break;
                 }
+                // From the stream's start, a "no" from either end is final:
+                // the probe knows both ends' first bytes.
+                Verdict::No if start == ProbeStart::Stream => p.ruled_out[i] = [true; 2],
                 Verdict::No => p.ruled_out[i][di] = true,
                 Verdict::NeedMore => {}
             }

@@ -51,6 +51,9 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
             if weak >= 3 {
                 return Verdict::Yes(weak_role);
             }
+            if start == ProbeStart::Stream && first && !plausible_start(rest) {
+                return Verdict::No;
+            }
             let limit = if rest.first() == Some(&b'@') {
                 crate::proto::PROBE_LIMIT
             } else {
@@ -85,6 +88,29 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
         Verdict::Yes(weak_role)
     } else {
         Verdict::NeedMore
+    }
+}
+
+/// Can `partial`, the start of a line whose end has not arrived, still
+/// become an IRC line? Judged on its first byte and, once complete, its
+/// command word.
+fn plausible_start(partial: &[u8]) -> bool {
+    match partial.first() {
+        None | Some(b'@') => return true,
+        Some(b':') => {}
+        Some(c) if c.is_ascii_alphanumeric() => {}
+        Some(_) => return false,
+    }
+    let mut rest = partial;
+    if rest.first() == Some(&b':') {
+        match memchr::memchr(b' ', rest) {
+            Some(i) => rest = &rest[i + 1..],
+            None => return true,
+        }
+    }
+    match memchr::memchr(b' ', rest) {
+        Some(i) => parser::parse_line(&rest[..i]).is_some_and(|l| parser::known_command(&l)),
+        None => true,
     }
 }
 
@@ -216,6 +242,11 @@ mod tests {
         }
         assert_eq!(probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream), Verdict::No);
         assert_eq!(probe(&[b'x'; 2000], ProbeStart::Stream), Verdict::No);
+        assert_eq!(probe(b"<?xml version", ProbeStart::Stream), Verdict::No);
+        assert_eq!(probe(b"SSH-2.0-OpenSSH", ProbeStart::Stream), Verdict::NeedMore);
+        assert_eq!(probe(b"GET /index", ProbeStart::Stream), Verdict::No);
+        assert_eq!(probe(b":srv 001 x", ProbeStart::Stream), Verdict::NeedMore);
+        assert_eq!(probe(b"\x16\x03\x01", ProbeStart::Stream), Verdict::No);
     }
 
     #[test]
