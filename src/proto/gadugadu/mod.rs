@@ -32,9 +32,16 @@ const LOGIN_MAX: usize = 2048;
 /// packet whose uin parses. Mid-stream: three chained packets of one
 /// direction's known types (any LE type+length protocol would pass fewer).
 pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
-    if start == ProbeStart::Midstream {
-        return probe_midstream(buf);
+    match (probe_start(buf), start) {
+        (v, ProbeStart::Stream) => v,
+        // Mid-stream windows often still start at a packet (a capture that
+        // missed only the handshake): the start signatures first.
+        (Verdict::Yes(role), ProbeStart::Midstream) => Verdict::Yes(role),
+        (_, ProbeStart::Midstream) => probe_midstream(buf),
     }
+}
+
+fn probe_start(buf: &[u8]) -> Verdict {
     let Some(h) = buf.get(..GG_HEADER_LEN) else {
         return Verdict::NeedMore;
     };

@@ -93,7 +93,7 @@ fn probe_flap_midstream(buf: &[u8]) -> Verdict {
             let next = at + h + len;
             match buf.get(next..next + h) {
                 Some(nxt) if FlapFraming.body_len(nxt).is_some() && FlapFraming.chains(hdr, nxt) => {
-                    return Verdict::Yes(role_of(&buf[at..next]));
+                    return Verdict::Yes(chain_role(&buf[at..]));
                 }
                 None if next + h > buf.len() && len <= PROBE_LIMIT => return Verdict::NeedMore,
                 _ => {}
@@ -102,6 +102,18 @@ fn probe_flap_midstream(buf: &[u8]) -> Verdict {
         i = at + 1;
     }
     Verdict::NeedMore
+}
+
+/// The first role any FLAP of a chain reveals.
+fn chain_role(mut buf: &[u8]) -> Role {
+    while let parser::UnitLen::Complete(n) = parser::unit_len(&FlapFraming, buf) {
+        let role = role_of(&buf[..n]);
+        if role != Role::Unknown {
+            return role;
+        }
+        buf = &buf[n..];
+    }
+    Role::Unknown
 }
 
 /// Which side wrote this FLAP, when the SNAC says so.
@@ -135,11 +147,15 @@ enum Mode {
 }
 
 impl OscarSession {
+    /// Pick FLAP or OFT2 once enough bytes are there to tell.
     fn decide(&mut self, buf: &[u8]) {
         if !matches!(self.mode, Mode::Undecided) {
             return;
         }
-        self.mode = if oft::probe(buf, true) == Some(true) && buf.first() != Some(&0x2A) {
+        if buf.first() != Some(&0x2A) && buf.len() < 6 {
+            return;
+        }
+        self.mode = if buf.first() != Some(&0x2A) && oft::probe(buf, true) == Some(true) {
             let mut s = oft::OftSession::default();
             if let Some((c, f)) = &self.config {
                 s.configure(c, *f);
