@@ -164,12 +164,30 @@ fn gg8_session() -> Vec<(bool, Vec<u8>)> {
         (true, login80(ME)),
         (false, packet(0x35, &[0; 4])),
         (true, typing(PEER, 1)),
-        (true, msg80(0x2D, PEER, "<span>cze\u{15b}\u{107} &amp; hej<br>2</span>", b"cze\x9c\xe6 & hej\r\n2", &[])),
+        (
+            true,
+            msg80(
+                0x2D,
+                PEER,
+                "<span>cze\u{15b}\u{107} &amp; hej<br>2</span>",
+                b"cze\x9c\xe6 & hej\r\n2",
+                &[],
+            ),
+        ),
         (true, typing(PEER, 0)),
         (false, typing(PEER, 14)),
-        (false, msg80(0x2E, PEER, "", b"\xa5\xb9 za\xbf\xf3\xb3\xe6", &[])),
-        (false, msg80(0x2E, PEER, "<b>grupa</b>", b"grupa", &[ME, 555])),
-        (true, msg80(0x2D, PEER, "do grupy", b"do grupy", &[555, PEER])),
+        (
+            false,
+            msg80(0x2E, PEER, "", b"\xa5\xb9 za\xbf\xf3\xb3\xe6", &[]),
+        ),
+        (
+            false,
+            msg80(0x2E, PEER, "<b>grupa</b>", b"grupa", &[ME, 555]),
+        ),
+        (
+            true,
+            msg80(0x2D, PEER, "do grupy", b"do grupy", &[555, PEER]),
+        ),
         (false, msg80(0x5A, PEER, "z telefonu", b"z telefonu", &[])),
         (true, dcc7_new(ME, PEER, b"zdj\xea\x63ie.jpg", 123_456)),
         (false, dcc7_new(PEER, ME, b"plan.pdf", 99)),
@@ -213,18 +231,92 @@ fn gg8_session_decodes_every_event_kind() {
         got,
         vec![
             (Typing, true, "7654321", false, me, None, None, None),
-            (Message, true, "7654321", false, me, Some("cześć & hej\n2"), None, None),
+            (
+                Message,
+                true,
+                "7654321",
+                false,
+                me,
+                Some("cześć & hej\n2"),
+                None,
+                None
+            ),
             (Typing, false, "7654321", false, peer, None, None, None),
-            (Message, false, "7654321", false, peer, Some("Ąą zażółć"), None, None),
-            (Message, false, "conf:555,7654321", true, peer, Some("grupa"), None, None),
-            (Message, true, "conf:555,7654321", true, me, Some("do grupy"), None, None),
-            (Message, true, "7654321", false, me, Some("z telefonu"), None, None),
-            (File, true, "7654321", false, me, None, Some("zdjęcie.jpg"), Some(123_456)),
-            (File, false, "7654321", false, peer, None, Some("plan.pdf"), Some(99)),
-            (Message, false, "chat:11259375", true, Some("5555"), Some("w czacie"), None, None),
+            (
+                Message,
+                false,
+                "7654321",
+                false,
+                peer,
+                Some("Ąą zażółć"),
+                None,
+                None
+            ),
+            (
+                Message,
+                false,
+                "conf:555,7654321",
+                true,
+                peer,
+                Some("grupa"),
+                None,
+                None
+            ),
+            (
+                Message,
+                true,
+                "conf:555,7654321",
+                true,
+                me,
+                Some("do grupy"),
+                None,
+                None
+            ),
+            (
+                Message,
+                true,
+                "7654321",
+                false,
+                me,
+                Some("z telefonu"),
+                None,
+                None
+            ),
+            (
+                File,
+                true,
+                "7654321",
+                false,
+                me,
+                None,
+                Some("zdjęcie.jpg"),
+                Some(123_456)
+            ),
+            (
+                File,
+                false,
+                "7654321",
+                false,
+                peer,
+                None,
+                Some("plan.pdf"),
+                Some(99)
+            ),
+            (
+                Message,
+                false,
+                "chat:11259375",
+                true,
+                Some("5555"),
+                Some("w czacie"),
+                None,
+                None
+            ),
         ]
     );
-    assert!(ev.iter().all(|e| e.local_id == LocalId::Known("1234567".into())));
+    assert!(ev
+        .iter()
+        .all(|e| e.local_id == LocalId::Known("1234567".into())));
     assert!(ev.iter().all(|e| e.protocol == Protocol::GaduGadu));
     assert_eq!(ev[1].text_encoding, Some("utf-8"));
     assert_eq!(ev[3].text_encoding, Some("windows-1250"));
@@ -254,7 +346,13 @@ fn split_invariance_at_every_cut() {
     assert_eq!(whole.len(), 10);
     for i in 0..refs.len() {
         for at in 1..refs[i].1.len() {
-            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| if j == i { vec![at] } else { vec![] });
+            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| {
+                if j == i {
+                    vec![at]
+                } else {
+                    vec![]
+                }
+            });
             assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
         }
     }
@@ -269,7 +367,9 @@ fn midstream_and_arbitrary_ports() {
     for server in ["198.51.100.2:443", "198.51.100.2:8074", "198.51.100.2:2222"] {
         let ev = run(&script, server, false);
         assert_eq!(ev.len(), 10, "{server}: {:#?}", essence(&ev));
-        assert!(ev.iter().all(|e| e.flags.midstream && e.local_id == LocalId::Unknown));
+        assert!(ev
+            .iter()
+            .all(|e| e.flags.midstream && e.local_id == LocalId::Unknown));
         assert!(ev[1].outgoing && !ev[3].outgoing, "{server}");
         assert_eq!(ev[0].client.to_string(), C);
     }
@@ -304,7 +404,11 @@ fn gap_inside_a_packet_resyncs_on_the_next_ones() {
 
 #[test]
 fn other_binary_protocols_are_not_gadu_gadu() {
-    for first in [&[0u8; 16][..], b"\x02\x00\x00\x00\xff\xff\xff\x7f", b"SSH-2.0-OpenSSH_9.6\r\n"] {
+    for first in [
+        &[0u8; 16][..],
+        b"\x02\x00\x00\x00\xff\xff\xff\x7f",
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+    ] {
         let mut f = Flow::new(cfg(), C, "198.51.100.2:9999", true);
         f.data(true, first);
         f.data(false, first);
@@ -322,7 +426,9 @@ fn other_binary_protocols_are_not_gadu_gadu() {
 #[test]
 fn real_gg11_libgadu_matches_truth() {
     let tsv = include_str!("../fixtures/real/gg11-finch-libgadu-fakeserver-public.chunks.tsv");
-    let rows = read_truth(include_str!("../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"));
+    let rows = read_truth(include_str!(
+        "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
+    ));
     let r = replay(tsv, cfg());
     let mut used = vec![false; r.events.len()];
     let mut matched = 0;
@@ -340,8 +446,13 @@ fn real_gg11_libgadu_matches_truth() {
                 && e.kind == kind
                 && e.outgoing == outgoing
                 && e.sender.as_deref() == Some(row.sender.as_str())
-                && (if outgoing { &e.remote_id } else { e.local_id_str().unwrap_or("") }) == row.recipient
-                && (kind == Kind::Typing || e.text.as_deref().map(str::as_bytes) == Some(&row.text[..]))
+                && (if outgoing {
+                    &e.remote_id
+                } else {
+                    e.local_id_str().unwrap_or("")
+                }) == row.recipient
+                && (kind == Kind::Typing
+                    || e.text.as_deref().map(str::as_bytes) == Some(&row.text[..]))
         });
         match found {
             Some(i) => {
@@ -360,7 +471,10 @@ fn real_gg11_libgadu_matches_truth() {
 /// Only GG_WELCOME and GG_LOGIN80, no SYN: detected, no chat events.
 #[test]
 fn real_ekg_login_is_detected_and_has_no_events() {
-    let r = replay(include_str!("../fixtures/real/john-ekg-login.chunks.tsv"), cfg());
+    let r = replay(
+        include_str!("../fixtures/real/john-ekg-login.chunks.tsv"),
+        cfg(),
+    );
     assert_eq!(r.detected.get(&0), Some(&Some(Protocol::GaduGadu)));
     assert!(r.events.is_empty());
     assert_eq!(r.stats.units, 2);

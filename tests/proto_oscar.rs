@@ -95,7 +95,9 @@ fn rendezvous(cap: [u8; 4], extra: &[u8]) -> Vec<u8> {
     let mut v = vec![0, 0];
     v.extend_from_slice(b"COOKIE!!");
     v.extend_from_slice(&cap);
-    v.extend_from_slice(&[0x4C, 0x7F, 0x11, 0xD1, 0x82, 0x22, 0x44, 0x45, 0x53, 0x54, 0, 0]);
+    v.extend_from_slice(&[
+        0x4C, 0x7F, 0x11, 0xD1, 0x82, 0x22, 0x44, 0x45, 0x53, 0x54, 0, 0,
+    ]);
     v.extend(tlv(0x0A, &[0, 1]));
     v.extend_from_slice(extra);
     tlv(5, &v)
@@ -179,10 +181,18 @@ fn bos_connection() -> Vec<(bool, Vec<u8>)> {
         c(icbm_send(1, "461758769", &html)),
         c(typing("461758769", 0)),
         s(typing("461758769", 2)),
-        s(icbm_recv(1, "461758769", &msg_data(2, &utf16be("zażółć ✓")))),
+        s(icbm_recv(
+            1,
+            "461758769",
+            &msg_data(2, &utf16be("zażółć ✓")),
+        )),
         s(icbm_recv(1, "461758769", &msg_data(3, b"caf\xe9"))),
         c(icbm_send(2, "BuddyName", &file_offer("report.pdf", 48213))),
-        s(icbm_recv(2, "BuddyName", &rendezvous([0x09, 0x46, 0x01, 0x02], &[]))),
+        s(icbm_recv(
+            2,
+            "BuddyName",
+            &rendezvous([0x09, 0x46, 0x01, 0x02], &[]),
+        )),
         c(icbm_send(4, "461758769", &icq_ch4(123456789, "old style"))),
         s(offline(123456789, 7777, "while you were away")),
     ]
@@ -243,26 +253,116 @@ fn bos_connection_decodes_every_unit_kind() {
     assert_eq!(
         got,
         vec![
-            (Typing, true, token.clone(), "461758769", None, None, None, None),
-            (Message, true, token.clone(), "461758769", None, Some("Hi & bye"), None, None),
-            (Typing, false, token.clone(), "461758769", Some("461758769"), None, None, None),
-            (Message, false, token.clone(), "461758769", Some("461758769"), Some("zażółć ✓"), None, None),
-            (Message, false, token.clone(), "461758769", Some("461758769"), Some("café"), None, None),
-            (File, true, token.clone(), "BuddyName", None, None, Some("report.pdf"), Some(48213)),
-            (Webcam, false, token.clone(), "BuddyName", Some("BuddyName"), None, None, None),
+            (
+                Typing,
+                true,
+                token.clone(),
+                "461758769",
+                None,
+                None,
+                None,
+                None
+            ),
+            (
+                Message,
+                true,
+                token.clone(),
+                "461758769",
+                None,
+                Some("Hi & bye"),
+                None,
+                None
+            ),
+            (
+                Typing,
+                false,
+                token.clone(),
+                "461758769",
+                Some("461758769"),
+                None,
+                None,
+                None
+            ),
+            (
+                Message,
+                false,
+                token.clone(),
+                "461758769",
+                Some("461758769"),
+                Some("zażółć ✓"),
+                None,
+                None
+            ),
+            (
+                Message,
+                false,
+                token.clone(),
+                "461758769",
+                Some("461758769"),
+                Some("café"),
+                None,
+                None
+            ),
+            (
+                File,
+                true,
+                token.clone(),
+                "BuddyName",
+                None,
+                None,
+                Some("report.pdf"),
+                Some(48213)
+            ),
+            (
+                Webcam,
+                false,
+                token.clone(),
+                "BuddyName",
+                Some("BuddyName"),
+                None,
+                None,
+                None
+            ),
             // The channel-4 block names its sender: the local user.
-            (Message, true, known.clone(), "461758769", Some("123456789"), Some("old style"), None, None),
-            (Message, false, known.clone(), "7777", Some("7777"), Some("while you were away"), None, None),
+            (
+                Message,
+                true,
+                known.clone(),
+                "461758769",
+                Some("123456789"),
+                Some("old style"),
+                None,
+                None
+            ),
+            (
+                Message,
+                false,
+                known.clone(),
+                "7777",
+                Some("7777"),
+                Some("while you were away"),
+                None,
+                None
+            ),
         ]
     );
     assert_eq!(ev[3].text_encoding, Some("utf-16be"));
     assert_eq!(ev[4].text_encoding, Some("windows-1252"));
-    assert!(ev.iter().all(|e| e.protocol == Protocol::Oscar && !e.flags.midstream));
+    assert!(ev
+        .iter()
+        .all(|e| e.protocol == Protocol::Oscar && !e.flags.midstream));
     // Raw bytes only when asked for (or when decoding was lossy).
     assert!(ev.iter().all(|e| e.raw.is_none()));
     let mut raw_cfg = cfg();
     raw_cfg.raw = true;
-    let ev = run_split(&raw_cfg, C, S, true, &as_refs(&bos_connection()), |_, _| vec![]);
+    let ev = run_split(
+        &raw_cfg,
+        C,
+        S,
+        true,
+        &as_refs(&bos_connection()),
+        |_, _| vec![],
+    );
     assert_eq!(
         ev[1].raw.as_deref(),
         Some(&b"<HTML><BODY><FONT>Hi &amp; bye</FONT></BODY></HTML>"[..])
@@ -281,7 +381,10 @@ fn self_info_names_the_user_and_resolves_the_token() {
     assert_eq!(facts.len(), 1, "the cookie token now names a user");
     assert_eq!(facts[0].user, "123456789");
     assert!(matches!(ev[0].local_id, LocalId::Token(_)));
-    assert_eq!(ev.last().unwrap().local_id, LocalId::Known("123456789".into()));
+    assert_eq!(
+        ev.last().unwrap().local_id,
+        LocalId::Known("123456789".into())
+    );
     assert_eq!(ev.last().unwrap().sender.as_deref(), Some("123456789"));
 }
 
@@ -294,7 +397,13 @@ fn split_invariance_at_every_cut() {
     // Every single cut point inside every element, and bytewise delivery.
     for i in 0..refs.len() {
         for at in 1..refs[i].1.len() {
-            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| if j == i { vec![at] } else { vec![] });
+            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| {
+                if j == i {
+                    vec![at]
+                } else {
+                    vec![]
+                }
+            });
             assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
         }
     }
@@ -371,7 +480,11 @@ fn typing_stop_and_pause_are_not_events_and_acks_are_ignored() {
 
 #[test]
 fn not_oscar_is_not_detected() {
-    for first in [&b"* OK IMAP4rev1 ready\r\n"[..], b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"] {
+    for first in [
+        &b"* OK IMAP4rev1 ready\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ] {
         let mut f = Flow::new(cfg(), C, "198.51.100.1:443", true);
         f.data(false, first);
         f.data(true, first);
@@ -417,7 +530,11 @@ fn oft_script(data: &[u8], name: &str) -> Vec<(bool, Vec<u8>)> {
     v
 }
 
-fn carve_run(script: &[(bool, Vec<u8>)], server: &str, syn: bool) -> (Vec<Event>, tempfile::TempDir) {
+fn carve_run(
+    script: &[(bool, Vec<u8>)],
+    server: &str,
+    syn: bool,
+) -> (Vec<Event>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = cfg();
     config.carve_dir = Some(dir.path().to_owned());
@@ -434,7 +551,10 @@ fn carved(dir: &tempfile::TempDir) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -445,7 +565,12 @@ fn carved(dir: &tempfile::TempDir) -> Vec<(String, Vec<u8>)> {
 fn oft_transfer_is_carved_and_hashed_also_midstream_and_on_443() {
     let data = file_bytes(10_000);
     let sha = hex::encode(Sha256::digest(&data));
-    for (server, syn) in [("198.51.100.7:5190", true), ("198.51.100.7:443", true), ("198.51.100.7:443", false), ("198.51.100.7:40123", false)] {
+    for (server, syn) in [
+        ("198.51.100.7:5190", true),
+        ("198.51.100.7:443", true),
+        ("198.51.100.7:443", false),
+        ("198.51.100.7:40123", false),
+    ] {
         let (ev, dir) = carve_run(&oft_script(&data, "../secret plans.txt"), server, syn);
         assert_eq!(ev.len(), 1, "{server} {syn}");
         let e = &ev[0];
@@ -453,13 +578,23 @@ fn oft_transfer_is_carved_and_hashed_also_midstream_and_on_443() {
         assert_eq!(e.file_name.as_deref(), Some("../secret plans.txt"));
         assert_eq!(e.file_size, Some(10_000));
         assert!(!e.outgoing, "the server side sent the file");
-        assert_eq!(e.remote_id, format!("oft-cookie:{}", hex::encode(b"COOKIE!!")));
+        assert_eq!(
+            e.remote_id,
+            format!("oft-cookie:{}", hex::encode(b"COOKIE!!"))
+        );
         let text = e.text.as_deref().unwrap();
-        assert!(text.starts_with(&format!("10000 of 10000 bytes seen, sha256 {sha}")), "{text}");
+        assert!(
+            text.starts_with(&format!("10000 of 10000 bytes seen, sha256 {sha}")),
+            "{text}"
+        );
         assert!(!e.flags.decode_error);
         let files = carved(&dir);
         assert_eq!(files.len(), 1);
-        assert!(files[0].0.ends_with("-1-_._secret_plans.txt"), "{}", files[0].0);
+        assert!(
+            files[0].0.ends_with("-1-_._secret_plans.txt"),
+            "{}",
+            files[0].0
+        );
         assert!(!files[0].0.contains('/'));
         assert_eq!(hex::encode(Sha256::digest(&files[0].1)), sha);
     }
@@ -474,7 +609,9 @@ fn oft_transfer_split_anywhere_hashes_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = cfg();
         config.carve_dir = Some(dir.path().to_owned());
-        let ev = run_split(&config, C, S, true, &refs, |_, n| (at..n).step_by(at).collect());
+        let ev = run_split(&config, C, S, true, &refs, |_, n| {
+            (at..n).step_by(at).collect()
+        });
         assert_eq!(ev.len(), 1);
         assert_eq!(carved(&dir)[0].1, data, "cut every {at}");
     }
@@ -494,7 +631,10 @@ fn oft_gap_in_data_marks_the_transfer_incomplete() {
     assert_eq!(ev.len(), 1);
     assert!(ev[0].flags.decode_error);
     let text = ev[0].text.as_deref().unwrap();
-    assert!(text.starts_with("1000 of 5000 bytes seen") && text.contains("incomplete"), "{text}");
+    assert!(
+        text.starts_with("1000 of 5000 bytes seen") && text.contains("incomplete"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -513,7 +653,9 @@ fn oft_without_carve_dir_still_reports() {
 #[test]
 fn real_icq_on_443_with_gaps_matches_truth() {
     let tsv = include_str!("../fixtures/real/ndpi-oscar-icq-port443.chunks.tsv");
-    let rows = read_truth(include_str!("../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"));
+    let rows = read_truth(include_str!(
+        "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
+    ));
     let r = replay(tsv, cfg());
     assert_eq!(r.stats.gaps, 2);
     let mut used = vec![false; r.events.len()];
@@ -525,7 +667,11 @@ fn real_icq_on_443_with_gaps_matches_truth() {
         };
         let found = r.events.iter().enumerate().position(|(i, e)| {
             let outgoing = e.client == row.src;
-            let peer = if outgoing { &row.recipient } else { &row.sender };
+            let peer = if outgoing {
+                &row.recipient
+            } else {
+                &row.sender
+            };
             !used[i]
                 && e.frames.1 == row.frame
                 && e.time.epoch_micros_string() == row.timestamp
@@ -533,7 +679,8 @@ fn real_icq_on_443_with_gaps_matches_truth() {
                 && (e.client == row.src || e.client == row.dst)
                 && &e.remote_id == peer
                 && (kind == Kind::Typing
-                    || e.text.as_deref() == Some(&*html_to_text(&String::from_utf8_lossy(&row.text))))
+                    || e.text.as_deref()
+                        == Some(&*html_to_text(&String::from_utf8_lossy(&row.text))))
         });
         match (found, want_event) {
             (Some(i), true) => used[i] = true,
@@ -541,12 +688,24 @@ fn real_icq_on_443_with_gaps_matches_truth() {
             (f, _) => panic!("row {row:?}: found {f:?}\n{:#?}", essence(&r.events)),
         }
     }
-    assert!(used.iter().all(|u| *u), "extra events: {:#?}", essence(&r.events));
+    assert!(
+        used.iter().all(|u| *u),
+        "extra events: {:#?}",
+        essence(&r.events)
+    );
     // The local UIN is in the capture after all: own user info (0001/000F,
     // frame 19, tshark shows it as the buddy name 157901844).
-    assert!(r.events.iter().all(|e| e.local_id == LocalId::Known("157901844".into())));
+    assert!(r
+        .events
+        .iter()
+        .all(|e| e.local_id == LocalId::Known("157901844".into())));
     // Both directions resumed after their gap; the first event after each is flagged.
-    let flagged: Vec<u64> = r.events.iter().filter(|e| e.flags.gap_before).map(|e| e.lost_bytes).collect();
+    let flagged: Vec<u64> = r
+        .events
+        .iter()
+        .filter(|e| e.flags.gap_before)
+        .map(|e| e.lost_bytes)
+        .collect();
     assert_eq!(flagged, vec![9751, 61340]);
 }
 

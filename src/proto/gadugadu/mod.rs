@@ -56,9 +56,15 @@ fn probe_start(buf: &[u8]) -> Verdict {
     }
     let login = matches!(
         t,
-        ty::LOGIN | ty::LOGIN_EXT | ty::LOGIN60 | ty::LOGIN70 | ty::LOGIN80BETA | ty::LOGIN80 | ty::LOGIN105
+        ty::LOGIN
+            | ty::LOGIN_EXT
+            | ty::LOGIN60
+            | ty::LOGIN70
+            | ty::LOGIN80BETA
+            | ty::LOGIN80
+            | ty::LOGIN105
     );
-    if !login || len > LOGIN_MAX || len < 4 {
+    if !login || !(4..=LOGIN_MAX).contains(&len) {
         return Verdict::No;
     }
     let Some(body) = buf.get(GG_HEADER_LEN..GG_HEADER_LEN + len) else {

@@ -44,16 +44,15 @@ pub mod ty {
 
 /// Packet types a client sends (protocols.md §6; libgadu `libgadu.h`).
 const CLIENT_TYPES: &[u32] = &[
-    0x02, 0x08, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x19,
-    0x1F, 0x20, 0x21, 0x22, 0x23, 0x25, 0x29, 0x2D, 0x31, 0x38, 0x40, 0x46, 0x47, 0x4A, 0x59,
-    0x63, 0x77, 0x78, 0x7B, 0x7C, 0x7D, 0x83, 0x86, 0x89, 0x8D, 0x90, 0xA2,
+    0x02, 0x08, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x19, 0x1F,
+    0x20, 0x21, 0x22, 0x23, 0x25, 0x29, 0x2D, 0x31, 0x38, 0x40, 0x46, 0x47, 0x4A, 0x59, 0x63, 0x77,
+    0x78, 0x7B, 0x7C, 0x7D, 0x83, 0x86, 0x89, 0x8D, 0x90, 0xA2,
 ];
 /// Packet types a server sends.
 const SERVER_TYPES: &[u32] = &[
-    0x01, 0x02, 0x03, 0x05, 0x06, 0x07, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11,
-    0x14, 0x16, 0x17, 0x18, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x25, 0x27, 0x2E, 0x35, 0x36, 0x37,
-    0x41, 0x43, 0x44, 0x47, 0x59, 0x5A, 0x5F, 0x7E, 0x7F, 0x82, 0x87, 0x88, 0x8C, 0x8E, 0x8F,
-    0x91, 0x9D, 0xA1,
+    0x01, 0x02, 0x03, 0x05, 0x06, 0x07, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x14,
+    0x16, 0x17, 0x18, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x25, 0x27, 0x2E, 0x35, 0x36, 0x37, 0x41, 0x43,
+    0x44, 0x47, 0x59, 0x5A, 0x5F, 0x7E, 0x7F, 0x82, 0x87, 0x88, 0x8C, 0x8E, 0x8F, 0x91, 0x9D, 0xA1,
 ];
 
 /// GG packet framing for one direction (the type space is per direction).
@@ -148,10 +147,15 @@ pub enum GgPacket<'a> {
         status: Option<u32>,
     },
     /// s→c login accepted (GG 11 names the uin).
-    LoginOk { uin: Option<String> },
+    LoginOk {
+        uin: Option<String>,
+    },
     Message(GgMessage),
     /// 0x59: `length` 0 = stopped, anything else = typing; `uin` = the peer.
-    Typing { uin: u32, length: u16 },
+    Typing {
+        uin: u32,
+        length: u16,
+    },
     /// 0x20 DCC7_NEW: a file (type 4) or voice (type 1) offer.
     Dcc7New {
         from: u32,
@@ -161,7 +165,9 @@ pub enum GgPacket<'a> {
         size: u64,
     },
     /// Known but not an event (acks, lists, status…), or unknown.
-    Other { ty: u32 },
+    Other {
+        ty: u32,
+    },
 }
 
 /// Parse one whole packet (header + body) sent by the client (`from_client`)
@@ -172,7 +178,11 @@ pub fn parse_packet(unit: &[u8], from_client: bool) -> Option<GgPacket<'_>> {
     let other = GgPacket::Other { ty: t };
     let parsed = if from_client {
         match t {
-            ty::LOGIN | ty::LOGIN_EXT | ty::LOGIN60 | ty::LOGIN70 | ty::LOGIN80BETA
+            ty::LOGIN
+            | ty::LOGIN_EXT
+            | ty::LOGIN60
+            | ty::LOGIN70
+            | ty::LOGIN80BETA
             | ty::LOGIN80 => parse_login(t, body),
             ty::LOGIN105 => parse_login105(body),
             ty::SEND_MSG => parse_msg_old(body, MsgDir::Send),
@@ -464,7 +474,8 @@ impl<'a> Proto<'a> {
     }
 
     pub fn find(self, field: u64) -> Option<Wire<'a>> {
-        self.into_iter().find_map(|(f, v)| (f == field).then_some(v))
+        self.into_iter()
+            .find_map(|(f, v)| (f == field).then_some(v))
     }
 
     pub fn find_bytes(self, field: u64) -> Option<&'a [u8]> {
@@ -582,8 +593,7 @@ pub(crate) mod tests {
     fn protocols_md_send_msg80_example() {
         let bytes: Vec<u8> = [
             0x2d, 0, 0, 0, 0x23, 0, 0, 0, 0x87, 0xd6, 0x12, 0, 0, 0xf1, 0x53, 0x65, 8, 0, 0, 0,
-            0x17, 0, 0, 0, 0x1a, 0, 0, 0, b'h', b'i', 0, b'h', b'i', 0, 2, 6, 0, 0, 0, 8, 0, 0,
-            0,
+            0x17, 0, 0, 0, 0x1a, 0, 0, 0, b'h', b'i', 0, b'h', b'i', 0, 2, 6, 0, 0, 0, 8, 0, 0, 0,
         ]
         .to_vec();
         let Some(GgPacket::Message(m)) = parse_packet(&bytes, true) else {
@@ -678,7 +688,10 @@ pub(crate) mod tests {
         let Some(GgPacket::Message(m)) = parse_packet(&packet(0x88, &chat), false) else {
             panic!()
         };
-        assert_eq!((m.chat_id, m.peer, m.text.as_str()), (Some(99), None, "hej"));
+        assert_eq!(
+            (m.chat_id, m.peer, m.text.as_str()),
+            (Some(99), None, "hej")
+        );
     }
 
     #[test]
@@ -727,7 +740,9 @@ pub(crate) mod tests {
     fn every_truncation_is_safe() {
         let mut body = 1u32.to_le_bytes().to_vec();
         body.extend_from_slice(&[0xFF; 30]);
-        for t in [0x0A, 0x0B, 0x2D, 0x2E, 0x5A, 0x7D, 0x7E, 0x83, 0x9D, 0x59, 0x20, 0x31] {
+        for t in [
+            0x0A, 0x0B, 0x2D, 0x2E, 0x5A, 0x7D, 0x7E, 0x83, 0x9D, 0x59, 0x20, 0x31,
+        ] {
             let p = packet(t, &body);
             for n in 0..p.len() {
                 let _ = parse_packet(&p[..n], true);

@@ -119,14 +119,12 @@ impl crate::proto::Session for GgSession {
             GgPacket::Login { uin, .. } if from_client => self.local = Some(uin),
             GgPacket::LoginOk { uin: Some(uin) } if self.local.is_none() => self.local = Some(uin),
             GgPacket::Message(m) => self.message(m, out),
-            GgPacket::Typing { uin, length } => {
-                // 0 = stopped; any other value (a length, or libpurple's
-                // random number) = typing (protocols.md §6).
-                if length != 0 {
-                    let peer = uin.to_string();
-                    let d = self.draft(Kind::Typing, from_client, peer.clone(), Some(&peer));
-                    out.emit(d);
-                }
+            // 0 = stopped; any other value (a length, or libpurple's random
+            // number) = typing (protocols.md §6).
+            GgPacket::Typing { uin, length } if length != 0 => {
+                let peer = uin.to_string();
+                let d = self.draft(Kind::Typing, from_client, peer.clone(), Some(&peer));
+                out.emit(d);
             }
             GgPacket::Dcc7New {
                 from,

@@ -66,7 +66,8 @@ impl IrcSession {
             for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
                 if line.is("TAGMSG") {
                     if typing_tag(line) {
-                        let mut d = EventDraft::new(Kind::Typing, true, self.local(), id_text(target));
+                        let mut d =
+                            EventDraft::new(Kind::Typing, true, self.local(), id_text(target));
                         d.group = parser::is_channel(target, &self.chantypes);
                         d.sender = self.nick.clone();
                         out.emit(d);
@@ -77,7 +78,8 @@ impl IrcSession {
                 if self.sent.len() == ECHO_MEMORY {
                     self.sent.pop_front();
                 }
-                self.sent.push_back((target.to_ascii_lowercase(), text.to_vec()));
+                self.sent
+                    .push_back((target.to_ascii_lowercase(), text.to_vec()));
                 let sender = self.nick.clone();
                 self.text_event(line, true, target, sender, text, out);
             }
@@ -148,7 +150,11 @@ impl IrcSession {
             }
             if is_tagmsg {
                 if typing_tag(line) {
-                    let remote = if channel || own { target } else { from.unwrap_or(target) };
+                    let remote = if channel || own {
+                        target
+                    } else {
+                        from.unwrap_or(target)
+                    };
                     let mut d = EventDraft::new(Kind::Typing, own, self.local(), id_text(remote));
                     d.group = channel;
                     d.sender = from.map(id_text);
@@ -162,7 +168,11 @@ impl IrcSession {
                 from.unwrap_or(b"")
             };
             let sender = from.map(id_text);
-            let remote = if remote.is_empty() { b"unknown" } else { remote };
+            let remote = if remote.is_empty() {
+                b"unknown"
+            } else {
+                remote
+            };
             self.text_event_to(line, own, remote, channel, sender, text, out);
         }
     }
@@ -228,7 +238,9 @@ impl IrcSession {
                 d.kind = Kind::File;
                 d.file_name = Some(name);
                 d.file_size = offer.size;
-                d.text = offer.addr.map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string());
+                d.text = offer
+                    .addr
+                    .map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string());
                 d.text_encoding = Some(enc);
                 d.raw = Some(text.to_vec());
                 d.decode_error = !exact;

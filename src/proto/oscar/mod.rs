@@ -92,7 +92,9 @@ fn probe_flap_midstream(buf: &[u8]) -> Verdict {
         if let Some(len) = FlapFraming.body_len(hdr) {
             let next = at + h + len;
             match buf.get(next..next + h) {
-                Some(nxt) if FlapFraming.body_len(nxt).is_some() && FlapFraming.chains(hdr, nxt) => {
+                Some(nxt)
+                    if FlapFraming.body_len(nxt).is_some() && FlapFraming.chains(hdr, nxt) =>
+                {
                     return Verdict::Yes(chain_role(&buf[at..]));
                 }
                 None if next + h > buf.len() && len <= PROBE_LIMIT => return Verdict::NeedMore,

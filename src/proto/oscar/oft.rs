@@ -116,7 +116,8 @@ pub fn probe(buf: &[u8], midstream: bool) -> Option<bool> {
         return Some(true);
     }
     if midstream {
-        let found = memchr::memmem::find_iter(buf, OFT_MAGIC).any(|i| header_len(&buf[i..]).is_some());
+        let found =
+            memchr::memmem::find_iter(buf, OFT_MAGIC).any(|i| header_len(&buf[i..]).is_some());
         return if found { Some(true) } else { None };
     }
     Some(false)
@@ -194,7 +195,9 @@ impl OftSession {
     pub fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step {
         match self.dirs[side.index()] {
             DirState::Data { remaining } => {
-                let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
+                let n = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 if n == 0 {
                     Step::NeedMore
                 } else {
@@ -226,7 +229,9 @@ impl OftSession {
             }
         }
         self.dirs[s] = DirState::Header;
-        match memchr::memmem::find_iter(buf, OFT_MAGIC).find(|&i| header_len(&buf[i..]).is_some() || buf.len() - i < 6) {
+        match memchr::memmem::find_iter(buf, OFT_MAGIC)
+            .find(|&i| header_len(&buf[i..]).is_some() || buf.len() - i < 6)
+        {
             Some(i) => Resync::At(i),
             None => Resync::Skip(buf.len().saturating_sub(5)),
         }
@@ -288,7 +293,10 @@ impl OftSession {
             header: h,
         };
         if expected == 0 {
-            t.carve = t.carve.take().and_then(|(p, mut w)| w.flush().ok().map(|_| (p, w)));
+            t.carve = t
+                .carve
+                .take()
+                .and_then(|(p, mut w)| w.flush().ok().map(|_| (p, w)));
             self.emit(t, out);
         } else {
             self.current[s] = Some(t);
@@ -336,10 +344,7 @@ impl OftSession {
         }
         let sha = hex::encode(t.sha.finalize_reset());
         let complete = !t.damaged && t.seen == t.expected && t.offset == 0;
-        let mut note = format!(
-            "{} of {} bytes seen, sha256 {sha}",
-            t.seen, t.header.size
-        );
+        let mut note = format!("{} of {} bytes seen, sha256 {sha}", t.seen, t.header.size);
         if t.offset > 0 {
             note.push_str(&format!(", resumed at byte {}", t.offset));
         }
@@ -354,7 +359,12 @@ impl OftSession {
             out.count_decode_error();
         }
         let remote = format!("oft-cookie:{}", hex::encode(t.header.cookie));
-        let mut d = EventDraft::new(Kind::File, t.sender == Side::Client, LocalId::Unknown, remote);
+        let mut d = EventDraft::new(
+            Kind::File,
+            t.sender == Side::Client,
+            LocalId::Unknown,
+            remote,
+        );
         d.file_name = Some(t.header.name.clone());
         d.file_size = Some(u64::from(t.header.size));
         d.text = Some(note);
@@ -409,7 +419,10 @@ pub(crate) mod tests {
     fn ucs2_name() {
         let mut h = header(TYPE_PROMPT, [1; 8], 1, "");
         h[188..190].copy_from_slice(&2u16.to_be_bytes());
-        let name: Vec<u8> = "żółw.txt".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        let name: Vec<u8> = "żółw.txt"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
         h[192..192 + name.len()].copy_from_slice(&name);
         assert_eq!(parse_header(&h).unwrap().name, "żółw.txt");
     }

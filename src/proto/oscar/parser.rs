@@ -327,7 +327,11 @@ pub fn decode_8bit(bytes: &[u8]) -> Text {
     match std::str::from_utf8(bytes) {
         Ok(s) => Text {
             text: s.to_owned(),
-            encoding: if bytes.is_ascii() { "us-ascii" } else { "utf-8" },
+            encoding: if bytes.is_ascii() {
+                "us-ascii"
+            } else {
+                "utf-8"
+            },
             lossy: false,
         },
         Err(_) => {
@@ -865,7 +869,10 @@ mod tests {
     #[test]
     fn parses_icbm_send_channel1_utf16() {
         let mut frag = vec![0x05, 0x01, 0x00, 0x01, 0x01];
-        let text: Vec<u8> = "héllo".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        let text: Vec<u8> = "héllo"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
         frag.extend_from_slice(&[0x01, 0x01]);
         frag.extend_from_slice(&((text.len() + 4) as u16).to_be_bytes());
         frag.extend_from_slice(&[0, 2, 0, 0]);
@@ -1000,7 +1007,10 @@ mod tests {
             html_to_text("<HTML><BODY><FONT>HI!</FONT></BODY></HTML>"),
             "HI!"
         );
-        assert_eq!(html_to_text("a<br>b &lt;c&gt; &amp;amp; &#65;&#x42;"), "a\nb <c> &amp; AB");
+        assert_eq!(
+            html_to_text("a<br>b &lt;c&gt; &amp;amp; &#65;&#x42;"),
+            "a\nb <c> &amp; AB"
+        );
         assert_eq!(html_to_text("1 < 2 & x"), "1 < 2 & x");
         assert!(matches!(html_to_text("plain"), Cow::Borrowed(_)));
     }

@@ -103,29 +103,27 @@ impl FlapSession {
                     }
                 }
             }
-            OscarUnit::AuthRequest { screen_name } if outgoing => self.learn_local(screen_name, out),
+            OscarUnit::AuthRequest { screen_name } if outgoing => {
+                self.learn_local(screen_name, out)
+            }
             OscarUnit::AuthReply {
-                screen_name,
+                screen_name: Some(sn),
                 cookie,
             } if !outgoing => {
-                if let Some(sn) = screen_name {
-                    if let Some(c) = cookie {
-                        out.fact(cookie_token(c), id_string(sn));
-                    }
-                    self.learn_local(sn, out);
+                if let Some(c) = cookie {
+                    out.fact(cookie_token(c), id_string(sn));
                 }
+                self.learn_local(sn, out);
             }
             OscarUnit::SelfInfo { screen_name } if !outgoing => self.learn_local(screen_name, out),
             OscarUnit::IcbmSend { peer, body } | OscarUnit::IcbmRecv { peer, body } => {
                 let peer = id_string(peer);
                 self.icbm(outgoing, peer, body, out);
             }
-            OscarUnit::Typing { peer, event } => {
-                // 2 = typing begun; 1 (paused) and 0 (finished) are not events.
-                if event == 2 {
-                    let draft = self.draft(Kind::Typing, outgoing, id_string(peer));
-                    out.emit(draft);
-                }
+            // 2 = typing begun; 1 (paused) and 0 (finished) are not events.
+            OscarUnit::Typing { peer, event: 2 } => {
+                let draft = self.draft(Kind::Typing, outgoing, id_string(peer));
+                out.emit(draft);
             }
             OscarUnit::OfflineMsg {
                 owner,

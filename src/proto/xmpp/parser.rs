@@ -184,9 +184,7 @@ pub fn find_stanza_start(buf: &[u8]) -> Option<usize> {
         let at = pos + i;
         let name = tag_name(&buf[at + 1..]);
         let complete = at + 1 + name.len() < buf.len();
-        if complete
-            && (matches!(name, b"message" | b"presence" | b"iq") || is_stream_name(name))
-        {
+        if complete && (matches!(name, b"message" | b"presence" | b"iq") || is_stream_name(name)) {
             return Some(at);
         }
         pos = at + 1;
@@ -449,7 +447,10 @@ fn open_element(
         return (Capture::Own, false);
     }
     match local {
-        b"body" if depth == 1 && (xmlns.is_none() || ns == b"jabber:client" || ns == b"jabber:server") => {
+        b"body"
+            if depth == 1
+                && (xmlns.is_none() || ns == b"jabber:client" || ns == b"jabber:server") =>
+        {
             (Capture::Body { lang }, false)
         }
         b"composing" | b"paused" | b"active" | b"inactive" | b"gone" if ns == NS_CHATSTATES => {
@@ -584,7 +585,11 @@ mod tests {
         for cut in 0..s.len() {
             let mut sp = Splitter::default();
             assert_eq!(sp.split(&s[..cut]), Split::NeedMore, "cut {cut}");
-            assert_eq!(sp.split(s), Split::Unit(s.len(), UnitKind::Element), "cut {cut}");
+            assert_eq!(
+                sp.split(s),
+                Split::Unit(s.len(), UnitKind::Element),
+                "cut {cut}"
+            );
         }
     }
 
@@ -625,7 +630,9 @@ mod tests {
         );
         let old = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:file-transfer:1'><offer><file name='b.txt' size='3'/></offer></description></content></jingle></iq>");
         assert_eq!(old.file.unwrap().name.as_deref(), Some("b.txt"));
-        let oob = read_stanza(b"<message><x xmlns='jabber:x:oob'><url>https://h/up/c.png?x=1</url></x></message>");
+        let oob = read_stanza(
+            b"<message><x xmlns='jabber:x:oob'><url>https://h/up/c.png?x=1</url></x></message>",
+        );
         assert_eq!(oob.file.unwrap().name.as_deref(), Some("c.png"));
         let v = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'/></content></jingle></iq>");
         assert!(v.video_call);
@@ -662,7 +669,10 @@ mod tests {
 
     #[test]
     fn base64() {
-        assert_eq!(base64_decode(b"AGRhdmUAZGF2ZS1wdy0yMDI2").unwrap(), b"\0dave\0dave-pw-2026");
+        assert_eq!(
+            base64_decode(b"AGRhdmUAZGF2ZS1wdy0yMDI2").unwrap(),
+            b"\0dave\0dave-pw-2026"
+        );
         assert_eq!(base64_decode(b"YQ==").unwrap(), b"a");
         assert!(base64_decode(b"*").is_none());
     }
