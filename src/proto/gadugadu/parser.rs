@@ -8,6 +8,8 @@
 //! `libgadu.h`), and the real GG 11 capture described in
 //! fixtures/real/PROVENANCE-oscar-gg.md.
 
+use std::borrow::Cow;
+
 use crate::proto::oscar::parser::{html_to_text, Framing, Reader};
 
 pub const GG_HEADER_LEN: usize = 8;
@@ -110,7 +112,7 @@ pub enum MsgDir {
 
 /// A chat message of any dialect.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GgMessage {
+pub struct GgMessage<'a> {
     pub dir: MsgDir,
     /// Recipient (send) or sender (receive) uin, decimal; absent in GG 11
     /// chat packets.
@@ -124,7 +126,7 @@ pub struct GgMessage {
     pub text: String,
     pub encoding: &'static str,
     /// The bytes the text was decoded from.
-    pub raw: Vec<u8>,
+    pub raw: &'a [u8],
     /// Decoding replaced bytes.
     pub lossy: bool,
 }
@@ -150,7 +152,7 @@ pub enum GgPacket<'a> {
     LoginOk {
         uin: Option<String>,
     },
-    Message(GgMessage),
+    Message(GgMessage<'a>),
     /// 0x59: `length` 0 = stopped, anything else = typing; `uin` = the peer.
     Typing {
         uin: u32,
@@ -298,7 +300,7 @@ fn parse_dcc7_new(body: &[u8]) -> Option<GgPacket<'_>> {
 }
 
 /// GG 6 SEND_MSG / RECV_MSG: fixed header, CP1250 text up to NUL, attributes.
-fn parse_msg_old(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
+fn parse_msg_old(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
     let mut r = Reader::new(body);
     let peer = r.u32le()?;
     r.u32le()?; // seq
@@ -320,14 +322,14 @@ fn parse_msg_old(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
         class,
         text: t.0,
         encoding: "windows-1250",
-        raw: text.to_vec(),
+        raw: text,
         lossy: t.1,
     }))
 }
 
 /// GG 8 SEND_MSG80 / RECV_MSG80 / RECV_OWN_MSG: HTML (UTF-8) at the fixed
 /// offset, plain CP1250 at `offset_plain`, attributes at `offset_attributes`.
-fn parse_msg80(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
+fn parse_msg80(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
     let mut r = Reader::new(body);
     let peer = r.u32le()?;
     r.u32le()?; // seq
@@ -341,14 +343,12 @@ fn parse_msg80(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
     let html = nul_str(body.get(html_start..).unwrap_or(&[]));
     let plain = body.get(off_plain..).map(nul_str).unwrap_or(&[]);
     let attrs = body.get(off_attr..).unwrap_or(&[]);
-    let html_text = String::from_utf8_lossy(html);
-    let stripped = html_to_text(&html_text.replace('\r', "")).into_owned();
+    let (stripped, html_lossy) = html_text(html);
     let (text, encoding, raw, lossy) = if !stripped.is_empty() {
-        let lossy = std::str::from_utf8(html).is_err();
-        (stripped, "utf-8", html.to_vec(), lossy)
+        (stripped, "utf-8", html, html_lossy)
     } else {
         let (t, bad) = decode_plain(plain);
-        (t, "windows-1250", plain.to_vec(), bad)
+        (t, "windows-1250", plain, bad)
     };
     Some(GgPacket::Message(GgMessage {
         dir,
@@ -364,27 +364,31 @@ fn parse_msg80(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
 }
 
 /// GG 11 protobuf message (SEND_MSG110 / RECV_MSG110 / own / chat variants).
-fn parse_msg110(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
-    let p = Proto::new(body);
-    // Field 2 is `dummy1` (0x08, the class) when sending, `flags` when receiving.
-    let class = p.find_varint(2).unwrap_or(0) as u32;
-    let peer = p.find_bytes(1).and_then(uin_bytes);
-    let chat_id = p.find(10).and_then(|v| match v {
-        Wire::Fixed64(x) | Wire::Varint(x) => Some(x),
-        _ => None,
-    });
-    let plain = p.find_bytes(5).unwrap_or(&[]);
-    let xhtml = p.find_bytes(6).unwrap_or(&[]);
-    let xhtml_text = String::from_utf8_lossy(xhtml);
-    let stripped = html_to_text(&xhtml_text.replace('\r', "")).into_owned();
+fn parse_msg110(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
+    // One pass over the fields (the first of each number wins).
+    let (mut peer, mut chat_id, mut plain, mut xhtml) = (None, None, None, None);
+    for (field, v) in Proto::new(body) {
+        match (field, v) {
+            (1, Wire::Bytes(b)) if peer.is_none() => peer = Some(uin_bytes(b)),
+            (5, Wire::Bytes(b)) if plain.is_none() => plain = Some(b),
+            (6, Wire::Bytes(b)) if xhtml.is_none() => xhtml = Some(b),
+            (10, Wire::Fixed64(x) | Wire::Varint(x)) if chat_id.is_none() => chat_id = Some(x),
+            _ => {}
+        }
+    }
+    let peer = peer.flatten();
+    let plain = plain.unwrap_or(&[]);
+    let xhtml = xhtml.unwrap_or(&[]);
+    // Field 2 is a class word (0x08) when sending but `flags` with other
+    // meanings when receiving (0x4040 image, 0x09 archive): no class bits.
+    let class = 0;
+    let (stripped, xhtml_lossy) = html_text(xhtml);
     let (text, raw, lossy) = if !stripped.is_empty() {
-        (stripped, xhtml, std::str::from_utf8(xhtml).is_err())
+        (stripped, xhtml, xhtml_lossy)
     } else {
-        (
-            String::from_utf8_lossy(plain).replace("\r\n", "\n"),
-            plain,
-            std::str::from_utf8(plain).is_err(),
-        )
+        let p = String::from_utf8_lossy(plain);
+        let lossy = matches!(p, Cow::Owned(_));
+        (crlf_to_lf(p), plain, lossy)
     };
     if peer.is_none() && chat_id.is_none() && text.is_empty() {
         return None;
@@ -397,9 +401,33 @@ fn parse_msg110(body: &[u8], dir: MsgDir) -> Option<GgPacket<'static>> {
         class,
         text,
         encoding: "utf-8",
-        raw: raw.to_vec(),
+        raw,
         lossy,
     }))
+}
+
+/// The text of a UTF-8 HTML part: `\r` dropped, tags stripped, entities
+/// decoded (libgadu `message.c`); and whether the bytes were not valid UTF-8.
+fn html_text(html: &[u8]) -> (String, bool) {
+    let s = String::from_utf8_lossy(html);
+    let lossy = matches!(s, Cow::Owned(_));
+    let text = if s.contains('\r') {
+        html_to_text(&s.replace('\r', "")).into_owned()
+    } else {
+        match html_to_text(&s) {
+            Cow::Owned(t) => t,
+            Cow::Borrowed(_) => s.into_owned(),
+        }
+    };
+    (text, lossy)
+}
+
+fn crlf_to_lf(s: Cow<'_, str>) -> String {
+    if s.contains("\r\n") {
+        s.replace("\r\n", "\n")
+    } else {
+        s.into_owned()
+    }
 }
 
 fn nul_str(b: &[u8]) -> &[u8] {
@@ -412,7 +440,7 @@ fn nul_str(b: &[u8]) -> &[u8] {
 /// CP1250 plain text, CRLF → LF (protocol.html 1.1); returns (text, lossy).
 fn decode_plain(b: &[u8]) -> (String, bool) {
     let (s, _, bad) = encoding_rs::WINDOWS_1250.decode(b);
-    (s.replace("\r\n", "\n"), bad)
+    (crlf_to_lf(s), bad)
 }
 
 /// The conference attribute (kind 0x01: count u32 + count uins) when present.
@@ -615,7 +643,8 @@ pub(crate) mod tests {
         b.extend_from_slice(&2u32.to_le_bytes());
         b.extend_from_slice(&7u32.to_le_bytes());
         b.extend_from_slice(&9u32.to_le_bytes());
-        let Some(GgPacket::Message(m)) = parse_packet(&packet(0x0B, &b), true) else {
+        let bytes = packet(0x0B, &b);
+        let Some(GgPacket::Message(m)) = parse_packet(&bytes, true) else {
             panic!()
         };
         assert_eq!(m.text, "Ąą\nx");
@@ -638,7 +667,8 @@ pub(crate) mod tests {
         b.extend_from_slice(&((off_plain + 4) as u32).to_le_bytes());
         b.extend_from_slice(html.as_bytes());
         b.extend_from_slice(b"abc\0");
-        let Some(GgPacket::Message(m)) = parse_packet(&packet(0x2E, &b), false) else {
+        let bytes = packet(0x2E, &b);
+        let Some(GgPacket::Message(m)) = parse_packet(&bytes, false) else {
             panic!()
         };
         assert_eq!(m.text, "a & b\nc");
@@ -650,7 +680,8 @@ pub(crate) mod tests {
         e.extend_from_slice(&25u32.to_le_bytes());
         e.extend_from_slice(&29u32.to_le_bytes());
         e.extend_from_slice(b"\0\x8Cle\0");
-        let Some(GgPacket::Message(m)) = parse_packet(&packet(0x2E, &e), false) else {
+        let bytes = packet(0x2E, &e);
+        let Some(GgPacket::Message(m)) = parse_packet(&bytes, false) else {
             panic!()
         };
         assert_eq!(m.text, "Śle");
@@ -675,7 +706,8 @@ pub(crate) mod tests {
         send.extend(pb_varint(3, 77));
         send.extend(pb_bytes(5, b"<b>x</b> &amp;"));
         send.extend(pb_bytes(6, b"<span>&lt;b&gt;x&lt;/b&gt; &amp;amp;</span>"));
-        let Some(GgPacket::Message(m)) = parse_packet(&packet(0x7D, &send), true) else {
+        let bytes = packet(0x7D, &send);
+        let Some(GgPacket::Message(m)) = parse_packet(&bytes, true) else {
             panic!()
         };
         assert_eq!(m.text, "<b>x</b> &amp;");
@@ -685,7 +717,8 @@ pub(crate) mod tests {
         chat.extend(pb_bytes(5, b"hej"));
         chat.push(10 << 3 | 1);
         chat.extend_from_slice(&99u64.to_le_bytes());
-        let Some(GgPacket::Message(m)) = parse_packet(&packet(0x88, &chat), false) else {
+        let bytes = packet(0x88, &chat);
+        let Some(GgPacket::Message(m)) = parse_packet(&bytes, false) else {
             panic!()
         };
         assert_eq!(

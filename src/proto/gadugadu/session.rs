@@ -46,7 +46,7 @@ impl GgSession {
         d
     }
 
-    fn message(&self, m: GgMessage, out: &mut Emitter<'_>) {
+    fn message(&self, m: GgMessage<'_>, out: &mut Emitter<'_>) {
         if m.class & CLASS_CTCP != 0 {
             return;
         }
@@ -74,7 +74,7 @@ impl GgSession {
         d.text_encoding = Some(m.encoding);
         d.decode_error = m.lossy;
         if m.lossy || out.keep_raw() {
-            d.raw = Some(m.raw);
+            d.raw = Some(m.raw.to_vec());
         }
         out.emit(d);
     }

@@ -85,11 +85,11 @@ pub fn parse_header(h: &[u8]) -> Option<OftHeader> {
             .take_while(|u| u != &[0, 0])
             .count();
         let t = decode_charset(2, &raw_name[..units * 2]);
-        (t.text, t.lossy)
+        (t.text.into_owned(), t.lossy)
     } else {
         let end = memchr::memchr(0, raw_name).unwrap_or(raw_name.len());
         let t = decode_8bit(&raw_name[..end]);
-        (t.text, t.lossy)
+        (t.text.into_owned(), t.lossy)
     };
     Some(OftHeader {
         kind,

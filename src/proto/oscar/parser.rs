@@ -300,8 +300,8 @@ impl<'a> Reader<'a> {
 
 /// Decoded message text with the charset it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Text {
-    pub text: String,
+pub struct Text<'a> {
+    pub text: Cow<'a, str>,
     pub encoding: &'static str,
     /// Decoding replaced bytes (the raw bytes should be kept).
     pub lossy: bool,
@@ -310,11 +310,11 @@ pub struct Text {
 /// Decode an OSCAR message fragment by its charset word: 2 = UTF-16BE;
 /// 0 (ASCII) and 3 (ISO-8859-1, often really a Windows code page): UTF-8 when
 /// the bytes are valid UTF-8, else windows-1252 (protocols.md §3).
-pub fn decode_charset(charset: u16, bytes: &[u8]) -> Text {
+pub fn decode_charset(charset: u16, bytes: &[u8]) -> Text<'_> {
     if charset == 2 {
         let (s, _, bad) = encoding_rs::UTF_16BE.decode(bytes);
         return Text {
-            text: s.into_owned(),
+            text: s,
             encoding: "utf-16be",
             lossy: bad || bytes.len() % 2 != 0,
         };
@@ -323,10 +323,10 @@ pub fn decode_charset(charset: u16, bytes: &[u8]) -> Text {
 }
 
 /// UTF-8 when valid, else windows-1252 (a superset of ISO-8859-1's printables).
-pub fn decode_8bit(bytes: &[u8]) -> Text {
+pub fn decode_8bit(bytes: &[u8]) -> Text<'_> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Text {
-            text: s.to_owned(),
+            text: Cow::Borrowed(s),
             encoding: if bytes.is_ascii() {
                 "us-ascii"
             } else {
@@ -337,7 +337,7 @@ pub fn decode_8bit(bytes: &[u8]) -> Text {
         Err(_) => {
             let (s, _, bad) = encoding_rs::WINDOWS_1252.decode(bytes);
             Text {
-                text: s.into_owned(),
+                text: s,
                 encoding: "windows-1252",
                 lossy: bad,
             }
@@ -349,44 +349,51 @@ pub fn decode_8bit(bytes: &[u8]) -> Text {
 /// become line breaks, entities decoded once (named XML/HTML basics and
 /// numeric). Text without `<` or `&` comes back borrowed.
 pub fn html_to_text(s: &str) -> Cow<'_, str> {
-    if !s.contains(['<', '&']) {
+    let b = s.as_bytes();
+    let Some(mut pos) = memchr::memchr2(b'<', b'&', b) else {
         return Cow::Borrowed(s);
-    }
+    };
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(['<', '&']) {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if tail.starts_with('<') {
-            match tail.find('>') {
+    // `<`, `>`, `&` and `;` are ASCII, so every cut below is on a char boundary.
+    let mut copied = 0;
+    loop {
+        out.push_str(&s[copied..pos]);
+        if b[pos] == b'<' {
+            // A tag starts with a letter, `/` or `!`; anything else is text.
+            let tag_start = matches!(b.get(pos + 1), Some(c) if c.is_ascii_alphabetic() || *c == b'/' || *c == b'!');
+            match memchr::memchr(b'>', &b[pos..]).filter(|_| tag_start) {
                 Some(end) => {
-                    let tag = tail[1..end].trim().to_ascii_lowercase();
-                    let name: String = tag
-                        .trim_start_matches('/')
-                        .chars()
+                    let inner = &b[pos + 1..pos + end];
+                    let closing = inner.first() == Some(&b'/');
+                    let name = &inner[usize::from(closing)..];
+                    let name_len = name
+                        .iter()
                         .take_while(|c| c.is_ascii_alphanumeric())
-                        .collect();
-                    if name == "br" || (name == "p" && tag.starts_with('/')) {
+                        .count();
+                    let name = &name[..name_len];
+                    if name.eq_ignore_ascii_case(b"br")
+                        || (closing && name.eq_ignore_ascii_case(b"p"))
+                    {
                         out.push('\n');
                     }
-                    rest = &tail[end + 1..];
+                    copied = pos + end + 1;
                 }
                 None => {
-                    // An unclosed '<' is text.
-                    out.push_str(tail);
-                    rest = "";
+                    out.push('<');
+                    copied = pos + 1;
                 }
             }
         } else {
-            let (decoded, used) = decode_entity(tail);
-            match decoded {
-                Some(c) => out.push(c),
-                None => out.push('&'),
-            }
-            rest = &tail[used..];
+            let (decoded, used) = decode_entity(&s[pos..]);
+            out.push(decoded.unwrap_or('&'));
+            copied = pos + used;
+        }
+        match memchr::memchr2(b'<', b'&', &b[copied..]) {
+            Some(n) => pos = copied + n,
+            None => break,
         }
     }
-    out.push_str(rest);
+    out.push_str(&s[copied..]);
     Cow::Owned(out)
 }
 
@@ -466,11 +473,12 @@ pub enum Rendezvous {
 
 /// A message body of an ICBM or offline message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IcbmBody {
-    /// Channel 1 text: the decoded text and the raw fragment bytes.
+pub enum IcbmBody<'a> {
+    /// Channel 1 text: the charset and the text bytes (borrowed unless
+    /// several fragments had to be joined).
     Text {
         charset: u16,
-        raw: Vec<u8>,
+        raw: Cow<'a, [u8]>,
         auto_reply: bool,
     },
     /// Channel 2 proposal (only initial proposals, request number 1).
@@ -502,9 +510,9 @@ pub enum OscarUnit<'a> {
     /// 0001/000F (s→c): own user info, starts with the local screen name.
     SelfInfo { screen_name: &'a [u8] },
     /// 0004/0006 (c→s): a message to `peer`.
-    IcbmSend { peer: &'a [u8], body: IcbmBody },
+    IcbmSend { peer: &'a [u8], body: IcbmBody<'a> },
     /// 0004/0007 (s→c): a message from `peer`.
-    IcbmRecv { peer: &'a [u8], body: IcbmBody },
+    IcbmRecv { peer: &'a [u8], body: IcbmBody<'a> },
     /// 0004/0014 (both): typing notice about the conversation with `peer`.
     Typing { peer: &'a [u8], event: u16 },
     /// 0015/0003 meta 0x41 (s→c): an ICQ offline message.
@@ -626,14 +634,14 @@ fn parse_snac<'a>(s: &Snac<'a>) -> Option<OscarUnit<'a>> {
     }
 }
 
-fn parse_icbm_body(channel: u16, tlvs: &[u8]) -> IcbmBody {
+fn parse_icbm_body(channel: u16, tlvs: &[u8]) -> IcbmBody<'_> {
     match channel {
         1 => {
             let Some(data) = Tlvs::find(tlvs, 2) else {
                 return IcbmBody::None;
             };
             let auto_reply = Tlvs::find(tlvs, 4).is_some();
-            let mut raw = Vec::new();
+            let mut raw: Cow<'_, [u8]> = Cow::Borrowed(&[]);
             let mut charset = None;
             let mut r = Reader::new(data);
             while let (Some(id), Some(_ver), Some(len)) = (r.u8(), r.u8(), r.u16()) {
@@ -646,8 +654,12 @@ fn parse_icbm_body(channel: u16, tlvs: &[u8]) -> IcbmBody {
                         continue;
                     };
                     // Several text fragments concatenate; the first charset wins.
+                    if charset.is_none() {
+                        raw = Cow::Borrowed(f.rest());
+                    } else {
+                        raw.to_mut().extend_from_slice(f.rest());
+                    }
                     charset.get_or_insert(cs);
-                    raw.extend_from_slice(f.rest());
                 }
             }
             match charset {
@@ -913,7 +925,7 @@ mod tests {
                 peer: b"bob",
                 body: IcbmBody::Text {
                     charset: 0,
-                    raw: b"hi".to_vec(),
+                    raw: Cow::Borrowed(b"hi"),
                     auto_reply: false
                 }
             }
@@ -1012,6 +1024,8 @@ mod tests {
             "a\nb <c> &amp; AB"
         );
         assert_eq!(html_to_text("1 < 2 & x"), "1 < 2 & x");
+        assert_eq!(html_to_text("<P>a</p><BR/>b<!-- c -->"), "a\n\nb");
+        assert_eq!(html_to_text("a <b"), "a <b");
         assert!(matches!(html_to_text("plain"), Cow::Borrowed(_)));
     }
 

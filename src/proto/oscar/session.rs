@@ -7,6 +7,8 @@
 //!
 //! [`IdentityFact`]: crate::event::IdentityFact
 
+use std::borrow::Cow;
+
 use crate::event::{Kind, LocalId};
 use crate::proto::{EventDraft, ResyncCause, Side, Step};
 
@@ -180,7 +182,7 @@ impl FlapSession {
                     let mut d = self.draft(Kind::File, outgoing, peer);
                     let n = decode_8bit(&name);
                     d.decode_error = n.lossy;
-                    d.file_name = Some(n.text);
+                    d.file_name = Some(n.text.into_owned());
                     d.file_size = Some(size);
                     out.emit(d);
                 }
@@ -190,8 +192,8 @@ impl FlapSession {
                     let t = if utf8 {
                         let s = String::from_utf8_lossy(&text);
                         Text {
-                            lossy: matches!(s, std::borrow::Cow::Owned(_)),
-                            text: s.into_owned(),
+                            lossy: matches!(s, Cow::Owned(_)),
+                            text: s,
                             encoding: "utf-8",
                         }
                     } else {
@@ -209,11 +211,15 @@ impl FlapSession {
 }
 
 /// Set text, encoding and raw bytes; `html` strips AIM markup.
-fn fill_text(d: &mut EventDraft, t: Text, raw: &[u8], keep_raw: bool, html: bool) {
-    let text = if html {
-        html_to_text(&t.text).into_owned()
+fn fill_text(d: &mut EventDraft, t: Text<'_>, raw: &[u8], keep_raw: bool, html: bool) {
+    let stripped = if html {
+        html_to_text(&t.text)
     } else {
-        t.text
+        Cow::Borrowed("")
+    };
+    let text = match stripped {
+        Cow::Owned(s) => s,
+        Cow::Borrowed(_) => t.text.into_owned(),
     };
     d.text = Some(text);
     d.text_encoding = Some(t.encoding);
