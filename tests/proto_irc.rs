@@ -32,10 +32,21 @@ fn conversation() -> Vec<(bool, &'static [u8])> {
     ]
 }
 
+/// kind, outgoing, local id, remote id, sender, text, group.
+type Row = (
+    Kind,
+    bool,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+
 #[test]
 fn decodes_a_whole_session() {
     let ev = run_split(&cfg(), C, S, true, &conversation(), |_, _| vec![]);
-    let got: Vec<(Kind, bool, String, String, Option<String>, Option<String>, bool)> = ev
+    let got: Vec<Row> = ev
         .iter()
         .map(|e| {
             (
@@ -64,15 +75,87 @@ fn decodes_a_whole_session() {
     assert_eq!(
         got,
         vec![
-            row(Kind::Message, true, "alice", "#rust", "alice", Some("hello all"), true),
-            row(Kind::Message, false, "alice", "#rust", "bob", Some("hi alice"), true),
-            row(Kind::Message, false, "alice", "bob", "bob", Some("/me waves"), false),
-            row(Kind::File, false, "alice", "bob", "bob", Some("192.168.1.1:5000"), false),
-            row(Kind::Message, true, "alice", "bob", "alice", Some("café bold"), false),
-            row(Kind::Message, true, "alice", "bob", "alice", Some("a notice"), false),
-            row(Kind::Message, false, "alice2", "bob", "bob", Some("café latin-1"), false),
-            row(Kind::Message, true, "alice2", "#rust", "alice2", Some("to two"), true),
-            row(Kind::Message, true, "alice2", "carol", "alice2", Some("to two"), false),
+            row(
+                Kind::Message,
+                true,
+                "alice",
+                "#rust",
+                "alice",
+                Some("hello all"),
+                true
+            ),
+            row(
+                Kind::Message,
+                false,
+                "alice",
+                "#rust",
+                "bob",
+                Some("hi alice"),
+                true
+            ),
+            row(
+                Kind::Message,
+                false,
+                "alice",
+                "bob",
+                "bob",
+                Some("/me waves"),
+                false
+            ),
+            row(
+                Kind::File,
+                false,
+                "alice",
+                "bob",
+                "bob",
+                Some("192.168.1.1:5000"),
+                false
+            ),
+            row(
+                Kind::Message,
+                true,
+                "alice",
+                "bob",
+                "alice",
+                Some("café bold"),
+                false
+            ),
+            row(
+                Kind::Message,
+                true,
+                "alice",
+                "bob",
+                "alice",
+                Some("a notice"),
+                false
+            ),
+            row(
+                Kind::Message,
+                false,
+                "alice2",
+                "bob",
+                "bob",
+                Some("café latin-1"),
+                false
+            ),
+            row(
+                Kind::Message,
+                true,
+                "alice2",
+                "#rust",
+                "alice2",
+                Some("to two"),
+                true
+            ),
+            row(
+                Kind::Message,
+                true,
+                "alice2",
+                "carol",
+                "alice2",
+                Some("to two"),
+                false
+            ),
         ]
     );
     // The DCC offer carries name and size; the action and the formatted
@@ -134,11 +217,19 @@ fn every_split_gives_the_same_events() {
 
 #[test]
 fn detected_on_any_port_in_either_direction_without_syn() {
-    for server in ["198.51.100.1:6667", "198.51.100.1:80", "198.51.100.1:443", "198.51.100.1:31337"] {
+    for server in [
+        "198.51.100.1:6667",
+        "198.51.100.1:80",
+        "198.51.100.1:443",
+        "198.51.100.1:31337",
+    ] {
         for client_first in [true, false] {
             let mut script: Vec<(bool, &[u8])> = vec![
                 (true, b"NICK dave\r\nUSER dave 0 * :D\r\n"),
-                (false, b":srv 001 dave :hi\r\n:erin!e@h PRIVMSG dave :ping?\r\n"),
+                (
+                    false,
+                    b":srv 001 dave :hi\r\n:erin!e@h PRIVMSG dave :ping?\r\n",
+                ),
                 (true, b"PRIVMSG erin :pong!\r\n"),
             ];
             if !client_first {
@@ -165,7 +256,10 @@ fn server_side_alone_picks_the_client_by_content() {
         "203.0.113.5:50000",
         "203.0.113.9:60000",
         false,
-        &[(false, b":srv 001 frank :hi\r\n:dave!d@h PRIVMSG frank :yo\r\n")],
+        &[(
+            false,
+            b":srv 001 frank :hi\r\n:dave!d@h PRIVMSG frank :yo\r\n",
+        )],
         |_, _| vec![],
     );
     assert_eq!(ev.len(), 1);
@@ -177,7 +271,10 @@ fn server_side_alone_picks_the_client_by_content() {
 #[test]
 fn midstream_start_in_the_middle_of_a_line() {
     let mut f = Flow::new(cfg(), C, S, false);
-    f.data(false, b"rest of a cut line\r\n:bob!b@h PRIVMSG #c :after\r\n");
+    f.data(
+        false,
+        b"rest of a cut line\r\n:bob!b@h PRIVMSG #c :after\r\n",
+    );
     f.data(true, b"nother cut\r\nPRIVMSG #c :mine\r\n");
     let ev = f.events();
     assert_eq!(ev.len(), 2);
@@ -200,18 +297,27 @@ fn midstream_start_on_a_line_boundary_keeps_the_first_line() {
 #[test]
 fn gaps_inside_and_between_messages() {
     let mut f = Flow::new(cfg(), C, S, true);
-    f.data(true, b"NICK a\r\nUSER a 0 * :a\r\nPRIVMSG #x :one\r\nPRIVMSG #x :tw");
+    f.data(
+        true,
+        b"NICK a\r\nUSER a 0 * :a\r\nPRIVMSG #x :one\r\nPRIVMSG #x :tw",
+    );
     // A gap inside the second message: it is dropped, the next line is flagged.
     f.gap(true, 10);
     f.data(true, b"o-tail\r\nPRIVMSG #x :three\r\n");
     // A gap between messages: the line after it is cut at its front, so
     // decoding resumes after its end.
     f.gap(true, 7);
-    f.data(true, b"PRIVMSG #x :lost front\r\nPRIVMSG #x :four\r\nPRIVMSG #x :five\r\n");
+    f.data(
+        true,
+        b"PRIVMSG #x :lost front\r\nPRIVMSG #x :four\r\nPRIVMSG #x :five\r\n",
+    );
     let ev = f.events();
     let texts: Vec<_> = ev.iter().map(|e| e.text.as_deref().unwrap()).collect();
     assert_eq!(texts, ["one", "three", "four", "five"]);
-    let flags: Vec<_> = ev.iter().map(|e| (e.flags.gap_before, e.lost_bytes)).collect();
+    let flags: Vec<_> = ev
+        .iter()
+        .map(|e| (e.flags.gap_before, e.lost_bytes))
+        .collect();
     assert_eq!(flags, [(false, 0), (true, 10), (true, 7), (false, 0)]);
 }
 
@@ -232,8 +338,14 @@ fn gap_in_one_direction_does_not_flag_the_other() {
 #[test]
 fn echo_message_copies_are_dropped() {
     let mut f = Flow::new(cfg(), C, S, true);
-    f.data(true, b"NICK erin\r\nUSER erin 0 * :E\r\nPRIVMSG #h :mine\r\n");
-    f.data(false, b"@time=2026-11-25T10:00:00.000Z;msgid=1 :erin!erin@h PRIVMSG #h :mine\r\n");
+    f.data(
+        true,
+        b"NICK erin\r\nUSER erin 0 * :E\r\nPRIVMSG #h :mine\r\n",
+    );
+    f.data(
+        false,
+        b"@time=2026-11-25T10:00:00.000Z;msgid=1 :erin!erin@h PRIVMSG #h :mine\r\n",
+    );
     // A copy with no matching outgoing line (its c->s copy was lost) is kept, as outgoing.
     f.data(false, b":erin!erin@h PRIVMSG #h :sent elsewhere\r\n");
     let ev = f.events();
@@ -250,7 +362,10 @@ fn server_notices_and_numerics_are_not_chat() {
         false,
         b":srv NOTICE * :*** Found your hostname\r\nNOTICE AUTH :*** x\r\n:srv 372 a :- motd\r\n:a!a@h JOIN #c\r\n:b!b@h PART #c\r\nPING :x\r\n",
     );
-    f.data(true, b"NICK a\r\nUSER a 0 * :a\r\nJOIN #c\r\nPONG :x\r\nQUIT :bye\r\n");
+    f.data(
+        true,
+        b"NICK a\r\nUSER a 0 * :a\r\nJOIN #c\r\nPONG :x\r\nQUIT :bye\r\n",
+    );
     assert!(f.events().is_empty());
     assert_eq!(f.dec.protocol(), Some(Protocol::Irc));
 }
@@ -258,11 +373,16 @@ fn server_notices_and_numerics_are_not_chat() {
 #[test]
 fn ircv3_typing_tag() {
     let mut f = Flow::new(cfg(), C, S, true);
-    f.data(true, b"NICK a\r\nUSER a 0 * :a\r\n@+typing=active TAGMSG bob\r\n@+typing=done TAGMSG bob\r\n");
+    f.data(
+        true,
+        b"NICK a\r\nUSER a 0 * :a\r\n@+typing=active TAGMSG bob\r\n@+typing=done TAGMSG bob\r\n",
+    );
     f.data(false, b"@+draft/typing=active :bob!b@h TAGMSG a\r\n");
     let ev = f.events();
     assert_eq!(ev.len(), 2);
-    assert!(ev.iter().all(|e| e.kind == Kind::Typing && e.remote_id == "bob"));
+    assert!(ev
+        .iter()
+        .all(|e| e.kind == Kind::Typing && e.remote_id == "bob"));
     assert!(ev[0].outgoing && !ev[1].outgoing);
 }
 
@@ -270,7 +390,10 @@ fn ircv3_typing_tag() {
 fn starttls_stops_decoding() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, b"STARTTLS\r\nNICK a\r\nUSER a 0 * :a\r\n");
-    f.data(false, b":srv 670 * :STARTTLS successful, go ahead with TLS handshake\r\n");
+    f.data(
+        false,
+        b":srv 670 * :STARTTLS successful, go ahead with TLS handshake\r\n",
+    );
     f.data(true, b"\x16\x03\x01\x02\x00PRIVMSG #x :not text\r\n");
     assert!(f.events().is_empty());
     assert_eq!(f.dec.stats().encrypted, 1);
@@ -279,10 +402,7 @@ fn starttls_stops_decoding() {
 
 #[test]
 fn raw_option_keeps_every_text() {
-    let config = ProtoConfig {
-        raw: true,
-        ..cfg()
-    };
+    let config = ProtoConfig { raw: true, ..cfg() };
     let ev = run_split(
         &config,
         C,
@@ -304,7 +424,14 @@ fn ports_only_mode_uses_the_classic_port() {
     let on_6667 = run_split(&config, C, S, false, &script, |_, _| vec![]);
     assert_eq!(on_6667.len(), 1);
     assert!(on_6667[0].outgoing);
-    let on_7000 = run_split(&config, C, "198.51.100.1:7000", false, &script, |_, _| vec![]);
+    let on_7000 = run_split(
+        &config,
+        C,
+        "198.51.100.1:7000",
+        false,
+        &script,
+        |_, _| vec![],
+    );
     assert!(on_7000.is_empty());
 }
 
@@ -324,7 +451,10 @@ fn protocol_filter_limits_decoding() {
 fn non_im_flows_stop_costing_after_the_probe_window() {
     let mut f = Flow::new(cfg(), C, "198.51.100.1:80", true);
     f.data(true, b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
-    assert!(!f.dec.wants_data(), "an HTTP request line is not IRC or XMPP");
+    assert!(
+        !f.dec.wants_data(),
+        "an HTTP request line is not IRC or XMPP"
+    );
     assert_eq!(f.dec.stats().undetected, 1);
 
     // A binary stream that no probe can rule out early is dropped at the limit.
@@ -399,8 +529,15 @@ fn check_real(name: &str, not_decodable: &[u64]) {
             "{name}: truth row not found: {row:?}"
         );
     }
-    assert!(extra.is_empty(), "{name}: events not in the truth file: {extra:#?}");
-    assert!(r.stats.flows.get("irc").is_some_and(|n| *n > 0), "{name}: {:?}", r.stats);
+    assert!(
+        extra.is_empty(),
+        "{name}: events not in the truth file: {extra:#?}"
+    );
+    assert!(
+        r.stats.flows.get("irc").is_some_and(|n| *n > 0),
+        "{name}: {:?}",
+        r.stats
+    );
 }
 
 #[test]

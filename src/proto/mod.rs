@@ -266,6 +266,9 @@ pub struct Decoder {
     pub classic_ports: &'static [u16],
     /// Ports the protocol commonly uses: only a tie-breaker for the client side.
     pub usual_ports: &'static [u16],
+    /// Ports where the protocol runs inside TLS from the first byte: a TLS
+    /// flow there is counted as an encrypted flow of this protocol.
+    pub tls_ports: &'static [u16],
     pub probe: fn(&[u8], ProbeStart) -> Verdict,
     pub session: fn() -> Box<dyn Session>,
 }
@@ -404,7 +407,20 @@ impl FlowDecoder {
     }
 
     fn give_up(&mut self) {
-        self.stats.undetected += 1;
+        let tls = match &self.phase {
+            Phase::Probing(p) => p.window.iter().any(|w| is_tls_record(w)),
+            _ => false,
+        };
+        let key = self.start.key;
+        let tls_port = self
+            .enabled
+            .iter()
+            .any(|d| d.tls_ports.contains(&key.lo.port) || d.tls_ports.contains(&key.hi.port));
+        if tls && tls_port {
+            self.stats.encrypted += 1;
+        } else {
+            self.stats.undetected += 1;
+        }
         self.phase = Phase::Idle;
         for d in &mut self.dirs {
             d.pending = Vec::new();
@@ -844,6 +860,12 @@ impl StreamConsumer for FlowDecoder {
         }
         self.dirs = [DirState::default(), DirState::default()];
     }
+}
+
+/// Does `b` start with a TLS record header (handshake, alert or application
+/// data, versions SSL 3.0 to TLS 1.3)?
+fn is_tls_record(b: &[u8]) -> bool {
+    matches!(b, [0x15..=0x17, 0x03, 0x00..=0x04, ..])
 }
 
 /// Decode `bytes` as UTF-8, else as windows-1252 (a superset of Latin-1 for

@@ -268,7 +268,7 @@ pub fn replay(tsv: &str, config: ProtoConfig) -> Replay {
                 },
             ),
             next: [None; 2],
-            midstream: !(syn && !ack),
+            midstream: !syn || ack,
         });
         let di = dir.index();
         if syn {
@@ -278,7 +278,7 @@ pub fn replay(tsv: &str, config: ProtoConfig) -> Replay {
         if s.payload.is_empty() {
             continue;
         }
-        let expected = *fl.next[di].get_or_insert_with(|| s.seq);
+        let expected = *fl.next[di].get_or_insert(s.seq);
         let frame = FrameRef {
             source: 0,
             index: s.frame,
@@ -403,7 +403,8 @@ fn same_text(e: &Event, row: &TruthRow) -> bool {
     let text = e.text.as_deref().map(str::as_bytes);
     text == Some(&row.text[..])
         || e.raw.as_deref() == Some(&row.text[..])
-        || (e.kind == Kind::File && e.file_name.as_deref().map(str::as_bytes) == Some(&row.text[..]))
+        || (e.kind == Kind::File
+            && e.file_name.as_deref().map(str::as_bytes) == Some(&row.text[..]))
         || e.kind == Kind::Typing
 }
 

@@ -15,6 +15,7 @@ pub const DECODER: Decoder = Decoder {
     usual_ports: &[
         194, 6660, 6661, 6662, 6663, 6664, 6665, 6666, 6667, 6668, 6669, 7000,
     ],
+    tls_ports: &[6697, 994],
     probe,
     session: new_session,
 };

@@ -346,7 +346,20 @@ pub fn parse_u64(w: &[u8]) -> Option<u64> {
 /// when there were none.
 pub fn strip_formatting(text: &[u8]) -> Cow<'_, [u8]> {
     const CODES: &[u8] = b"\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f";
-    if !text.iter().any(|b| CODES.contains(b)) {
+    // Bit n set: byte n (< 32) is a formatting code.
+    const MASK: u32 = (1 << 0x02)
+        | (1 << 0x03)
+        | (1 << 0x04)
+        | (1 << 0x0f)
+        | (1 << 0x11)
+        | (1 << 0x16)
+        | (1 << 0x1d)
+        | (1 << 0x1e)
+        | (1 << 0x1f);
+    // The common case, no control byte at all, is one vectorised pass.
+    if !text.iter().fold(false, |acc, &b| acc | (b < 32))
+        || !text.iter().any(|&b| b < 32 && MASK & (1 << b) != 0)
+    {
         return Cow::Borrowed(text);
     }
     let mut out = Vec::with_capacity(text.len());

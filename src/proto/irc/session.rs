@@ -23,8 +23,8 @@ pub struct IrcSession {
     nick: Option<String>,
     /// Channel prefixes (005 CHANTYPES), RFC 2812 default.
     chantypes: Vec<u8>,
-    /// (target, text) of our recent PRIVMSG/NOTICE lines.
-    sent: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Hashes of (target, text) of our recent PRIVMSG/NOTICE lines.
+    sent: VecDeque<u64>,
     encrypted: bool,
 }
 
@@ -78,8 +78,7 @@ impl IrcSession {
                 if self.sent.len() == ECHO_MEMORY {
                     self.sent.pop_front();
                 }
-                self.sent
-                    .push_back((target.to_ascii_lowercase(), text.to_vec()));
+                self.sent.push_back(echo_key(target, text));
                 let sender = self.nick.clone();
                 self.text_event(line, true, target, sender, text, out);
             }
@@ -141,7 +140,7 @@ impl IrcSession {
             let own = from.is_some_and(|f| self.is_local(f));
             if own {
                 // IRCv3 echo-message: our own line coming back.
-                let key = (target.to_ascii_lowercase(), text.to_vec());
+                let key = echo_key(target, text);
                 if let Some(i) = self.sent.iter().position(|s| *s == key) {
                     self.sent.remove(i);
                     out.count_echo();
@@ -253,6 +252,18 @@ impl IrcSession {
         }
         out.emit(d);
     }
+}
+
+/// A 64-bit FNV-1a digest of a line's target (case-folded) and text, to
+/// recognise its echo without keeping a copy.
+fn echo_key(target: &[u8], text: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let fold = target.iter().map(|b| b.to_ascii_lowercase());
+    for b in fold.chain([0]).chain(text.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// IRCv3 typing client tag (`+typing`, draft `+draft/typing`) saying "active".

@@ -13,6 +13,7 @@ pub const DECODER: Decoder = Decoder {
     // IMSpector's Jabber plugin listened on 5222 (5223 is TLS from the first byte).
     classic_ports: &[5222],
     usual_ports: &[5222, 5223, 5269, 5280],
+    tls_ports: &[5223],
     probe,
     session: new_session,
 };
