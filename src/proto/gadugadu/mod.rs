@@ -16,6 +16,8 @@ pub const DECODER: Decoder = Decoder {
     // IMSpector's Gadu-Gadu plugin listened on 8074 only.
     classic_ports: &[8074],
     usual_ports: &[8074],
+    // GG over SSL used 443, shared with every HTTPS flow: no TLS port of its own.
+    tls_ports: &[],
     probe,
     session: new_session,
 };

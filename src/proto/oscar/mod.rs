@@ -22,6 +22,8 @@ pub const DECODER: Decoder = Decoder {
     // IMSpector's ICQ-AIM plugin listened on 5190 only.
     classic_ports: &[5190],
     usual_ports: &[5190, 5191, 5193],
+    // OSCAR-over-SSL ran on 443 and 5190: neither port says a TLS flow is OSCAR.
+    tls_ports: &[],
     probe,
     session: new_session,
 };
