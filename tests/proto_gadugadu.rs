@@ -516,3 +516,105 @@ proptest! {
         }
     }
 }
+
+// --- generated capture fixtures -------------------------------------------------
+//
+// The pcaps in fixtures/gadugadu/ are made here with the fixture generator
+// (tests/support): this test regenerates them in memory and checks the
+// checked-in files are current (`IMSCAN_REGENERATE=1` rewrites them).
+// tshark reads them without warnings (`-d tcp.port==443,gadu-gadu` for 443).
+
+mod support;
+
+use imscan::time::Timestamp;
+use support::packet::{Conversation, Side as Peer};
+
+fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
+    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
+    frames.sort_by_key(|f| f.0);
+    let recs: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
+        .collect();
+    support::pcapfile::pcap(support::pcapfile::ETHERNET, &recs)
+}
+
+fn conversation(client: &str, server: &str) -> Conversation {
+    Conversation::new(client.parse().unwrap(), server.parse().unwrap())
+        .start_at(Timestamp::from_secs_nanos(1_700_000_100, 0), 10_000_000)
+}
+
+fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
+    for (c, b) in script {
+        conv.send(if *c { Peer::Client } else { Peer::Server }, b, mss);
+    }
+}
+
+/// GG 8 session on 8074 from SYN to FIN: every event kind both ways.
+fn fixture_gg8() -> Vec<u8> {
+    let mut c = conversation("10.2.0.5:40100", "10.2.0.1:8074");
+    c.handshake();
+    play(&mut c, &gg8_session(), 1460);
+    c.close();
+    pcap_of(&[c])
+}
+
+/// GG 6 session (LOGIN60, CP1250 SEND_MSG/RECV_MSG) on 443, messages split
+/// over small segments.
+fn fixture_gg6_443() -> Vec<u8> {
+    let mut c = conversation("10.2.0.6:40200", "10.2.0.2:443");
+    c.handshake();
+    let script = vec![
+        (false, welcome()),
+        (true, login60(ME)),
+        (true, msg_old(0x0B, PEER, 8, b"\x8c\x9f\xbf\r\nnowa linia")),
+        (false, msg_old(0x0A, PEER, 8, b"odpowied\x9f")),
+        (true, typing(PEER, 3)),
+    ];
+    play(&mut c, &script, 9);
+    c.close();
+    pcap_of(&[c])
+}
+
+/// A GG 8 chat picked up mid-stream (no handshake, no login) on 8074, with
+/// one lost segment inside an incoming message.
+fn fixture_midstream_gap() -> Vec<u8> {
+    let mut c = conversation("10.2.0.7:40300", "10.2.0.3:8074");
+    let script: Vec<_> = gg8_session().into_iter().skip(3).collect();
+    play(&mut c, &script, 16);
+    let segs = c.segments().to_vec();
+    let victim = segs
+        .iter()
+        .position(|s| s.from == Peer::Server && s.payload.starts_with(&[0x2E, 0, 0, 0]))
+        .expect("an incoming message")
+        + 1;
+    c.drop_segment(victim);
+    c.close();
+    pcap_of(&[c])
+}
+
+fn check_fixture(name: &str, bytes: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    if std::env::var_os("IMSCAN_REGENERATE").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let on_disk = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        on_disk == bytes,
+        "{name} is stale: rerun with IMSCAN_REGENERATE=1"
+    );
+    assert!(bytes.len() < 1 << 20);
+}
+
+#[test]
+fn generated_fixtures_are_current() {
+    check_fixture("gadugadu/gg8-session-8074.pcap", &fixture_gg8());
+    check_fixture("gadugadu/gg6-cp1250-443.pcap", &fixture_gg6_443());
+    check_fixture(
+        "gadugadu/gg8-midstream-gap-8074.pcap",
+        &fixture_midstream_gap(),
+    );
+}

@@ -746,3 +746,147 @@ proptest! {
         }
     }
 }
+
+// --- generated capture fixtures -------------------------------------------------
+//
+// The pcaps in fixtures/oscar/ are made here from the builders above with the
+// fixture generator (tests/support): this test regenerates them in memory and
+// checks the checked-in files are current (`IMSCAN_REGENERATE=1` rewrites
+// them). tshark reads them without warnings (`-d tcp.port==443,aim` for 443).
+
+mod support;
+
+use imscan::time::Timestamp;
+use support::packet::{Conversation, Side as Peer};
+
+const FIXTURE_START: i64 = 1_700_000_000;
+
+fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
+    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
+    frames.sort_by_key(|f| f.0);
+    let recs: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
+        .collect();
+    support::pcapfile::pcap(support::pcapfile::ETHERNET, &recs)
+}
+
+fn conversation(client: &str, server: &str, start_s: i64) -> Conversation {
+    Conversation::new(client.parse().unwrap(), server.parse().unwrap()).start_at(
+        Timestamp::from_secs_nanos(FIXTURE_START + start_s, 0),
+        10_000_000,
+    )
+}
+
+fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
+    for (c, b) in script {
+        conv.send(if *c { Peer::Client } else { Peer::Server }, b, mss);
+    }
+}
+
+/// Login connection then BOS connection (cookie sign-on), both from SYN to
+/// FIN, on 5190: every unit kind both ways; the long UTF-16 message spans
+/// three segments.
+fn fixture_login_bos() -> Vec<u8> {
+    let mut login = conversation("10.1.0.5:40001", "10.1.0.1:5190", 0);
+    login.handshake();
+    play(&mut login, &login_connection(), 1460);
+    login.close();
+    let mut bos = conversation("10.1.0.5:40002", "10.1.0.2:5190", 2);
+    bos.handshake();
+    let mut script = bos_connection();
+    let long: String = "Długa wiadomość — ".repeat(40);
+    let mut s2c_seq = 400u16;
+    script.push((
+        false,
+        flap(
+            2,
+            s2c_seq,
+            &icbm_recv(1, "461758769", &msg_data(2, &utf16be(&long))),
+        ),
+    ));
+    s2c_seq += 1;
+    script.push((false, flap(2, s2c_seq, &typing("461758769", 0))));
+    play(&mut bos, &script, 500);
+    bos.close();
+    pcap_of(&[login, bos])
+}
+
+/// A BOS session picked up mid-stream on 443 (no handshake), with one
+/// segment lost in each direction, each inside a message.
+fn fixture_midstream_443_gaps() -> Vec<u8> {
+    let mut c = conversation("10.1.0.6:51000", "10.1.0.3:443", 0);
+    let script: Vec<_> = bos_connection().into_iter().skip(2).collect();
+    play(&mut c, &script, 24);
+    // Segment indices: find the second segment of the first outgoing ICBM
+    // and of the first incoming ICBM, and lose them.
+    let segs = c.segments().to_vec();
+    let lost: Vec<usize> = [Peer::Client, Peer::Server]
+        .iter()
+        .filter_map(|side| {
+            segs.iter()
+                .position(|s| {
+                    s.from == *side
+                        && s.payload.len() >= 10
+                        && s.payload[0] == 0x2A
+                        && s.payload[7] == 4
+                        && (s.payload[9] == 6 || s.payload[9] == 7)
+                })
+                .map(|i| i + 1)
+        })
+        .collect();
+    for i in lost.into_iter().rev() {
+        c.drop_segment(i);
+    }
+    c.close();
+    pcap_of(&[c])
+}
+
+const OFT_FILE_LEN: usize = 20_000;
+
+fn oft_fixture(server: &str, handshake: bool) -> Vec<u8> {
+    let mut c = conversation("10.1.0.7:52000", server, 0);
+    if handshake {
+        c.handshake();
+    }
+    play(
+        &mut c,
+        &oft_script(&file_bytes(OFT_FILE_LEN), "Quarterly report.pdf"),
+        1448,
+    );
+    c.close();
+    pcap_of(&[c])
+}
+
+fn check_fixture(name: &str, bytes: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    if std::env::var_os("IMSCAN_REGENERATE").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let on_disk = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        on_disk == bytes,
+        "{name} is stale: rerun with IMSCAN_REGENERATE=1"
+    );
+    assert!(bytes.len() < 1 << 20);
+}
+
+#[test]
+fn generated_fixtures_are_current() {
+    check_fixture("oscar/icq-login-bos-5190.pcap", &fixture_login_bos());
+    check_fixture(
+        "oscar/bos-midstream-443-gaps.pcap",
+        &fixture_midstream_443_gaps(),
+    );
+    check_fixture(
+        "oscar/oft-transfer-5190.pcap",
+        &oft_fixture("10.1.0.8:5190", true),
+    );
+    check_fixture(
+        "oscar/oft-transfer-midstream-443.pcap",
+        &oft_fixture("10.1.0.8:443", false),
+    );
+}
