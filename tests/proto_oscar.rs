@@ -890,3 +890,135 @@ fn generated_fixtures_are_current() {
         &oft_fixture("10.1.0.8:443", false),
     );
 }
+
+// --- chat rooms -------------------------------------------------------------------
+
+fn chat_block(text: &[u8], charset: &str) -> Vec<u8> {
+    let mut b = tlv(1, text);
+    b.extend(tlv(2, charset.as_bytes()));
+    b.extend(tlv(3, b"en"));
+    tlv(5, &b)
+}
+
+fn chat_send(text: &[u8], charset: &str) -> Vec<u8> {
+    let mut d = b"chatcook".to_vec();
+    d.extend_from_slice(&[0, 3]);
+    d.extend(tlv(1, &[]));
+    d.extend(tlv(6, &[]));
+    d.extend(chat_block(text, charset));
+    snac(0x0E, 5, &d)
+}
+
+fn chat_recv(sender: &str, text: &[u8], charset: &str) -> Vec<u8> {
+    let mut d = b"chatcook".to_vec();
+    d.extend_from_slice(&[0, 3]);
+    let mut info = bstr(sender);
+    info.extend_from_slice(&[0, 0, 0, 0]);
+    d.extend(tlv(3, &info));
+    d.extend(chat_block(text, charset));
+    snac(0x0E, 6, &d)
+}
+
+fn room_info(cookie: &str, name: Option<&str>) -> Vec<u8> {
+    let mut d = vec![0, 4];
+    d.extend(bstr(cookie));
+    d.extend_from_slice(&[0, 0, 2]);
+    match name {
+        Some(n) => {
+            d.extend_from_slice(&[0, 1]);
+            d.extend(tlv(0x6A, n.as_bytes()));
+        }
+        None => d.extend_from_slice(&[0, 0]),
+    }
+    snac(0x0E, 2, &d)
+}
+
+#[test]
+fn chat_room_lines_are_group_events_and_reflections_name_the_user() {
+    let mut signon = vec![0, 0, 0, 1];
+    signon.extend(tlv(6, b"chat-cookie"));
+    let script = vec![
+        (false, flap(1, 1, &[0, 0, 0, 1])),
+        (true, flap(1, 1, &signon)),
+        (
+            false,
+            flap(
+                2,
+                2,
+                &room_info("!aol://2719:10-4-harbour", Some("Harbour")),
+            ),
+        ),
+        (
+            true,
+            flap(2, 2, &chat_send(b"<b>hello</b> room", "us-ascii")),
+        ),
+        // The server reflects our line: it names us ("Zosia Kowalska").
+        (
+            false,
+            flap(
+                2,
+                3,
+                &chat_recv("Zosia Kowalska", b"<b>hello</b> room", "us-ascii"),
+            ),
+        ),
+        (
+            false,
+            flap(
+                2,
+                4,
+                &chat_recv("jurek", &utf16be("cześć wszystkim"), "unicode-2-0"),
+            ),
+        ),
+        (true, flap(2, 3, &chat_send(b"second", "us-ascii"))),
+        (
+            false,
+            flap(2, 5, &chat_recv("zosiakowalska", b"second", "us-ascii")),
+        ),
+    ];
+    let (ev, facts) = run(&script, S, true);
+    let got: Vec<_> = ev
+        .iter()
+        .map(|e| {
+            (
+                e.outgoing,
+                e.remote_id.as_str(),
+                e.group,
+                e.sender.as_deref(),
+                e.text.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (true, "Harbour", true, None, Some("hello room")),
+            (
+                false,
+                "Harbour",
+                true,
+                Some("jurek"),
+                Some("cześć wszystkim")
+            ),
+            (
+                true,
+                "Harbour",
+                true,
+                Some("Zosia Kowalska"),
+                Some("second")
+            ),
+        ]
+    );
+    assert_eq!(facts.len(), 1);
+    assert_eq!(facts[0].user, "Zosia Kowalska");
+    // Without a name TLV, the room is its cookie string.
+    let script = vec![
+        (false, flap(1, 1, &[0, 0, 0, 1])),
+        (
+            false,
+            flap(2, 2, &room_info("!aol://2719:10-4-harbour", None)),
+        ),
+        (false, flap(2, 3, &chat_recv("jurek", b"x", "us-ascii"))),
+    ];
+    let (ev, _) = run(&script, S, true);
+    assert_eq!(ev[0].remote_id, "!aol://2719:10-4-harbour");
+}

@@ -521,8 +521,38 @@ pub enum OscarUnit<'a> {
         sender: u32,
         text: Vec<u8>,
     },
+    /// 000E/0002 (s→c, chat connection): the room's name (TLV 0x006A), or
+    /// its cookie string (`!aol://2719:10-4-<room>`) when unnamed.
+    ChatRoomInfo { name: &'a [u8] },
+    /// 000E/0005 (c→s): a line the local user writes to the room.
+    ChatSend { text: ChatText<'a> },
+    /// 000E/0006 (s→c): a line in the room from `sender` (the local user's
+    /// own line comes back this way when reflection is on).
+    ChatRecv {
+        sender: &'a [u8],
+        text: ChatText<'a>,
+    },
     /// Anything else (keep-alives, other SNACs).
     Other { channel: u8 },
+}
+
+/// The message block (TLV 5) of a chat-room line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatText<'a> {
+    pub bytes: &'a [u8],
+    /// The charset name of inner TLV 2 (`us-ascii`, `unicode-2-0`, `utf-8`…).
+    pub charset: &'a [u8],
+}
+
+impl ChatText<'_> {
+    /// Decode by the charset name: `unicode-2-0` is UTF-16BE, the rest 8-bit.
+    pub fn decode(&self) -> Text<'_> {
+        if self.charset.eq_ignore_ascii_case(b"unicode-2-0") {
+            decode_charset(2, self.bytes)
+        } else {
+            decode_8bit(self.bytes)
+        }
+    }
 }
 
 impl OscarUnit<'_> {
@@ -530,12 +560,16 @@ impl OscarUnit<'_> {
     /// `Some(true)` when only a client sends it, `Some(false)` only a server.
     pub fn client_only(&self) -> Option<bool> {
         match self {
-            OscarUnit::IcbmSend { .. } | OscarUnit::AuthRequest { .. } => Some(true),
+            OscarUnit::IcbmSend { .. }
+            | OscarUnit::AuthRequest { .. }
+            | OscarUnit::ChatSend { .. } => Some(true),
             OscarUnit::SignOn { has_tlvs: true, .. } => Some(true),
             OscarUnit::IcbmRecv { .. }
             | OscarUnit::SelfInfo { .. }
             | OscarUnit::AuthReply { .. }
-            | OscarUnit::OfflineMsg { .. } => Some(false),
+            | OscarUnit::OfflineMsg { .. }
+            | OscarUnit::ChatRoomInfo { .. }
+            | OscarUnit::ChatRecv { .. } => Some(false),
             _ => None,
         }
     }
@@ -630,6 +664,45 @@ fn parse_snac<'a>(s: &Snac<'a>) -> Option<OscarUnit<'a>> {
             Some(OscarUnit::Typing { peer, event })
         }
         (0x0015, 0x0003) => parse_offline(s.data),
+        (0x000E, 0x0002) => {
+            let mut r = Reader::new(s.data);
+            r.u16()?; // exchange
+            let cookie = r.bstr()?;
+            r.u16()?; // instance
+            r.u8()?; // detail level
+            let count = r.u16()?;
+            let mut name = None;
+            for _ in 0..count {
+                let t = r.u16()?;
+                let n = usize::from(r.u16()?);
+                let v = r.take(n)?;
+                if t == 0x006A {
+                    name = Some(v);
+                }
+            }
+            Some(OscarUnit::ChatRoomInfo {
+                name: name.unwrap_or(cookie),
+            })
+        }
+        (0x000E, 0x0005) => {
+            let mut r = Reader::new(s.data);
+            r.take(8)?;
+            r.u16()?; // channel 3
+            Some(OscarUnit::ChatSend {
+                text: chat_text(Tlvs::find(r.rest(), 5)?)?,
+            })
+        }
+        (0x000E, 0x0006) => {
+            let mut r = Reader::new(s.data);
+            r.take(8)?;
+            r.u16()?;
+            let tlvs = r.rest();
+            let sender = Reader::new(Tlvs::find(tlvs, 3)?).bstr()?;
+            Some(OscarUnit::ChatRecv {
+                sender,
+                text: chat_text(Tlvs::find(tlvs, 5)?)?,
+            })
+        }
         _ => None,
     }
 }
@@ -704,6 +777,13 @@ fn parse_icbm_body(channel: u16, tlvs: &[u8]) -> IcbmBody<'_> {
         }
         _ => IcbmBody::None,
     }
+}
+
+fn chat_text(block: &[u8]) -> Option<ChatText<'_>> {
+    Some(ChatText {
+        bytes: Tlvs::find(block, 1)?,
+        charset: Tlvs::find(block, 2).unwrap_or(b"us-ascii"),
+    })
 }
 
 fn cut_nul(b: &[u8]) -> &[u8] {

@@ -27,10 +27,18 @@ pub fn cookie_token(cookie: &[u8]) -> String {
     format!("oscar-cookie:{}", hex::encode(c))
 }
 
+/// Own room lines remembered to recognise their reflection.
+const SENT_LINES_KEPT: usize = 8;
+
 /// State of one FLAP connection.
 #[derive(Debug, Default)]
 pub struct FlapSession {
     local: Option<LocalId>,
+    /// The chat room of a chat connection (000E/0002).
+    room: Option<String>,
+    /// Text of the local user's last room lines, to recognise the server's
+    /// reflection of them (bounded).
+    sent_lines: std::collections::VecDeque<Vec<u8>>,
     /// Per side: looking for a FLAP boundary after damage inside the stream.
     hunting: [bool; 2],
 }
@@ -140,8 +148,55 @@ impl FlapSession {
                 fill_text(&mut d, t, &text, out.keep_raw(), false);
                 out.emit(d);
             }
+            OscarUnit::ChatRoomInfo { name } if !outgoing => self.room = Some(id_string(name)),
+            OscarUnit::ChatSend { text } if outgoing => {
+                if self.sent_lines.len() == SENT_LINES_KEPT {
+                    self.sent_lines.pop_front();
+                }
+                self.sent_lines.push_back(text.bytes.to_vec());
+                let t = text.decode();
+                let mut d = self.room_draft(true, None);
+                fill_text(&mut d, t, text.bytes, out.keep_raw(), true);
+                out.emit(d);
+            }
+            OscarUnit::ChatRecv { sender, text } if !outgoing => {
+                let sender = id_string(sender);
+                // With reflection on, the local user's own line comes back:
+                // the outgoing copy was already reported (protocols.md §3).
+                // The copy names the local user, which a chat connection
+                // signed on with a cookie does not otherwise learn.
+                if let Some(i) = self.sent_lines.iter().position(|l| l[..] == *text.bytes) {
+                    if !matches!(&self.local, Some(LocalId::Known(l)) if !same_user(l, &sender)) {
+                        self.sent_lines.remove(i);
+                        if !matches!(self.local, Some(LocalId::Known(_))) {
+                            self.learn_local(sender.as_bytes(), out);
+                        }
+                        out.count_echo();
+                        return;
+                    }
+                }
+                if matches!(&self.local, Some(LocalId::Known(l)) if same_user(l, &sender)) {
+                    out.count_echo();
+                    return;
+                }
+                let t = text.decode();
+                let mut d = self.room_draft(false, Some(sender));
+                fill_text(&mut d, t, text.bytes, out.keep_raw(), true);
+                out.emit(d);
+            }
             _ => {}
         }
+    }
+
+    /// A group event in the room of this chat connection.
+    fn room_draft(&self, outgoing: bool, sender: Option<String>) -> EventDraft {
+        let room = self.room.clone().unwrap_or_else(|| "chat".to_owned());
+        let mut d = self.draft(Kind::Message, outgoing, room);
+        d.group = true;
+        if !outgoing {
+            d.sender = sender;
+        }
+        d
     }
 
     fn draft(&self, kind: Kind, outgoing: bool, peer: String) -> EventDraft {
@@ -227,6 +282,17 @@ fn fill_text(d: &mut EventDraft, t: Text<'_>, raw: &[u8], keep_raw: bool, html: 
     if keep_raw || t.lossy {
         d.raw = Some(raw.to_vec());
     }
+}
+
+/// AIM screen names compare without case and spaces (protocols.md §3).
+fn same_user(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != ' ')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    norm(a) == norm(b)
 }
 
 /// A screen name or UIN as it appeared on the wire (JSONL keeps it; the
