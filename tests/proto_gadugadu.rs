@@ -618,3 +618,15 @@ fn generated_fixtures_are_current() {
         &fixture_midstream_gap(),
     );
 }
+
+proptest! {
+    /// The pure parser on arbitrary bodies of every type, both directions.
+    #[test]
+    fn parser_accepts_any_bytes(t in 0u32..0x100, body in proptest::collection::vec(any::<u8>(), 0..400)) {
+        use imscan::proto::gadugadu::parser::{parse_packet, Proto};
+        let p = packet(t, &body);
+        let _ = parse_packet(&p, true);
+        let _ = parse_packet(&p, false);
+        prop_assert!(Proto::new(&body).count() <= body.len());
+    }
+}

@@ -637,6 +637,29 @@ fn oft_gap_in_data_marks_the_transfer_incomplete() {
     );
 }
 
+/// Through the AIM rendezvous proxy (5190): proxy frames first, then OFT2.
+#[test]
+fn oft_through_the_proxy_is_carved() {
+    let data = file_bytes(4000);
+    let proxy = |cmd: u8, extra: &[u8]| {
+        let mut f = vec![0x04, 0x4A, 0x00, cmd, 0, 0, 0, 0, 0, 0];
+        f.extend_from_slice(extra);
+        let mut v = (f.len() as u16).to_be_bytes().to_vec();
+        v.extend(f);
+        v
+    };
+    let mut script = vec![
+        (true, proxy(4, b"\x05alice\x00\x05COOKIE!!")),
+        (false, proxy(3, &[0, 0x16, 0x1C, 0x09, 0x46])),
+        (false, proxy(5, &[])),
+    ];
+    script.extend(oft_script(&data, "via proxy.txt"));
+    let (ev, dir) = carve_run(&script, "198.51.100.9:5190", true);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].file_name.as_deref(), Some("via proxy.txt"));
+    assert_eq!(carved(&dir)[0].1, data);
+}
+
 #[test]
 fn oft_without_carve_dir_still_reports() {
     let data = file_bytes(100);
@@ -1021,4 +1044,29 @@ fn chat_room_lines_are_group_events_and_reflections_name_the_user() {
     ];
     let (ev, _) = run(&script, S, true);
     assert_eq!(ev[0].remote_id, "!aol://2719:10-4-harbour");
+}
+
+proptest! {
+    /// The pure parsers on arbitrary bytes: no panic, results within the input.
+    #[test]
+    fn parsers_accept_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        use imscan::proto::oscar::{oft, parser};
+        if let Some(f) = parser::Flap::parse(&bytes) {
+            prop_assert!(f.data.len() <= bytes.len());
+            let _ = parser::parse_unit(&f);
+        }
+        let mut framed = vec![0x2A, 2, 0, 1];
+        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        let _ = parser::parse_unit(&parser::Flap::parse(&framed).unwrap());
+        match parser::hunt(&parser::FlapFraming, &bytes) {
+            parser::Hunt::Found(n) | parser::Hunt::Wait(n) => prop_assert!(n <= bytes.len()),
+        }
+        let _ = oft::parse_header(&bytes);
+        let mut h = oft_header(0x0101, 1, "x");
+        h[192..].copy_from_slice(&[0xFF; 64]);
+        h[188] = bytes.first().copied().unwrap_or(0) & 3;
+        let _ = oft::parse_header(&h);
+        let _ = parser::html_to_text(&String::from_utf8_lossy(&bytes));
+    }
 }

@@ -159,7 +159,8 @@ impl OscarSession {
         if buf.first() != Some(&0x2A) && buf.len() < 6 {
             return;
         }
-        self.mode = if buf.first() != Some(&0x2A) && oft::probe(buf, true) == Some(true) {
+        let oft = oft::is_proxy_frame(buf) || oft::probe(buf, true) == Some(true);
+        self.mode = if buf.first() != Some(&0x2A) && oft {
             let mut s = oft::OftSession::default();
             if let Some((c, f)) = &self.config {
                 s.configure(c, *f);

@@ -102,9 +102,26 @@ pub fn parse_header(h: &[u8]) -> Option<OftHeader> {
     })
 }
 
+/// Does `buf` start with an AIM rendezvous proxy frame (the proxy a
+/// transfer goes through when the peers cannot connect directly): length u16,
+/// version 0x044A, command 1..=5 (libpurple `peer_proxy.c`)?
+pub fn is_proxy_frame(buf: &[u8]) -> bool {
+    match buf.get(..6) {
+        Some(&[l0, l1, 0x04, 0x4A, 0x00, cmd]) => {
+            let len = usize::from(u16::from_be_bytes([l0, l1]));
+            (1..=5).contains(&cmd) && (10..=1024).contains(&len)
+        }
+        _ => false,
+    }
+}
+
 /// Does `buf` look like the start of an OFT connection? Looks for a header
-/// at the start, or anywhere in a mid-stream window.
+/// (or a rendezvous proxy frame) at the start, or for a header anywhere in a
+/// mid-stream window.
 pub fn probe(buf: &[u8], midstream: bool) -> Option<bool> {
+    if is_proxy_frame(buf) {
+        return Some(true);
+    }
     if buf.len() < 6 {
         return if OFT_MAGIC.starts_with(&buf[..buf.len().min(4)]) || midstream {
             None
@@ -446,5 +463,8 @@ pub(crate) mod tests {
         m.extend_from_slice(&h);
         assert_eq!(probe(&m, true), Some(true));
         assert_eq!(probe(&m, false), Some(false));
+        // Through the AIM proxy: an init-receive frame first.
+        let proxy = [0x00, 0x2C, 0x04, 0x4A, 0x00, 0x04, 0, 0, 0, 0, 0, 0];
+        assert_eq!(probe(&proxy, false), Some(true));
     }
 }
