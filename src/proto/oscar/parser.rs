@@ -80,6 +80,9 @@ pub enum Hunt {
 /// at the end of `buf` (clients write one unit per send).
 pub fn hunt<F: Framing>(framing: &F, buf: &[u8]) -> Hunt {
     let h = F::HEADER_LEN;
+    // The first candidate that cannot be confirmed yet: kept (and waited
+    // for) unless a later candidate is confirmed first.
+    let mut unconfirmed = None;
     let mut i = 0;
     while i + h <= buf.len() {
         let cand = &buf[i..i + h];
@@ -95,16 +98,15 @@ pub fn hunt<F: Framing>(framing: &F, buf: &[u8]) -> Hunt {
                 }
             } else if i == 0 && next == buf.len() {
                 return Hunt::Found(0);
-            } else {
-                // Cannot confirm yet: keep from here and wait for bytes.
-                return Hunt::Wait(i);
+            } else if unconfirmed.is_none() {
+                unconfirmed = Some(i);
             }
         }
         i += 1;
     }
-    // Every position with a whole header was rejected; the last few bytes
-    // may still start one.
-    Hunt::Wait(buf.len().saturating_sub(h - 1))
+    // Every position with a whole header was rejected or waits; the last
+    // few bytes may still start one.
+    Hunt::Wait(unconfirmed.unwrap_or(buf.len().saturating_sub(h - 1)))
 }
 
 /// The largest buffer a hunt may need: two headers and one largest body.
@@ -400,12 +402,11 @@ pub fn html_to_text(s: &str) -> Cow<'_, str> {
 /// Decode one entity at the start of `s` (which starts with `&`); returns the
 /// character and bytes used, or `None` and 1 when it is not an entity.
 fn decode_entity(s: &str) -> (Option<char>, usize) {
-    let Some(semi) = s[1..].find(';').map(|i| i + 1) else {
+    // Entities are short: look for the `;` in the next few bytes only, so a
+    // text of many `&` stays linear.
+    let Some(semi) = s.as_bytes().iter().take(13).position(|&c| c == b';') else {
         return (None, 1);
     };
-    if semi > 12 {
-        return (None, 1);
-    }
     let name = &s[1..semi];
     let c = match name {
         "lt" => Some('<'),
@@ -943,6 +944,25 @@ mod tests {
         junk.extend(flap(2, 20, &snac(4, 6, &[0; 10])));
         junk.extend(flap(2, 21, &snac(4, 6, &[0; 10])));
         assert_eq!(hunt(&FlapFraming, &junk), Hunt::Found(at));
+    }
+
+    #[test]
+    fn hunt_prefers_a_later_confirmed_chain_over_an_unconfirmable_candidate() {
+        // A fake header announcing a long body, then two real chained FLAPs.
+        let mut b = vec![0x2A, 2, 0x12, 0x34, 0xF0, 0x00];
+        b.extend_from_slice(&[0x41; 20]);
+        let at = b.len();
+        b.extend(flap(2, 20, &snac(4, 6, &[0; 10])));
+        b.extend(flap(2, 21, &snac(4, 6, &[0; 10])));
+        assert_eq!(hunt(&FlapFraming, &b), Hunt::Found(at));
+        // Alone, the fake candidate is waited for.
+        assert_eq!(hunt(&FlapFraming, &b[..at]), Hunt::Wait(0));
+    }
+
+    #[test]
+    fn many_ampersands_stay_linear_and_literal() {
+        let s = "&".repeat(100_000);
+        assert_eq!(html_to_text(&s), s);
     }
 
     #[test]
