@@ -73,7 +73,8 @@ impl GgSession {
         d.text = Some(m.text);
         d.text_encoding = Some(m.encoding);
         d.decode_error = m.lossy;
-        if m.lossy || out.keep_raw() {
+        // The CP1250 bytes are what GG 6 clients sent and IMSpector logged.
+        if m.lossy || out.keep_raw() || m.encoding == "windows-1250" {
             d.raw = Some(m.raw.to_vec());
         }
         out.emit(d);
