@@ -69,6 +69,11 @@ pub struct FlowStart {
 /// is declared "not IM" and stops costing anything.
 pub const PROBE_LIMIT: usize = 4096;
 
+/// How many chunks (data or gaps) the probing phase keeps for replay: IM
+/// sessions identify themselves within their first few segments, and a flow
+/// cut into slivers must not hold thousands of tiny copies.
+pub const PROBE_CHUNKS: usize = 256;
+
 /// Counters of the proto stage. One per flow; the engine merges them.
 #[derive(Serialize, Default, Clone, Debug, PartialEq, Eq)]
 pub struct ProtoStats {
@@ -465,6 +470,9 @@ impl FlowDecoder {
                 p.window[di].clear();
                 p.window_mid[di] = true;
                 p.log.push((*info, LoggedChunk::Gap(len)));
+                if p.log.len() >= PROBE_CHUNKS {
+                    self.give_up();
+                }
                 return;
             }
             Chunk::Data(d) => d,
@@ -514,7 +522,7 @@ impl FlowDecoder {
             return;
         }
         let all_out = p.ruled_out.iter().all(|r| r[0] && r[1]);
-        if all_out || p.total[di] > PROBE_LIMIT {
+        if all_out || p.total[di] > PROBE_LIMIT || p.log.len() >= PROBE_CHUNKS {
             self.give_up();
             return;
         }
@@ -806,6 +814,10 @@ impl Emitter<'_> {
 }
 
 impl StreamConsumer for FlowDecoder {
+    fn wants_data(&self) -> bool {
+        FlowDecoder::wants_data(self)
+    }
+
     fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
         match self.phase {
             Phase::Probing(_) => self.probe_chunk(chunk, info),

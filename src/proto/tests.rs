@@ -263,3 +263,18 @@ fn tls_on_an_im_tls_port_counts_as_encrypted() {
     d.on_chunk(Chunk::Data(hello), &info(c2s, 2, 2));
     assert_eq!((d.stats().encrypted, d.stats().undetected), (0, 1));
 }
+
+#[test]
+fn probing_keeps_a_bounded_number_of_chunks() {
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:6667", true);
+    let mut n = 0;
+    while d.wants_data() && n < 10 * PROBE_CHUNKS {
+        // One byte of a never-ending first line, then a gap: never decidable.
+        d.on_chunk(Chunk::Data(b"N"), &info(c2s, 2 * n as u64 + 2, 2));
+        d.on_chunk(Chunk::Gap(1), &info(c2s, 2 * n as u64 + 3, 3));
+        n += 1;
+    }
+    assert!(!d.wants_data());
+    assert!(n <= PROBE_CHUNKS / 2 + 1, "{n}");
+    assert_eq!(d.stats().undetected, 1);
+}

@@ -309,15 +309,19 @@ impl Session for IrcSession {
 
     fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
         self.scanned[side.index()] = 0;
+        // After a mid-stream start or a gap the bytes may begin exactly at a
+        // line start (lost segments usually held whole lines): keep the first
+        // line when it parses as a known IRC command, else drop it as the
+        // tail of a cut line. After a dropped oversize line we are inside it.
+        let may_start = cause != ResyncCause::Cap;
         let Some(end) = parser::line_end(buf, 0) else {
-            // A mid-stream start may still be a whole line: wait for its end.
-            return if cause == ResyncCause::Midstream && buf.len() <= LINE_CAP {
+            return if may_start && buf.len() <= LINE_CAP {
                 Resync::Skip(0)
             } else {
                 Resync::Skip(buf.len())
             };
         };
-        if cause == ResyncCause::Midstream && super::plausible_line(&buf[..end]) {
+        if may_start && super::plausible_line(&buf[..end]) {
             Resync::At(0)
         } else {
             Resync::At(end)
