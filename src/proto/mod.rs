@@ -798,6 +798,7 @@ impl Emitter<'_> {
             file_size: draft.file_size,
             filtered: false,
             categories: Vec::new(),
+            policy: Default::default(),
             source: self.base.source,
             frames: (first.min(self.info.frame.index), self.info.frame.index),
             flow: self.base.flow,
