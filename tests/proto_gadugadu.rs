@@ -9,7 +9,13 @@ mod proto_support;
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{essence, read_truth, replay, run_split, Flow};
+use proto_support::{essence, pipeline, read_truth, run_split, Flow};
+
+/// What a real capture produced through the stages.
+struct Real {
+    events: Vec<Event>,
+    stats: imscan::proto::ProtoStats,
+}
 
 const C: &str = "192.0.2.20:50000";
 const S: &str = "198.51.100.2:8074";
@@ -425,11 +431,17 @@ fn other_binary_protocols_are_not_gadu_gadu() {
 /// text; `typing-finished` (length 0) and the login row are not events.
 #[test]
 fn real_gg11_libgadu_matches_truth() {
-    let tsv = include_str!("../fixtures/real/gg11-finch-libgadu-fakeserver-public.chunks.tsv");
     let rows = read_truth(include_str!(
         "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
     ));
-    let r = replay(tsv, cfg());
+    let (events, stats) = pipeline(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/real/gg11-finch-libgadu-fakeserver-public.pcap"
+        ),
+        cfg(),
+    );
+    let r = Real { events, stats };
     let mut used = vec![false; r.events.len()];
     let mut matched = 0;
     for row in &rows {
@@ -471,13 +483,16 @@ fn real_gg11_libgadu_matches_truth() {
 /// Only GG_WELCOME and GG_LOGIN80, no SYN: detected, no chat events.
 #[test]
 fn real_ekg_login_is_detected_and_has_no_events() {
-    let r = replay(
-        include_str!("../fixtures/real/john-ekg-login.chunks.tsv"),
+    let (events, stats) = pipeline(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/real/john-ekg-login.pcap"
+        ),
         cfg(),
     );
-    assert_eq!(r.detected.get(&0), Some(&Some(Protocol::GaduGadu)));
-    assert!(r.events.is_empty());
-    assert_eq!(r.stats.units, 2);
+    assert_eq!(stats.flows.get("gadugadu"), Some(&1));
+    assert!(events.is_empty());
+    assert_eq!(stats.units, 2);
 }
 
 // --- hostile input ------------------------------------------------------------
@@ -521,7 +536,7 @@ proptest! {
 //
 // The pcaps in fixtures/gadugadu/ are made here with the fixture generator
 // (tests/support): this test regenerates them in memory and checks the
-// checked-in files are current (`IMSCAN_REGENERATE=1` rewrites them).
+// checked-in files are current (`IMSCAN_BLESS=1` rewrites them).
 // tshark reads them without warnings (`-d tcp.port==443,gadu-gadu` for 443).
 
 mod support;
@@ -593,30 +608,53 @@ fn fixture_midstream_gap() -> Vec<u8> {
     pcap_of(&[c])
 }
 
-fn check_fixture(name: &str, bytes: &[u8]) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+/// Check (or, with `IMSCAN_BLESS=1`, write) `fixtures/<name>.pcap` and the
+/// events the real stages (capture → net → tcp → proto) decode from it,
+/// `fixtures/<name>.events.txt`, one line per event.
+fn check_fixture(name: &str, bytes: &[u8]) -> Vec<Event> {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name);
-    if std::env::var_os("IMSCAN_REGENERATE").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
+    let pcap_path = base.with_extension("pcap");
+    let events_path = base.with_extension("events.txt");
+    let bless = std::env::var_os("IMSCAN_BLESS").is_some();
+    assert!(bytes.len() < 1 << 20);
+    if bless {
+        std::fs::create_dir_all(pcap_path.parent().unwrap()).unwrap();
+        std::fs::write(&pcap_path, bytes).unwrap();
     }
-    let on_disk = std::fs::read(&path).unwrap_or_default();
+    let on_disk = std::fs::read(&pcap_path).unwrap_or_default();
     assert!(
         on_disk == bytes,
-        "{name} is stale: rerun with IMSCAN_REGENERATE=1"
+        "{name}.pcap is stale: rerun with IMSCAN_BLESS=1"
     );
-    assert!(bytes.len() < 1 << 20);
+    let (events, _) = pipeline(pcap_path.to_str().unwrap(), cfg());
+    let text: String = events
+        .iter()
+        .map(|e| proto_support::generated::event_line(e) + "\n")
+        .collect();
+    if bless {
+        std::fs::write(&events_path, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&events_path).unwrap_or_default();
+    assert_eq!(text, want, "{name}.events.txt (IMSCAN_BLESS=1 to rewrite)");
+    events
 }
 
 #[test]
 fn generated_fixtures_are_current() {
-    check_fixture("gadugadu/gg8-session-8074.pcap", &fixture_gg8());
-    check_fixture("gadugadu/gg6-cp1250-443.pcap", &fixture_gg6_443());
-    check_fixture(
-        "gadugadu/gg8-midstream-gap-8074.pcap",
-        &fixture_midstream_gap(),
-    );
+    let ev = check_fixture("gadugadu/gg8-session-8074", &fixture_gg8());
+    assert_eq!(essence(&ev).len(), 10);
+    assert_eq!(ev.iter().filter(|e| e.group).count(), 3);
+    // GG 6 on 443 in 9-byte segments: CP1250 both ways.
+    let ev = check_fixture("gadugadu/gg6-cp1250-443", &fixture_gg6_443());
+    let texts: Vec<_> = ev.iter().filter_map(|e| e.text.as_deref()).collect();
+    assert_eq!(texts, vec!["Śźż\nnowa linia", "odpowiedź"]);
+    assert!(ev.iter().all(|e| e.server.port() == 443));
+    // Mid-stream, one lost segment inside an incoming message.
+    let ev = check_fixture("gadugadu/gg8-midstream-gap-8074", &fixture_midstream_gap());
+    assert_eq!(ev.len(), 9);
+    assert_eq!(ev.iter().filter(|e| e.flags.gap_before).count(), 1);
 }
 
 proptest! {

@@ -10,7 +10,13 @@ use imscan::event::{Event, IdentityFact, Kind, LocalId, Protocol};
 use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{essence, read_truth, replay, run_split, Flow};
+use proto_support::{essence, pipeline, read_truth, run_split, Flow};
+
+/// What a real capture produced through the stages.
+struct Real {
+    events: Vec<Event>,
+    stats: imscan::proto::ProtoStats,
+}
 use sha2::{Digest, Sha256};
 
 const C: &str = "192.0.2.10:41000";
@@ -682,11 +688,17 @@ fn oft_without_carve_dir_still_reports() {
 /// starts are). `?` ids are ones the truth could not name.
 #[test]
 fn real_icq_on_443_with_gaps_matches_truth() {
-    let tsv = include_str!("../fixtures/real/ndpi-oscar-icq-port443.chunks.tsv");
     let rows = read_truth(include_str!(
         "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
     ));
-    let r = replay(tsv, cfg());
+    let (events, stats) = pipeline(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/real/ndpi-oscar-icq-port443.pcap"
+        ),
+        cfg(),
+    );
+    let r = Real { events, stats };
     assert_eq!(r.stats.gaps, 2);
     let mut used = vec![false; r.events.len()];
     for row in &rows {
@@ -781,7 +793,7 @@ proptest! {
 //
 // The pcaps in fixtures/oscar/ are made here from the builders above with the
 // fixture generator (tests/support): this test regenerates them in memory and
-// checks the checked-in files are current (`IMSCAN_REGENERATE=1` rewrites
+// checks the checked-in files are current (`IMSCAN_BLESS=1` rewrites
 // them). tshark reads them without warnings (`-d tcp.port==443,aim` for 443).
 
 mod support;
@@ -888,37 +900,92 @@ fn oft_fixture(server: &str, handshake: bool) -> Vec<u8> {
     pcap_of(&[c])
 }
 
-fn check_fixture(name: &str, bytes: &[u8]) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+/// Check (or, with `IMSCAN_BLESS=1`, write) `fixtures/<name>.pcap` and the
+/// events the real stages (capture → net → tcp → proto) decode from it,
+/// `fixtures/<name>.events.txt`, one line per event.
+fn check_fixture(name: &str, bytes: &[u8]) -> Vec<Event> {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name);
-    if std::env::var_os("IMSCAN_REGENERATE").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
+    let pcap_path = base.with_extension("pcap");
+    let events_path = base.with_extension("events.txt");
+    let bless = std::env::var_os("IMSCAN_BLESS").is_some();
+    assert!(bytes.len() < 1 << 20);
+    if bless {
+        std::fs::create_dir_all(pcap_path.parent().unwrap()).unwrap();
+        std::fs::write(&pcap_path, bytes).unwrap();
     }
-    let on_disk = std::fs::read(&path).unwrap_or_default();
+    let on_disk = std::fs::read(&pcap_path).unwrap_or_default();
     assert!(
         on_disk == bytes,
-        "{name} is stale: rerun with IMSCAN_REGENERATE=1"
+        "{name}.pcap is stale: rerun with IMSCAN_BLESS=1"
     );
-    assert!(bytes.len() < 1 << 20);
+    let (events, _) = pipeline(pcap_path.to_str().unwrap(), cfg());
+    let text: String = events
+        .iter()
+        .map(|e| proto_support::generated::event_line(e) + "\n")
+        .collect();
+    if bless {
+        std::fs::write(&events_path, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&events_path).unwrap_or_default();
+    assert_eq!(text, want, "{name}.events.txt (IMSCAN_BLESS=1 to rewrite)");
+    events
 }
 
 #[test]
 fn generated_fixtures_are_current() {
-    check_fixture("oscar/icq-login-bos-5190.pcap", &fixture_login_bos());
-    check_fixture(
-        "oscar/bos-midstream-443-gaps.pcap",
+    // Login + BOS: every unit kind; the long UTF-16 message spans segments.
+    let ev = check_fixture("oscar/icq-login-bos-5190", &fixture_login_bos());
+    assert_eq!(ev.len(), 10);
+    let long = ev
+        .iter()
+        .find(|e| e.text.as_deref().is_some_and(|t| t.len() > 500));
+    assert_eq!(
+        long.unwrap().text.as_deref(),
+        Some(&*"Długa wiadomość — ".repeat(40))
+    );
+    assert!(long.unwrap().frames.0 < long.unwrap().frames.1);
+    // Mid-stream on 443, one segment lost each way: the rest decodes, roles
+    // from the ICBMs, the first event after each hole flagged.
+    let ev = check_fixture(
+        "oscar/bos-midstream-443-gaps",
         &fixture_midstream_443_gaps(),
     );
+    assert_eq!(ev.len(), 7);
+    assert_eq!(ev.iter().filter(|e| e.flags.gap_before).count(), 2);
+    assert!(ev
+        .iter()
+        .all(|e| e.flags.midstream && e.client.port() == 51000));
     check_fixture(
-        "oscar/oft-transfer-5190.pcap",
+        "oscar/oft-transfer-5190",
         &oft_fixture("10.1.0.8:5190", true),
     );
     check_fixture(
-        "oscar/oft-transfer-midstream-443.pcap",
+        "oscar/oft-transfer-midstream-443",
         &oft_fixture("10.1.0.8:443", false),
     );
+}
+
+/// The generated OFT captures through the real stages with `--carve`: the
+/// carved file hashes like the sent one, also mid-stream on 443.
+#[test]
+fn generated_oft_captures_carve_the_sent_file() {
+    let sent = hex::encode(Sha256::digest(file_bytes(OFT_FILE_LEN)));
+    for name in ["oft-transfer-5190", "oft-transfer-midstream-443"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = cfg();
+        config.carve_dir = Some(dir.path().to_owned());
+        let path = format!("{}/fixtures/oscar/{name}.pcap", env!("CARGO_MANIFEST_DIR"));
+        let (ev, _) = pipeline(&path, config);
+        assert_eq!(ev.len(), 1, "{name}");
+        assert_eq!(ev[0].file_name.as_deref(), Some("Quarterly report.pdf"));
+        assert!(ev[0].text.as_deref().unwrap().contains(&sent), "{name}");
+        let files = carved(&dir);
+        assert_eq!(files.len(), 1);
+        assert!(files[0].0.ends_with("Quarterly_report.pdf"));
+        assert_eq!(hex::encode(Sha256::digest(&files[0].1)), sent, "{name}");
+    }
 }
 
 // --- chat rooms -------------------------------------------------------------------
