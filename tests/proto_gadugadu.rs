@@ -668,3 +668,104 @@ proptest! {
         prop_assert!(Proto::new(&body).count() <= body.len());
     }
 }
+
+// --- end to end: the imscan binary ----------------------------------------------
+
+/// Run `imscan -F jsonl` from the crate root (exit 0, or 1 for damage).
+fn imscan_jsonl(pcap: &str, threads: u8) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-F", "jsonl", "--threads", &threads.to_string(), pcap])
+        .output()
+        .expect("run imscan");
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{pcap}: {out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8 JSON Lines")
+}
+
+/// The JSONL of `pcap` equals the checked-in `expected` (`IMSCAN_BLESS=1`
+/// rewrites it) at 1 and 4 threads; returns the parsed lines.
+fn check_jsonl(pcap: &str, expected: &str) -> Vec<serde_json::Value> {
+    let one = imscan_jsonl(pcap, 1);
+    assert_eq!(
+        one,
+        imscan_jsonl(pcap, 4),
+        "{pcap}: thread count changed the output"
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(expected);
+    if std::env::var_os("IMSCAN_BLESS").is_some() {
+        std::fs::write(&path, &one).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(one, want, "{expected} (IMSCAN_BLESS=1 to rewrite)");
+    one.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn truth_time(epoch: &str) -> String {
+    let (s, us) = epoch.split_once('.').unwrap();
+    Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
+        .rfc3339_micros()
+}
+
+#[test]
+fn binary_real_gg_captures_find_every_truth_event() {
+    let lines = check_jsonl(
+        "fixtures/real/gg11-finch-libgadu-fakeserver-public.pcap",
+        "fixtures/real/gg11-finch-libgadu-fakeserver-public.expected.jsonl",
+    );
+    let rows = read_truth(include_str!(
+        "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
+    ));
+    let mut used = vec![false; lines.len()];
+    for row in rows
+        .iter()
+        .filter(|r| r.event == "message" || r.text == b"typing-begun")
+    {
+        let outgoing = row.dst.port() == 8074;
+        let (peer, local) = if outgoing {
+            (&row.recipient, &row.sender)
+        } else {
+            (&row.sender, &row.recipient)
+        };
+        let i = lines
+            .iter()
+            .enumerate()
+            .position(|(i, l)| {
+                !used[i]
+                    && l["frames"][1] == row.frame
+                    && l["time"] == truth_time(&row.timestamp).as_str()
+                    && l["kind"] == row.event.as_str()
+                    && l["outgoing"] == outgoing
+                    && l["remote_id"] == peer.as_str()
+                    && l["local_id"] == local.as_str()
+                    && l["sender"] == row.sender.as_str()
+                    && (row.event == "typing"
+                        || l["text"] == String::from_utf8_lossy(&row.text).as_ref())
+            })
+            .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
+        used[i] = true;
+    }
+    assert!(used.iter().all(|u| *u), "events beyond the truth file");
+    let lines = check_jsonl(
+        "fixtures/real/john-ekg-login.pcap",
+        "fixtures/real/john-ekg-login.expected.jsonl",
+    );
+    assert!(lines.is_empty());
+}
+
+#[test]
+fn binary_generated_gg_captures() {
+    for (case, n) in [
+        ("gg8-session-8074", 10),
+        ("gg6-cp1250-443", 3),
+        ("gg8-midstream-gap-8074", 9),
+    ] {
+        let lines = check_jsonl(
+            &format!("fixtures/gadugadu/{case}.pcap"),
+            &format!("fixtures/gadugadu/{case}.expected.jsonl"),
+        );
+        assert_eq!(lines.len(), n, "{case}");
+        assert!(lines.iter().all(|l| l["protocol"] == "gadugadu"));
+    }
+}

@@ -1144,3 +1144,142 @@ proptest! {
         let _ = parser::html_to_text(&String::from_utf8_lossy(&bytes));
     }
 }
+
+// --- end to end: the imscan binary ----------------------------------------------
+
+/// Run `imscan -F jsonl` (from the crate root, so the `file` field is the
+/// relative path) and return its output; exit code 0 or 1 (damage) only.
+fn imscan_jsonl(pcap: &str, threads: u8) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-F", "jsonl", "--threads", &threads.to_string(), pcap])
+        .output()
+        .expect("run imscan");
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{pcap}: {out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8 JSON Lines")
+}
+
+/// The JSONL of `pcap` equals the checked-in `expected` (`IMSCAN_BLESS=1`
+/// rewrites it) at 1 and 4 threads; returns the parsed lines.
+fn check_jsonl(pcap: &str, expected: &str) -> Vec<serde_json::Value> {
+    let one = imscan_jsonl(pcap, 1);
+    assert_eq!(
+        one,
+        imscan_jsonl(pcap, 4),
+        "{pcap}: thread count changed the output"
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(expected);
+    if std::env::var_os("IMSCAN_BLESS").is_some() {
+        std::fs::write(&path, &one).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(one, want, "{expected} (IMSCAN_BLESS=1 to rewrite)");
+    one.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// RFC 3339 time of a truth row's epoch (`secs.micros`).
+fn truth_time(epoch: &str) -> String {
+    let (s, us) = epoch.split_once('.').unwrap();
+    Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
+        .rfc3339_micros()
+}
+
+#[test]
+fn binary_real_icq_capture_finds_every_truth_event() {
+    let lines = check_jsonl(
+        "fixtures/real/ndpi-oscar-icq-port443.pcap",
+        "fixtures/real/ndpi-oscar-icq-port443.expected.jsonl",
+    );
+    let rows = read_truth(include_str!(
+        "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
+    ));
+    let mut used = vec![false; lines.len()];
+    for row in rows.iter().filter(|r| r.text != b"typing-finished") {
+        let outgoing = row.src.port() == 63357;
+        let peer = if outgoing {
+            &row.recipient
+        } else {
+            &row.sender
+        };
+        let text = html_to_text(&String::from_utf8_lossy(&row.text)).into_owned();
+        let i = lines
+            .iter()
+            .enumerate()
+            .position(|(i, l)| {
+                !used[i]
+                    && l["frames"][1] == row.frame
+                    && l["time"] == truth_time(&row.timestamp).as_str()
+                    && l["kind"] == row.event.as_str()
+                    && l["outgoing"] == outgoing
+                    && l["remote_id"] == peer.as_str()
+                    && (row.event == "typing" || l["text"] == text.as_str())
+            })
+            .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
+        used[i] = true;
+    }
+    assert!(used.iter().all(|u| *u), "events beyond the truth file");
+}
+
+#[test]
+fn binary_generated_oscar_captures() {
+    for case in [
+        "icq-login-bos-5190",
+        "bos-midstream-443-gaps",
+        "oft-transfer-5190",
+        "oft-transfer-midstream-443",
+    ] {
+        let lines = check_jsonl(
+            &format!("fixtures/oscar/{case}.pcap"),
+            &format!("fixtures/oscar/{case}.expected.jsonl"),
+        );
+        assert!(!lines.is_empty(), "{case}");
+        assert!(lines.iter().all(|l| l["protocol"] == "oscar"));
+    }
+    // The merge stage resolves the BOS connection's cookie with the login
+    // connection's identity fact: every BOS event names the UIN.
+    let lines = check_jsonl(
+        "fixtures/oscar/icq-login-bos-5190.pcap",
+        "fixtures/oscar/icq-login-bos-5190.expected.jsonl",
+    );
+    assert_eq!(lines.len(), 10);
+    assert!(
+        lines.iter().all(|l| l["local_id"] == "123456789"),
+        "{lines:#?}"
+    );
+}
+
+/// `--carve DIR` through the binary: the carved file hashes like the sent
+/// one, from SYN on 5190 and mid-stream on 443.
+#[test]
+fn binary_carves_oft_transfers() {
+    let sent = hex::encode(Sha256::digest(file_bytes(OFT_FILE_LEN)));
+    for case in ["oft-transfer-5190", "oft-transfer-midstream-443"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["-F", "jsonl", "--carve"])
+            .arg(dir.path())
+            .arg(format!("fixtures/oscar/{case}.pcap"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(line["text"].as_str().unwrap().contains(&sent));
+        let files = carved(&dir);
+        assert_eq!(files.len(), 1);
+        assert_eq!(hex::encode(Sha256::digest(&files[0].1)), sent, "{case}");
+    }
+    // A carve directory that does not exist is a usage error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--carve",
+            "/nonexistent/imscan-carve",
+            "fixtures/oscar/oft-transfer-5190.pcap",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
