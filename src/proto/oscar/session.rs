@@ -266,16 +266,15 @@ impl FlapSession {
 }
 
 /// Set text, encoding and raw bytes; `html` strips AIM markup. The wire
-/// bytes are kept when asked, when decoding was lossy or a guessed 8-bit
-/// charset, and when markup was stripped: the HTML is what the user's client
-/// rendered and what IMSpector logged (imspector-format.md §9).
+/// bytes are kept when asked (`--raw`: then the IMSpector tree logs the HTML
+/// as IMSpector did), and when decoding was not exact (lossy, or a guessed
+/// 8-bit charset).
 fn fill_text(d: &mut EventDraft, t: Text<'_>, raw: &[u8], keep_raw: bool, html: bool) {
     let stripped = if html {
         html_to_text(&t.text)
     } else {
         Cow::Borrowed("")
     };
-    let changed = matches!(stripped, Cow::Owned(_));
     let text = match stripped {
         Cow::Owned(s) => s,
         Cow::Borrowed(_) => t.text.into_owned(),
@@ -283,7 +282,7 @@ fn fill_text(d: &mut EventDraft, t: Text<'_>, raw: &[u8], keep_raw: bool, html: 
     d.text = Some(text);
     d.text_encoding = Some(t.encoding);
     d.decode_error = t.lossy;
-    if keep_raw || t.lossy || changed || t.encoding == "windows-1252" {
+    if keep_raw || t.lossy || t.encoding == "windows-1252" {
         d.raw = Some(raw.to_vec());
     }
 }
