@@ -1129,7 +1129,7 @@ proptest! {
         framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         framed.extend_from_slice(&bytes);
         let _ = parser::parse_unit(&parser::Flap::parse(&framed).unwrap());
-        match parser::hunt(&parser::FlapFraming, &bytes) {
+        match parser::hunt(&parser::FlapFraming::ANY, &bytes) {
             parser::Hunt::Found(n) | parser::Hunt::Wait(n) => prop_assert!(n <= bytes.len()),
         }
         let _ = oft::parse_header(&bytes);

@@ -70,7 +70,7 @@ fn probe_flap_start(buf: &[u8]) -> Verdict {
     if buf.len() < FLAP_HEADER_LEN + 4 {
         return Verdict::NeedMore;
     }
-    let Some(len) = FlapFraming.body_len(&buf[..FLAP_HEADER_LEN]) else {
+    let Some(len) = FlapFraming::ANY.body_len(&buf[..FLAP_HEADER_LEN]) else {
         return Verdict::No;
     };
     if buf[1] != 1 || buf[6..10] != [0, 0, 0, 1] {
@@ -91,11 +91,12 @@ fn probe_flap_midstream(buf: &[u8]) -> Verdict {
         let Some(hdr) = buf.get(at..at + h) else {
             return Verdict::NeedMore;
         };
-        if let Some(len) = FlapFraming.body_len(hdr) {
+        if let Some(len) = FlapFraming::ANY.body_len(hdr) {
             let next = at + h + len;
             match buf.get(next..next + h) {
                 Some(nxt)
-                    if FlapFraming.body_len(nxt).is_some() && FlapFraming.chains(hdr, nxt) =>
+                    if FlapFraming::ANY.body_len(nxt).is_some()
+                        && FlapFraming::ANY.chains(hdr, nxt) =>
                 {
                     return Verdict::Yes(chain_role(&buf[at..]));
                 }
@@ -110,7 +111,7 @@ fn probe_flap_midstream(buf: &[u8]) -> Verdict {
 
 /// The first role any FLAP of a chain reveals.
 fn chain_role(mut buf: &[u8]) -> Role {
-    while let parser::UnitLen::Complete(n) = parser::unit_len(&FlapFraming, buf) {
+    while let parser::UnitLen::Complete(n) = parser::unit_len(&FlapFraming::ANY, buf) {
         let role = role_of(&buf[..n]);
         if role != Role::Unknown {
             return role;

@@ -147,8 +147,21 @@ impl<'a> Flap<'a> {
 /// FLAP header plausibility: `2A`, channel 1..=5, a SNAC frame long enough
 /// for its header; consecutive FLAPs of a direction count up by one
 /// (protocols.md §3 "Resync").
+///
+/// After a gap, `after` (the sequence number of the direction's last whole
+/// FLAP, when one was seen) also bounds where a candidate's sequence may be:
+/// ahead of it by at most [`FlapFraming::SEQ_WINDOW`] (FLAPs lost in the gap).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct FlapFraming;
+pub struct FlapFraming {
+    pub after: Option<u16>,
+}
+
+impl FlapFraming {
+    /// No sequence known: any sequence number is plausible.
+    pub const ANY: FlapFraming = FlapFraming { after: None };
+    /// How far a sequence may jump over a gap (an eighth of the space).
+    pub const SEQ_WINDOW: u16 = 8192;
+}
 
 impl Framing for FlapFraming {
     const HEADER_LEN: usize = FLAP_HEADER_LEN;
@@ -165,6 +178,16 @@ impl Framing for FlapFraming {
             // Keep-alives carry nothing.
             5 if len > 64 => None,
             _ => Some(len),
+        }
+    }
+
+    fn candidate(&self, h: &[u8]) -> bool {
+        match self.after {
+            Some(last) => {
+                let seq = u16::from_be_bytes([h[2], h[3]]);
+                (1..=Self::SEQ_WINDOW).contains(&seq.wrapping_sub(last))
+            }
+            None => true,
         }
     }
 
@@ -914,13 +937,30 @@ mod tests {
     fn unit_len_measures_and_rejects() {
         let u = flap(2, 1, &snac(4, 0x14, &[0; 12]));
         for n in 0..u.len() {
-            assert_eq!(unit_len(&FlapFraming, &u[..n]), UnitLen::Incomplete);
+            assert_eq!(unit_len(&FlapFraming::ANY, &u[..n]), UnitLen::Incomplete);
         }
-        assert_eq!(unit_len(&FlapFraming, &u), UnitLen::Complete(u.len()));
-        assert_eq!(unit_len(&FlapFraming, b"* OK IMAP"), UnitLen::Bad);
+        assert_eq!(unit_len(&FlapFraming::ANY, &u), UnitLen::Complete(u.len()));
+        assert_eq!(unit_len(&FlapFraming::ANY, b"* OK IMAP"), UnitLen::Bad);
         // Channel 6 does not exist; a SNAC frame shorter than a SNAC header.
-        assert_eq!(unit_len(&FlapFraming, &[0x2A, 6, 0, 0, 0, 0]), UnitLen::Bad);
-        assert_eq!(unit_len(&FlapFraming, &[0x2A, 2, 0, 0, 0, 4]), UnitLen::Bad);
+        assert_eq!(
+            unit_len(&FlapFraming::ANY, &[0x2A, 6, 0, 0, 0, 0]),
+            UnitLen::Bad
+        );
+        assert_eq!(
+            unit_len(&FlapFraming::ANY, &[0x2A, 2, 0, 0, 0, 4]),
+            UnitLen::Bad
+        );
+    }
+
+    #[test]
+    fn hunt_uses_the_last_sequence_when_known() {
+        let a = flap(2, 7, &snac(4, 6, &[1; 20]));
+        // Right after the last seen FLAP (seq 5: one FLAP lost): accepted.
+        let after = FlapFraming { after: Some(5) };
+        assert_eq!(hunt(&after, &a), Hunt::Found(0));
+        // A sequence behind the last one (a stale or fake header): not.
+        let behind = FlapFraming { after: Some(9) };
+        assert_eq!(hunt(&behind, &a), Hunt::Wait(a.len() - 5));
     }
 
     #[test]
@@ -932,7 +972,7 @@ mod tests {
         let at = tail.len();
         tail.extend_from_slice(&b);
         tail.extend_from_slice(&c);
-        assert_eq!(hunt(&FlapFraming, &tail), Hunt::Found(at));
+        assert_eq!(hunt(&FlapFraming::ANY, &tail), Hunt::Found(at));
     }
 
     #[test]
@@ -943,7 +983,7 @@ mod tests {
         let at = junk.len();
         junk.extend(flap(2, 20, &snac(4, 6, &[0; 10])));
         junk.extend(flap(2, 21, &snac(4, 6, &[0; 10])));
-        assert_eq!(hunt(&FlapFraming, &junk), Hunt::Found(at));
+        assert_eq!(hunt(&FlapFraming::ANY, &junk), Hunt::Found(at));
     }
 
     #[test]
@@ -954,9 +994,9 @@ mod tests {
         let at = b.len();
         b.extend(flap(2, 20, &snac(4, 6, &[0; 10])));
         b.extend(flap(2, 21, &snac(4, 6, &[0; 10])));
-        assert_eq!(hunt(&FlapFraming, &b), Hunt::Found(at));
+        assert_eq!(hunt(&FlapFraming::ANY, &b), Hunt::Found(at));
         // Alone, the fake candidate is waited for.
-        assert_eq!(hunt(&FlapFraming, &b[..at]), Hunt::Wait(0));
+        assert_eq!(hunt(&FlapFraming::ANY, &b[..at]), Hunt::Wait(0));
     }
 
     #[test]
@@ -968,14 +1008,14 @@ mod tests {
     #[test]
     fn hunt_accepts_exact_segment_and_waits_for_confirmation() {
         let a = flap(2, 7, &snac(4, 6, &[1; 20]));
-        assert_eq!(hunt(&FlapFraming, &a), Hunt::Found(0));
+        assert_eq!(hunt(&FlapFraming::ANY, &a), Hunt::Found(0));
         // Not at the start: cannot confirm, keep it.
         let mut b = vec![0x41, 0x42];
         b.extend_from_slice(&a);
-        assert_eq!(hunt(&FlapFraming, &b), Hunt::Wait(2));
-        assert_eq!(hunt(&FlapFraming, &a[..20]), Hunt::Wait(0));
+        assert_eq!(hunt(&FlapFraming::ANY, &b), Hunt::Wait(2));
+        assert_eq!(hunt(&FlapFraming::ANY, &a[..20]), Hunt::Wait(0));
         // Nothing plausible: drop all but a possible header prefix.
-        assert_eq!(hunt(&FlapFraming, &[0x41; 100]), Hunt::Wait(95));
+        assert_eq!(hunt(&FlapFraming::ANY, &[0x41; 100]), Hunt::Wait(95));
     }
 
     #[test]

@@ -41,19 +41,24 @@ pub struct FlapSession {
     sent_lines: std::collections::VecDeque<Vec<u8>>,
     /// Per side: looking for a FLAP boundary after damage inside the stream.
     hunting: [bool; 2],
+    /// Per side: sequence number of the last whole FLAP (resync plausibility).
+    last_seq: [Option<u16>; 2],
 }
 
 impl FlapSession {
     pub fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step {
         let s = side.index();
+        let framing = FlapFraming {
+            after: self.last_seq[s],
+        };
         if self.hunting[s] {
-            match hunt(&FlapFraming, buf) {
+            match hunt(&framing, buf) {
                 Hunt::Found(0) => self.hunting[s] = false,
                 Hunt::Found(n) | Hunt::Wait(n) if n > 0 => return Step::Skip(n),
                 _ => return Step::NeedMore,
             }
         }
-        match unit_len(&FlapFraming, buf) {
+        match unit_len(&framing, buf) {
             UnitLen::Complete(n) => Step::Unit(n),
             UnitLen::Incomplete => Step::NeedMore,
             UnitLen::Bad => {
@@ -66,7 +71,10 @@ impl FlapSession {
 
     pub fn resync(&mut self, side: Side, buf: &[u8], _cause: ResyncCause) -> Resync {
         self.hunting[side.index()] = false;
-        match hunt(&FlapFraming, buf) {
+        let framing = FlapFraming {
+            after: self.last_seq[side.index()],
+        };
+        match hunt(&framing, buf) {
             Hunt::Found(n) => Resync::At(n),
             Hunt::Wait(n) => Resync::Skip(n),
         }
@@ -98,6 +106,7 @@ impl FlapSession {
             out.count_decode_error();
             return;
         };
+        self.last_seq[side.index()] = Some(flap.seq);
         let outgoing = side == Side::Client;
         match parse_unit(&flap) {
             OscarUnit::SignOn {
