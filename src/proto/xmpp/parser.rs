@@ -198,8 +198,9 @@ pub const START_TAG_PREFIX: usize = 16;
 /// The fields of one top-level element that events are made of.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stanza {
-    /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...).
-    pub name: String,
+    /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...);
+    /// empty for names no event or state depends on.
+    pub name: &'static str,
     pub to: Option<String>,
     pub from: Option<String>,
     pub kind: Option<String>,
@@ -272,7 +273,9 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
     // Per open element: what its text is captured into, and whether it is
     // inside a Jingle file-transfer description.
     let mut stack: Vec<(Capture, bool)> = Vec::new();
-    let mut bodies: Vec<(bool, String)> = Vec::new();
+    // The chosen body and whether it had `xml:lang` (RFC 6121 §5.2.3: prefer
+    // the body without it, else the first).
+    let mut body: Option<(bool, String)> = None;
     let mut body_text = String::new();
     let mut text_buf = String::new();
     let mut oob_url: Option<String> = None;
@@ -299,7 +302,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                 }
                 if empty {
                     if let Capture::Body { lang } = cap {
-                        bodies.push((lang, String::new()));
+                        choose_body(&mut body, lang, String::new());
                     }
                     if depth == 0 {
                         break;
@@ -319,7 +322,9 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                 };
                 depth = depth.saturating_sub(1);
                 match cap {
-                    Capture::Body { lang } => bodies.push((lang, std::mem::take(&mut body_text))),
+                    Capture::Body { lang } => {
+                        choose_body(&mut body, lang, std::mem::take(&mut body_text))
+                    }
                     Capture::Jid => st.bound_jid = Some(std::mem::take(&mut text_buf)),
                     Capture::FileName => {
                         st.file.get_or_insert_with(FileOffer::default).name =
@@ -361,12 +366,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
             _ => {}
         }
     }
-    // RFC 6121 §5.2.3: prefer the body without xml:lang.
-    st.body = bodies
-        .iter()
-        .position(|(lang, _)| !lang)
-        .or(if bodies.is_empty() { None } else { Some(0) })
-        .map(|i| std::mem::take(&mut bodies[i].1));
+    st.body = body.map(|(_, b)| b);
     if st.file.is_none() {
         if let Some(url) = oob_url {
             let url = url.trim();
@@ -379,6 +379,16 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
         }
     }
     st
+}
+
+fn choose_body(chosen: &mut Option<(bool, String)>, lang: bool, text: String) {
+    let better = match chosen {
+        None => true,
+        Some((had_lang, _)) => *had_lang && !lang,
+    };
+    if better {
+        *chosen = Some((lang, text));
+    }
 }
 
 fn push_text(
@@ -448,7 +458,17 @@ fn open_element(
     }
     let ns = xmlns.as_deref().unwrap_or_default();
     if depth == 0 {
-        st.name = String::from_utf8_lossy(local).into_owned();
+        st.name = match local {
+            b"message" => "message",
+            b"iq" => "iq",
+            b"presence" => "presence",
+            b"stream" => "stream",
+            b"proceed" => "proceed",
+            b"success" => "success",
+            b"auth" => "auth",
+            b"starttls" => "starttls",
+            _ => "",
+        };
         return (Capture::Own, false);
     }
     match local {
