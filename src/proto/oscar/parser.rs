@@ -579,26 +579,6 @@ impl ChatText<'_> {
     }
 }
 
-impl OscarUnit<'_> {
-    /// SNAC identity of ICBMs etc. whose direction is fixed by the protocol:
-    /// `Some(true)` when only a client sends it, `Some(false)` only a server.
-    pub fn client_only(&self) -> Option<bool> {
-        match self {
-            OscarUnit::IcbmSend { .. }
-            | OscarUnit::AuthRequest { .. }
-            | OscarUnit::ChatSend { .. } => Some(true),
-            OscarUnit::SignOn { has_tlvs: true, .. } => Some(true),
-            OscarUnit::IcbmRecv { .. }
-            | OscarUnit::SelfInfo { .. }
-            | OscarUnit::AuthReply { .. }
-            | OscarUnit::OfflineMsg { .. }
-            | OscarUnit::ChatRoomInfo { .. }
-            | OscarUnit::ChatRecv { .. } => Some(false),
-            _ => None,
-        }
-    }
-}
-
 /// Decode one FLAP into the unit it carries. Returns `None` only when the
 /// bytes are not a FLAP at all; damaged SNACs become `Other`.
 pub fn parse_unit<'a>(flap: &Flap<'a>) -> OscarUnit<'a> {
