@@ -98,6 +98,10 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub streams: Option<PathBuf>,
 
+    /// Write files carried by file-transfer connections (AIM OFT) into DIR, named safely; the event gives their SHA-256.
+    #[arg(long, value_name = "DIR")]
+    pub carve: Option<PathBuf>,
+
     /// Decode only these protocols (comma-separated: msn, yahoo, oscar, irc, xmpp, gadugadu).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_protocol)]
     pub protocols: Vec<Protocol>,

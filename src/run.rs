@@ -129,7 +129,16 @@ fn plan(cli: &Cli) -> Result<Plan, RunError> {
         },
         ports_only: cli.ports_only,
         raw: cli.raw,
+        carve_dir: cli.carve.clone(),
     };
+    if let Some(dir) = &cli.carve {
+        if !dir.is_dir() {
+            return Err(RunError(format!(
+                "{}: --carve needs an existing directory",
+                dir.display()
+            )));
+        }
+    }
     if let Some(dir) = &cli.streams {
         if !dir.is_dir() {
             return Err(RunError(format!(

@@ -28,7 +28,9 @@
 //!   across units and hands [`EventDraft`]s to the [`Emitter`], which fills
 //!   in time, addresses, frames, flags, lost bytes and sequence.
 
+pub mod gadugadu;
 pub mod irc;
+pub mod oscar;
 pub mod xmpp;
 
 use std::collections::BTreeMap;
@@ -51,6 +53,8 @@ pub struct ProtoConfig {
     pub ports_only: bool,
     /// Keep the original bytes of every text in `Event::raw`.
     pub raw: bool,
+    /// Write files carried by file-transfer connections here (`--carve`).
+    pub carve_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ProtoConfig {
@@ -59,6 +63,7 @@ impl Default for ProtoConfig {
             protocols: Protocol::ALL.to_vec(),
             ports_only: false,
             raw: false,
+            carve_dir: None,
         }
     }
 }
@@ -270,6 +275,14 @@ pub trait Session: Send {
 
     /// True once the flow switched to TLS: nothing more can be decoded.
     fn encrypted(&self) -> bool;
+
+    /// Called once when the session starts, with the decoding options (e.g.
+    /// the carve directory) and the flow id. Most protocols need nothing.
+    fn configure(&mut self, _config: &ProtoConfig, _flow: FlowId) {}
+
+    /// Called once when the flow ends: emit what was waiting for more bytes
+    /// (e.g. a file transfer cut short). Events get the close time and frame.
+    fn on_close(&mut self, _out: &mut Emitter<'_>) {}
 }
 
 /// A protocol's entry in the detection table.
@@ -287,7 +300,12 @@ pub struct Decoder {
 }
 
 /// The protocols imscan can decode, in probe order.
-pub const DECODERS: &[Decoder] = &[irc::DECODER, xmpp::DECODER];
+pub const DECODERS: &[Decoder] = &[
+    irc::DECODER,
+    xmpp::DECODER,
+    oscar::DECODER,
+    gadugadu::DECODER,
+];
 
 /// Per-direction bookkeeping shared by every protocol.
 #[derive(Default)]
@@ -504,7 +522,8 @@ impl FlowDecoder {
     }
 
     fn start_session(&mut self, dec: &'static Decoder, client_dir: Dir) {
-        let session = (dec.session)();
+        let mut session = (dec.session)();
+        session.configure(&self.config, self.start.flow);
         *self
             .stats_mut()
             .flows
@@ -916,7 +935,42 @@ impl StreamConsumer for FlowDecoder {
         }
     }
 
-    fn on_close(&mut self, _reason: CloseReason, _ts: Timestamp, _frame: FrameRef) {
+    fn on_close(&mut self, _reason: CloseReason, ts: Timestamp, frame: FrameRef) {
+        if let Phase::Decoding(dec) = &mut self.phase {
+            let Decoding {
+                protocol,
+                session,
+                client_dir,
+                dirs,
+            } = &mut **dec;
+            let info = ChunkInfo {
+                dir: *client_dir,
+                ts,
+                frame,
+                first_frame: frame,
+                offset: 0,
+                flags: Default::default(),
+            };
+            let mut out = Emitter {
+                base: EmitBase {
+                    protocol: *protocol,
+                    client: self.start.key.src(*client_dir).socket_addr(),
+                    server: self.start.key.dst(*client_dir).socket_addr(),
+                    flow: self.start.flow,
+                    source: self.start.source,
+                    keep_raw: self.config.raw,
+                    flow_midstream: self.start.client_dir.is_none(),
+                },
+                info: &info,
+                first_frame: frame,
+                dir: &mut dirs[client_dir.index()],
+                seq: &mut self.seq,
+                events: &mut self.events,
+                facts: &mut self.facts,
+                stats: self.stats.get_or_insert_with(Box::default),
+            };
+            session.on_close(&mut out);
+        }
         let saw_data =
             matches!(&self.phase, Phase::Probing(Some(p)) if p.total.iter().any(|t| *t > 0));
         if saw_data {
