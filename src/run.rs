@@ -271,9 +271,22 @@ fn counters(summary: &RunSummary, output: &Output) -> serde_json::Value {
             .map(|(k, n)| (k.to_string(), n.into()))
             .collect();
         map.insert("sink".into(), sink.into());
+        if let Some(kib) = peak_rss_kib() {
+            map.insert("peak_rss_kib".into(), kib.into());
+        }
         map.insert("warnings".into(), output.warnings.into());
     }
     v
+}
+
+/// The process's peak resident set so far (Linux `VmHWM`), so a user and the
+/// tests can see that a run stayed within its memory budgets.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The run manifest written next to the output.
