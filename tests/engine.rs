@@ -354,3 +354,45 @@ fn manifest_hashes_every_input_like_sha256sum() {
     }
     assert_eq!(manifest["format"], "jsonl");
 }
+
+/// Every capture under `fixtures/`, damaged ones included.
+fn fixture_captures() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.ends_with(".pcap") || n.ends_with(".pcapng") || n.ends_with(".gz")
+            }) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        &mut out,
+    );
+    out.sort();
+    out
+}
+
+#[test]
+fn every_fixture_decodes_identically_at_1_2_and_8_threads() {
+    let captures = fixture_captures();
+    assert!(captures.len() > 20, "fixtures found: {}", captures.len());
+    for cap in captures {
+        let cap = cap.to_str().unwrap();
+        let run = |threads: &str| imscan(&["-F", "jsonl", "-q", "--threads", threads, cap]);
+        let one = run("1");
+        for threads in ["2", "8"] {
+            let other = run(threads);
+            assert_eq!(one.status.code(), other.status.code(), "{cap}");
+            assert!(
+                one.stdout == other.stdout,
+                "{cap}: events differ at --threads {threads}"
+            );
+        }
+    }
+}
