@@ -195,8 +195,8 @@ const WARM_STEP: usize = 128 << 10;
 /// How far behind the parser mapped pages stay resident (batches still in
 /// flight use them; releasing earlier would only cost page faults), and the
 /// step in which they are released.
-const RELEASE_BEHIND: usize = 64 << 20;
-const RELEASE_STEP: usize = 16 << 20;
+const RELEASE_BEHIND: usize = 32 << 20;
+const RELEASE_STEP: usize = 8 << 20;
 
 /// Touches one byte per cache line of `map[from..to]` and returns where it
 /// stopped. Record headers sit at unpredictable strides, so the CPU cannot
