@@ -2,15 +2,29 @@
 //! hint) and feeds its chunks to that protocol's session, which turns them
 //! into [`Event`]s. Each protocol lives in `proto/<name>/` with a pure
 //! `parser.rs` (bytes → protocol units, no I/O, no clock) and a `session.rs`
-//! (state across units → events).
+//! (state across units → events); its `mod.rs` holds the probe and the wiring
+//! (a [`Decoder`] entry).
 //!
 //! The engine sees only [`FlowDecoder`]: one per TCP flow, a
 //! [`StreamConsumer`] whose events it drains after each batch.
+//!
+//! This module owns, once for every protocol: the probing of the first bytes
+//! of each direction, the choice of the client side, the buffer of the one
+//! incomplete unit per direction (with its cap), resynchronisation after a
+//! `Gap`, and the bookkeeping every event carries (time, addresses, frames,
+//! flags, lost bytes, per-flow sequence). Sessions never see TCP and never
+//! buffer stream bytes themselves. Nothing here reads the wall clock.
 
+pub mod msn;
+pub mod yahoo;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use crate::capture::{FrameRef, SourceId};
-use crate::event::{Event, FlowId, IdentityFact, Protocol};
+use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, Protocol};
 use crate::net::{Dir, FlowKey};
 use crate::tcp::{Chunk, ChunkInfo, CloseReason, StreamConsumer};
 use crate::time::Timestamp;
@@ -46,30 +60,310 @@ pub struct FlowStart {
     pub client_dir: Option<Dir>,
 }
 
+/// How many bytes of each direction the probes may look at before the flow
+/// is declared "not IM" and stops costing anything.
+pub const PROBE_LIMIT: usize = 4096;
+
+/// Counters of the proto stage. One per flow; the engine merges them.
+#[derive(Serialize, Default, Clone, Debug, PartialEq, Eq)]
+pub struct ProtoStats {
+    /// Flows decided per protocol name.
+    pub flows: BTreeMap<&'static str, u64>,
+    /// Flows no probe recognised (or ports-only found no IM port).
+    pub undetected: u64,
+    /// Flows that switched to TLS (STARTTLS, XMPP `<proceed/>`, IRC 670).
+    pub encrypted: u64,
+    /// Protocol units (lines, stanzas, packets) decoded.
+    pub units: u64,
+    /// Units or parts of units that could not be decoded exactly.
+    pub decode_errors: u64,
+    /// Incomplete units dropped because they outgrew the per-unit cap.
+    pub caps_hit: u64,
+    /// Gaps met after detection.
+    pub gaps: u64,
+    /// Echoed or reflected copies of the local user's own messages dropped.
+    pub echoes_dropped: u64,
+}
+
+impl ProtoStats {
+    /// Add `other`'s counts to these.
+    pub fn merge(&mut self, other: &ProtoStats) {
+        for (name, n) in &other.flows {
+            *self.flows.entry(name).or_insert(0) += n;
+        }
+        self.undetected += other.undetected;
+        self.encrypted += other.encrypted;
+        self.units += other.units;
+        self.decode_errors += other.decode_errors;
+        self.caps_hit += other.caps_hit;
+        self.gaps += other.gaps;
+        self.echoes_dropped += other.echoes_dropped;
+    }
+}
+
+/// A direction named by role once the client side is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Bytes the client sent (client → server).
+    Client,
+    /// Bytes the server sent (server → client).
+    Server,
+}
+
+impl Side {
+    /// 0 for the client's bytes, 1 for the server's: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
+        }
+    }
+}
+
+/// What a probe found out about which end of the flow wrote the bytes it saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// These bytes were written by the client.
+    Client,
+    /// These bytes were written by the server.
+    Server,
+    /// The protocol is certain, the role is not (ports decide).
+    Unknown,
+}
+
+/// A probe's answer for one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// This protocol, written by this role.
+    Yes(Role),
+    /// Not this protocol.
+    No,
+    /// Cannot tell yet.
+    NeedMore,
+}
+
+/// Where the bytes given to a probe start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeStart {
+    /// At the start of the stream (a SYN was seen and nothing was lost).
+    Stream,
+    /// Somewhere inside the stream (no SYN, or right after a gap): a unit may
+    /// be cut at the front.
+    Midstream,
+}
+
+/// A parser's answer to "where does the next unit end?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The first `n` bytes (`n > 0`) are one complete unit.
+    Unit(usize),
+    /// The first `n` bytes (`n > 0`) are noise between units (keep-alives).
+    Skip(usize),
+    /// The unit is not complete yet.
+    NeedMore,
+}
+
+/// A parser's answer to "where can decoding start again?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resync {
+    /// A unit starts `n` bytes in.
+    At(usize),
+    /// No unit start in these bytes; the first `n` can be dropped (the rest,
+    /// a possible prefix of a unit start, must be offered again with more).
+    Skip(usize),
+}
+
+/// Why decoding of a direction must resynchronise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResyncCause {
+    /// The direction was picked up without its start.
+    Midstream,
+    /// A `Gap` cut a unit.
+    Gap,
+    /// A unit outgrew its cap and was dropped.
+    Cap,
+}
+
+/// The protocol-specific half of an event; [`Emitter`] adds the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventDraft {
+    pub kind: Kind,
+    pub outgoing: bool,
+    pub local_id: LocalId,
+    pub remote_id: String,
+    pub group: bool,
+    pub sender: Option<String>,
+    pub text: Option<String>,
+    pub text_encoding: Option<&'static str>,
+    /// Original text bytes: set when decoding was not exact, or when the
+    /// emitter asks to keep raw bytes (`--raw`).
+    pub raw: Option<Vec<u8>>,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    pub decode_error: bool,
+}
+
+impl EventDraft {
+    /// A draft of `kind` with everything else empty.
+    pub fn new(kind: Kind, outgoing: bool, local_id: LocalId, remote_id: String) -> Self {
+        EventDraft {
+            kind,
+            outgoing,
+            local_id,
+            remote_id,
+            group: false,
+            sender: None,
+            text: None,
+            text_encoding: None,
+            raw: None,
+            file_name: None,
+            file_size: None,
+            decode_error: false,
+        }
+    }
+}
+
+/// What a protocol session implements. One session serves both directions of
+/// a flow; [`Side`] tells them apart. The framework calls `next_unit` on the
+/// bytes of the one pending unit (always starting at a unit boundary), hands
+/// each complete unit to `on_unit`, and asks `resync` where to restart after
+/// a gap, a dropped oversize unit or a mid-stream start.
+pub trait Session: Send {
+    /// Where the unit at the start of `buf` ends. May keep scan state for the
+    /// same unit across calls (`buf` then starts at the same byte and is longer).
+    fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step;
+
+    /// Where in `buf` a unit can start again. Forget any partial unit.
+    fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync;
+
+    /// Decode one complete unit into events.
+    fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>);
+
+    /// Largest unit, in bytes, this protocol will buffer.
+    fn unit_cap(&self) -> usize;
+
+    /// True once the flow switched to TLS: nothing more can be decoded.
+    fn encrypted(&self) -> bool;
+}
+
+/// A protocol's entry in the detection table.
+pub struct Decoder {
+    pub protocol: Protocol,
+    /// Ports IMSpector listened on (the `--ports-only` detection).
+    pub classic_ports: &'static [u16],
+    /// Ports the protocol commonly uses: only a tie-breaker for the client side.
+    pub usual_ports: &'static [u16],
+    pub probe: fn(&[u8], ProbeStart) -> Verdict,
+    pub session: fn() -> Box<dyn Session>,
+}
+
+/// The protocols imscan can decode, in probe order.
+pub const DECODERS: &[Decoder] = &[msn::DECODER, yahoo::DECODER];
+
+fn decoder_for(p: Protocol) -> Option<&'static Decoder> {
+    DECODERS.iter().find(|d| d.protocol == p)
+}
+
+/// Per-direction bookkeeping shared by every protocol.
+#[derive(Default)]
+struct DirState {
+    /// Bytes of the one incomplete unit (or a resync tail).
+    pending: Vec<u8>,
+    /// First frame that carried bytes of `pending`.
+    pending_first: FrameRef,
+    /// Decoding waits for a unit start.
+    resync: Option<ResyncCause>,
+    /// A gap (or a dropped unit) since the previous event of this direction.
+    gap_before: bool,
+    /// Gap bytes since the previous event of this direction.
+    lost: u64,
+    /// An overlap conflict since the previous event of this direction.
+    overlap: bool,
+    /// Any chunk of this direction said it was picked up mid-way.
+    midstream: bool,
+    /// Data was seen in this direction.
+    seen_data: bool,
+}
+
+/// The detection phase: the first bytes of each direction, kept to be
+/// replayed into the session once a probe says yes.
+#[derive(Default)]
+struct Probing {
+    /// The bytes each direction (by [`Dir::index`]) carried since its last
+    /// gap, at most [`PROBE_LIMIT`].
+    window: [Vec<u8>; 2],
+    /// Whether `window` starts inside the stream.
+    window_mid: [bool; 2],
+    /// Total bytes seen per direction.
+    total: [usize; 2],
+    /// Every chunk so far, in arrival order, with its bytes.
+    log: Vec<(ChunkInfo, LoggedChunk)>,
+    /// Per decoder (index into the enabled list): ruled out per direction.
+    ruled_out: Vec<[bool; 2]>,
+}
+
+enum LoggedChunk {
+    Data(Vec<u8>),
+    Gap(u64),
+}
+
+enum Phase {
+    Probing(Probing),
+    Decoding {
+        protocol: Protocol,
+        session: Box<dyn Session>,
+        client_dir: Dir,
+    },
+    /// Not IM, encrypted, or finished: bytes are ignored.
+    Idle,
+}
+
 /// Detection and decoding of one TCP flow.
 pub struct FlowDecoder {
-    #[allow(dead_code)]
     config: Arc<ProtoConfig>,
-    #[allow(dead_code)]
     start: FlowStart,
+    enabled: Vec<&'static Decoder>,
+    phase: Phase,
+    dirs: [DirState; 2],
+    seq: u64,
     events: Vec<Event>,
     facts: Vec<IdentityFact>,
+    stats: ProtoStats,
 }
 
 impl FlowDecoder {
     pub fn new(config: Arc<ProtoConfig>, start: FlowStart) -> Self {
-        FlowDecoder {
+        let enabled: Vec<&'static Decoder> = config
+            .protocols
+            .iter()
+            .filter_map(|p| decoder_for(*p))
+            .collect();
+        let mut dec = FlowDecoder {
             config,
             start,
+            phase: Phase::Probing(Probing {
+                ruled_out: vec![[false; 2]; enabled.len()],
+                ..Probing::default()
+            }),
+            enabled,
+            dirs: [DirState::default(), DirState::default()],
+            seq: 0,
             events: Vec::new(),
             facts: Vec::new(),
+            stats: ProtoStats::default(),
+        };
+        if dec.config.ports_only {
+            dec.decide_by_ports();
+        } else if dec.enabled.is_empty() {
+            dec.give_up();
         }
+        dec
     }
 
     /// False once the flow was found not to be IM: the reassembler may then
     /// stop buffering its bytes.
     pub fn wants_data(&self) -> bool {
-        true
+        !matches!(self.phase, Phase::Idle)
     }
 
     /// Move the events and identity facts produced so far into `events`/`facts`.
@@ -77,10 +371,434 @@ impl FlowDecoder {
         events.append(&mut self.events);
         facts.append(&mut self.facts);
     }
+
+    /// This flow's counters.
+    pub fn stats(&self) -> &ProtoStats {
+        &self.stats
+    }
+
+    /// The protocol this flow was found to speak, once decided.
+    pub fn protocol(&self) -> Option<Protocol> {
+        match &self.phase {
+            Phase::Decoding { protocol, .. } => Some(*protocol),
+            _ => None,
+        }
+    }
+
+    fn give_up(&mut self) {
+        self.stats.undetected += 1;
+        self.phase = Phase::Idle;
+        for d in &mut self.dirs {
+            d.pending = Vec::new();
+        }
+    }
+
+    /// `--ports-only`: IMSpector's classic detection, the server being the
+    /// end on the protocol's port.
+    fn decide_by_ports(&mut self) {
+        let key = self.start.key;
+        for dec in &self.enabled {
+            for (server, client_dir) in [(key.hi, Dir::LoToHi), (key.lo, Dir::HiToLo)] {
+                if dec.classic_ports.contains(&server.port) {
+                    let client_dir = self.start.client_dir.unwrap_or(client_dir);
+                    self.start_session(dec, client_dir);
+                    return;
+                }
+            }
+        }
+        self.give_up();
+    }
+
+    fn start_session(&mut self, dec: &'static Decoder, client_dir: Dir) {
+        let session = (dec.session)();
+        *self.stats.flows.entry(dec.protocol.name()).or_insert(0) += 1;
+        self.phase = Phase::Decoding {
+            protocol: dec.protocol,
+            session,
+            client_dir,
+        };
+    }
+
+    /// Probe the new chunk; decide, give up, or keep it for later.
+    fn probe_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        let Phase::Probing(p) = &mut self.phase else {
+            return;
+        };
+        let di = info.dir.index();
+        let data = match chunk {
+            Chunk::Gap(len) => {
+                p.window[di].clear();
+                p.window_mid[di] = true;
+                p.log.push((*info, LoggedChunk::Gap(len)));
+                return;
+            }
+            Chunk::Data(d) => d,
+        };
+        if p.total[di] == 0 {
+            p.window_mid[di] = info.flags.midstream || self.start.client_dir.is_none();
+        }
+        p.total[di] = p.total[di].saturating_add(data.len());
+        let room = PROBE_LIMIT.saturating_sub(p.window[di].len());
+        p.window[di].extend_from_slice(&data[..data.len().min(room)]);
+        let start = if p.window_mid[di] {
+            ProbeStart::Midstream
+        } else {
+            ProbeStart::Stream
+        };
+        let mut found = None;
+        for (i, dec) in self.enabled.iter().enumerate() {
+            if p.ruled_out[i][di] {
+                continue;
+            }
+            match (dec.probe)(&p.window[di], start) {
+                Verdict::Yes(role) => {
+                    found = Some((*dec, role));
+                    break;
+                }
+                Verdict::No => p.ruled_out[i][di] = true,
+                Verdict::NeedMore => {}
+            }
+        }
+        if let Some((dec, role)) = found {
+            let mut p = match std::mem::replace(&mut self.phase, Phase::Idle) {
+                Phase::Probing(p) => p,
+                _ => return,
+            };
+            let client_dir = self.choose_client(dec, info.dir, role);
+            self.start_session(dec, client_dir);
+            for (linfo, lchunk) in std::mem::take(&mut p.log) {
+                match &lchunk {
+                    LoggedChunk::Data(d) => self.decode_chunk(Chunk::Data(d), &linfo),
+                    LoggedChunk::Gap(n) => self.decode_chunk(Chunk::Gap(*n), &linfo),
+                }
+            }
+            self.decode_chunk(chunk, info);
+            return;
+        }
+        let all_out = p.ruled_out.iter().all(|r| r[0] && r[1]);
+        if all_out || p.total[di] > PROBE_LIMIT {
+            self.give_up();
+            return;
+        }
+        p.log.push((*info, LoggedChunk::Data(data.to_vec())));
+    }
+
+    /// The direction of client → server bytes: the SYN sender, else the
+    /// probe's role, else the ports.
+    fn choose_client(&self, dec: &Decoder, dir: Dir, role: Role) -> Dir {
+        if let Some(d) = self.start.client_dir {
+            return d;
+        }
+        match role {
+            Role::Client => return dir,
+            Role::Server => return dir.reverse(),
+            Role::Unknown => {}
+        }
+        let key = self.start.key;
+        let lo_usual = dec.usual_ports.contains(&key.lo.port);
+        let hi_usual = dec.usual_ports.contains(&key.hi.port);
+        match (lo_usual, hi_usual) {
+            (true, false) => Dir::HiToLo,
+            (false, true) => Dir::LoToHi,
+            // Ephemeral ports are the high ones: the lower port is the server.
+            _ if key.lo.port <= key.hi.port => Dir::HiToLo,
+            _ => Dir::LoToHi,
+        }
+    }
+
+    fn decode_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        let Phase::Decoding {
+            protocol,
+            session,
+            client_dir,
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let side = if info.dir == *client_dir {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        let client = self.start.key.src(*client_dir).socket_addr();
+        let server = self.start.key.dst(*client_dir).socket_addr();
+        let d = &mut self.dirs[info.dir.index()];
+        d.overlap |= info.flags.overlap_conflict;
+        d.midstream |= info.flags.midstream;
+        let data = match chunk {
+            Chunk::Gap(len) => {
+                d.gap_before = true;
+                d.lost = d.lost.saturating_add(len);
+                d.pending.clear();
+                d.resync = Some(ResyncCause::Gap);
+                self.stats.gaps += 1;
+                return;
+            }
+            Chunk::Data(data) => data,
+        };
+        if data.is_empty() {
+            return;
+        }
+        let flow_mid = self.start.client_dir.is_none();
+        if !d.seen_data {
+            d.seen_data = true;
+            if (info.flags.midstream || flow_mid) && d.resync.is_none() {
+                d.resync = Some(ResyncCause::Midstream);
+            }
+        }
+        let mut ctx = UnitCtx {
+            session: session.as_mut(),
+            side,
+            info,
+            emit: EmitBase {
+                protocol: *protocol,
+                client,
+                server,
+                flow: self.start.flow,
+                source: self.start.source,
+                keep_raw: self.config.raw,
+                flow_midstream: flow_mid,
+            },
+            seq: &mut self.seq,
+            events: &mut self.events,
+            facts: &mut self.facts,
+            stats: &mut self.stats,
+        };
+        if d.pending.is_empty() {
+            let used = ctx.run(d, data, 0);
+            if used < data.len() {
+                d.pending.extend_from_slice(&data[used..]);
+                d.pending_first = info.first_frame;
+            }
+        } else {
+            let old_len = d.pending.len();
+            let mut buf = std::mem::take(&mut d.pending);
+            buf.extend_from_slice(data);
+            let used = ctx.run(d, &buf, old_len);
+            if used >= old_len {
+                d.pending_first = info.first_frame;
+            }
+            buf.drain(..used.min(buf.len()));
+            d.pending = buf;
+        }
+        if ctx.session.encrypted() {
+            self.stats.encrypted += 1;
+            self.phase = Phase::Idle;
+            self.dirs = [DirState::default(), DirState::default()];
+        }
+    }
+}
+
+/// The parts of every event that come from the flow, not the protocol.
+#[derive(Clone, Copy)]
+struct EmitBase {
+    protocol: Protocol,
+    client: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    flow: FlowId,
+    source: SourceId,
+    keep_raw: bool,
+    flow_midstream: bool,
+}
+
+/// One pass of the unit loop over a buffer of one direction.
+struct UnitCtx<'a> {
+    session: &'a mut dyn Session,
+    side: Side,
+    info: &'a ChunkInfo,
+    emit: EmitBase,
+    seq: &'a mut u64,
+    events: &'a mut Vec<Event>,
+    facts: &'a mut Vec<IdentityFact>,
+    stats: &'a mut ProtoStats,
+}
+
+impl UnitCtx<'_> {
+    /// Split `buf` into units and decode them; returns the bytes consumed.
+    /// Bytes before `carried` came from earlier chunks (first frame
+    /// `d.pending_first`).
+    fn run(&mut self, d: &mut DirState, buf: &[u8], carried: usize) -> usize {
+        let mut pos = 0usize;
+        let cap = self.session.unit_cap();
+        while pos < buf.len() {
+            if self.session.encrypted() {
+                return buf.len();
+            }
+            let rest = &buf[pos..];
+            if let Some(cause) = d.resync {
+                match self.session.resync(self.side, rest, cause) {
+                    Resync::At(n) => {
+                        pos += n.min(rest.len());
+                        d.resync = None;
+                        continue;
+                    }
+                    Resync::Skip(n) => {
+                        pos += n.min(rest.len());
+                        return pos;
+                    }
+                }
+            }
+            match self.session.next_unit(self.side, rest) {
+                Step::Unit(n) if n > 0 => {
+                    let n = n.min(rest.len());
+                    let first = if pos < carried {
+                        d.pending_first
+                    } else {
+                        self.info.first_frame
+                    };
+                    self.stats.units += 1;
+                    let mut out = Emitter {
+                        base: self.emit,
+                        info: self.info,
+                        first_frame: first,
+                        dir: d,
+                        seq: self.seq,
+                        events: self.events,
+                        facts: self.facts,
+                        stats: self.stats,
+                    };
+                    self.session.on_unit(self.side, &rest[..n], &mut out);
+                    pos += n;
+                }
+                Step::Skip(n) if n > 0 => pos += n.min(rest.len()),
+                _ => {
+                    if rest.len() > cap {
+                        self.stats.caps_hit += 1;
+                        d.gap_before = true;
+                        d.resync = Some(ResyncCause::Cap);
+                        return buf.len();
+                    }
+                    return pos;
+                }
+            }
+        }
+        pos
+    }
+}
+
+/// Turns [`EventDraft`]s into complete [`Event`]s: the one place where time,
+/// addresses, frames, flags, lost bytes and sequence are filled in.
+pub struct Emitter<'a> {
+    base: EmitBase,
+    info: &'a ChunkInfo,
+    first_frame: FrameRef,
+    dir: &'a mut DirState,
+    seq: &'a mut u64,
+    events: &'a mut Vec<Event>,
+    facts: &'a mut Vec<IdentityFact>,
+    stats: &'a mut ProtoStats,
+}
+
+impl Emitter<'_> {
+    /// True when every event must carry its original bytes (`--raw`).
+    pub fn keep_raw(&self) -> bool {
+        self.base.keep_raw
+    }
+
+    /// Capture time of the chunk that completed the current unit.
+    pub fn time(&self) -> Timestamp {
+        self.info.ts
+    }
+
+    /// Count a unit (or part of one) that could not be decoded exactly.
+    pub fn count_decode_error(&mut self) {
+        self.stats.decode_errors += 1;
+    }
+
+    /// Count an echoed copy of the local user's own message that was dropped.
+    pub fn count_echo(&mut self) {
+        self.stats.echoes_dropped += 1;
+    }
+
+    /// Record an identity fact (token → user) learned now.
+    pub fn fact(&mut self, token: String, user: String) {
+        self.facts.push(IdentityFact {
+            protocol: self.base.protocol,
+            token,
+            user,
+            time: self.info.ts,
+            frame: self.info.frame,
+        });
+    }
+
+    /// Complete `draft` into an event of this flow.
+    pub fn emit(&mut self, draft: EventDraft) {
+        let flags = EventFlags {
+            gap_before: self.dir.gap_before,
+            overlap_conflict: self.dir.overlap,
+            midstream: self.dir.midstream || self.base.flow_midstream,
+            decode_error: draft.decode_error,
+        };
+        let first = if self.first_frame.index == 0 {
+            self.info.first_frame.index
+        } else {
+            self.first_frame.index
+        };
+        let ev = Event {
+            time: self.info.ts,
+            protocol: self.base.protocol,
+            kind: draft.kind,
+            outgoing: draft.outgoing,
+            local_id: draft.local_id,
+            remote_id: draft.remote_id,
+            group: draft.group,
+            sender: draft.sender,
+            client: self.base.client,
+            server: self.base.server,
+            text: draft.text,
+            text_encoding: draft.text_encoding,
+            raw: draft.raw,
+            file_name: draft.file_name,
+            file_size: draft.file_size,
+            filtered: false,
+            categories: Vec::new(),
+            source: self.base.source,
+            frames: (first.min(self.info.frame.index), self.info.frame.index),
+            flow: self.base.flow,
+            flags,
+            lost_bytes: self.dir.lost,
+            seq: *self.seq,
+        };
+        *self.seq += 1;
+        self.dir.gap_before = false;
+        self.dir.lost = 0;
+        self.dir.overlap = false;
+        self.events.push(ev);
+    }
 }
 
 impl StreamConsumer for FlowDecoder {
-    fn on_chunk(&mut self, _chunk: Chunk<'_>, _info: &ChunkInfo) {}
+    fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        match self.phase {
+            Phase::Probing(_) => self.probe_chunk(chunk, info),
+            Phase::Decoding { .. } => self.decode_chunk(chunk, info),
+            Phase::Idle => {}
+        }
+    }
 
-    fn on_close(&mut self, _reason: CloseReason, _ts: Timestamp, _frame: FrameRef) {}
+    fn on_close(&mut self, _reason: CloseReason, _ts: Timestamp, _frame: FrameRef) {
+        if let Phase::Probing(p) = &self.phase {
+            if p.total.iter().any(|t| *t > 0) {
+                self.give_up();
+            } else {
+                self.phase = Phase::Idle;
+            }
+        } else {
+            self.phase = Phase::Idle;
+        }
+        self.dirs = [DirState::default(), DirState::default()];
+    }
 }
+
+/// Decode `bytes` as UTF-8, else as windows-1252 (a superset of Latin-1 for
+/// printable text). Returns the text, its charset, and whether it was exact.
+pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_owned(), "utf-8", true),
+        Err(_) => {
+            let (text, _, had_errors) = encoding_rs::WINDOWS_1252.decode(bytes);
+            (text.into_owned(), "windows-1252", !had_errors)
+        }
+    }
+}
+
