@@ -63,7 +63,7 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
 fn command_shaped(line: &[u8]) -> bool {
     line.len() >= 3
         && (line[..3].iter().all(u8::is_ascii_uppercase) || line[..3].iter().all(u8::is_ascii_digit))
-        && line.get(3).is_none_or(|&b| b == b' ')
+        && line.get(3).map_or(true, |&b| b == b' ')
 }
 
 fn is_trid(t: &[u8]) -> bool {
