@@ -15,7 +15,9 @@
 //! flags, lost bytes, per-flow sequence). Sessions never see TCP and never
 //! buffer stream bytes themselves. Nothing here reads the wall clock.
 
+pub mod irc;
 pub mod msn;
+pub mod xmpp;
 pub mod yahoo;
 
 use std::collections::BTreeMap;
@@ -258,7 +260,7 @@ pub struct Decoder {
 }
 
 /// The protocols imscan can decode, in probe order.
-pub const DECODERS: &[Decoder] = &[msn::DECODER, yahoo::DECODER];
+pub const DECODERS: &[Decoder] = &[irc::DECODER, xmpp::DECODER, msn::DECODER, yahoo::DECODER];
 
 fn decoder_for(p: Protocol) -> Option<&'static Decoder> {
     DECODERS.iter().find(|d| d.protocol == p)
@@ -455,6 +457,9 @@ impl FlowDecoder {
                     found = Some((*dec, role));
                     break;
                 }
+                // From the stream's start, a "no" from either end is final:
+                // the probe knows both ends' first bytes.
+                Verdict::No if start == ProbeStart::Stream => p.ruled_out[i] = [true; 2],
                 Verdict::No => p.ruled_out[i][di] = true,
                 Verdict::NeedMore => {}
             }
@@ -802,3 +807,5 @@ pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
     }
 }
 
+#[cfg(test)]
+mod tests;

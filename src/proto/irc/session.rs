@@ -1,0 +1,341 @@
+//! IRC session state: who the local user is (NICK, 001, nick changes), which
+//! targets are channels (005 CHANTYPES), which server copies are echoes of
+//! our own lines, and the TLS switch (670). Turns lines into events; never
+//! buffers stream bytes (the framework hands it whole lines).
+
+use std::collections::VecDeque;
+
+use super::parser::{self, Ctcp, Line};
+use crate::event::{Kind, LocalId};
+use crate::proto::{decode_text, Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
+
+/// Longest line (with IRCv3 tags) buffered: 8 KiB of tags + 512 bytes of line,
+/// with room to spare.
+pub const LINE_CAP: usize = 16 * 1024;
+
+/// Outgoing lines remembered to recognise their echo-message copies.
+const ECHO_MEMORY: usize = 32;
+
+pub struct IrcSession {
+    /// Bytes of the pending line already searched for LF, per side.
+    scanned: [usize; 2],
+    /// The local user's nick, when known.
+    nick: Option<String>,
+    /// Channel prefixes (005 CHANTYPES), RFC 2812 default.
+    chantypes: Vec<u8>,
+    /// (target, text) of our recent PRIVMSG/NOTICE lines.
+    sent: VecDeque<(Vec<u8>, Vec<u8>)>,
+    encrypted: bool,
+}
+
+impl Default for IrcSession {
+    fn default() -> Self {
+        IrcSession {
+            scanned: [0; 2],
+            nick: None,
+            chantypes: b"#&+!".to_vec(),
+            sent: VecDeque::new(),
+            encrypted: false,
+        }
+    }
+}
+
+impl IrcSession {
+    fn local(&self) -> LocalId {
+        match &self.nick {
+            Some(n) => LocalId::Known(n.clone()),
+            None => LocalId::Unknown,
+        }
+    }
+
+    fn is_local(&self, nick: &[u8]) -> bool {
+        self.nick
+            .as_deref()
+            .is_some_and(|n| irc_eq(n.as_bytes(), nick))
+    }
+
+    fn client_line(&mut self, line: &Line<'_>, out: &mut Emitter<'_>) {
+        if line.is("NICK") {
+            if let Some(n) = line.param(0).filter(|n| !n.is_empty()) {
+                self.nick = Some(id_text(n));
+            }
+        } else if line.is("PRIVMSG") || line.is("NOTICE") || line.is("TAGMSG") {
+            let (Some(targets), text) = (line.param(0), line.param(1)) else {
+                return;
+            };
+            for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+                if line.is("TAGMSG") {
+                    if typing_tag(line) {
+                        let mut d = EventDraft::new(Kind::Typing, true, self.local(), id_text(target));
+                        d.group = parser::is_channel(target, &self.chantypes);
+                        d.sender = self.nick.clone();
+                        out.emit(d);
+                    }
+                    continue;
+                }
+                let text = text.unwrap_or_default();
+                if self.sent.len() == ECHO_MEMORY {
+                    self.sent.pop_front();
+                }
+                self.sent.push_back((target.to_ascii_lowercase(), text.to_vec()));
+                let sender = self.nick.clone();
+                self.text_event(line, true, target, sender, text, out);
+            }
+        }
+    }
+
+    fn server_line(&mut self, line: &Line<'_>, out: &mut Emitter<'_>) {
+        match line.numeric() {
+            Some(1) => {
+                if let Some(n) = line.param(0).filter(|n| !n.is_empty() && *n != b"*") {
+                    self.nick = Some(id_text(n));
+                }
+                return;
+            }
+            Some(5) => {
+                for p in line.params() {
+                    if let Some(v) = p.strip_prefix(b"CHANTYPES=") {
+                        self.chantypes = v.iter().copied().take(8).collect();
+                    }
+                }
+                return;
+            }
+            // RPL_STARTTLS: the TLS handshake follows.
+            Some(670) => {
+                self.encrypted = true;
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        if line.is("NICK") {
+            if let (Some(old), Some(new)) = (line.prefix_nick(), line.param(0)) {
+                if self.is_local(old) && !new.is_empty() {
+                    self.nick = Some(id_text(new));
+                }
+            }
+            return;
+        }
+        let is_notice = line.is("NOTICE");
+        let is_tagmsg = line.is("TAGMSG");
+        if !(line.is("PRIVMSG") || is_notice || is_tagmsg) {
+            return;
+        }
+        let from = line.prefix_nick();
+        // Notices from the server itself (no `nick!user@host` prefix) are not chat.
+        if is_notice && from.is_none() {
+            return;
+        }
+        let (Some(targets), text) = (line.param(0), line.param(1)) else {
+            return;
+        };
+        let text = text.unwrap_or_default();
+        for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+            let channel = parser::is_channel(target, &self.chantypes);
+            if !channel && self.nick.is_none() {
+                // A private line to us names us.
+                self.nick = Some(id_text(target));
+            }
+            let own = from.is_some_and(|f| self.is_local(f));
+            if own {
+                // IRCv3 echo-message: our own line coming back.
+                let key = (target.to_ascii_lowercase(), text.to_vec());
+                if let Some(i) = self.sent.iter().position(|s| *s == key) {
+                    self.sent.remove(i);
+                    out.count_echo();
+                    continue;
+                }
+            }
+            if is_tagmsg {
+                if typing_tag(line) {
+                    let remote = if channel || own { target } else { from.unwrap_or(target) };
+                    let mut d = EventDraft::new(Kind::Typing, own, self.local(), id_text(remote));
+                    d.group = channel;
+                    d.sender = from.map(id_text);
+                    out.emit(d);
+                }
+                continue;
+            }
+            let remote = if channel || own {
+                target
+            } else {
+                from.unwrap_or(b"")
+            };
+            let sender = from.map(id_text);
+            let remote = if remote.is_empty() { b"unknown" } else { remote };
+            self.text_event_to(line, own, remote, channel, sender, text, out);
+        }
+    }
+
+    fn text_event(
+        &self,
+        line: &Line<'_>,
+        outgoing: bool,
+        target: &[u8],
+        sender: Option<String>,
+        text: &[u8],
+        out: &mut Emitter<'_>,
+    ) {
+        let channel = parser::is_channel(target, &self.chantypes);
+        self.text_event_to(line, outgoing, target, channel, sender, text, out);
+    }
+
+    /// One PRIVMSG/NOTICE text to `remote`: a message, an action, a DCC
+    /// SEND offer, or nothing (other CTCP, DCC CHAT).
+    #[allow(clippy::too_many_arguments)]
+    fn text_event_to(
+        &self,
+        line: &Line<'_>,
+        outgoing: bool,
+        remote: &[u8],
+        group: bool,
+        sender: Option<String>,
+        text: &[u8],
+        out: &mut Emitter<'_>,
+    ) {
+        let ctcp = parser::parse_ctcp(text);
+        let mut d = EventDraft::new(Kind::Message, outgoing, self.local(), id_text(remote));
+        d.group = group;
+        d.sender = sender;
+        match ctcp {
+            Ctcp::None => {
+                let shown = parser::strip_formatting(text);
+                let (s, enc, exact) = decode_text(&shown);
+                d.text = Some(s);
+                d.text_encoding = Some(enc);
+                if out.keep_raw() || !exact || shown.len() != text.len() || enc != "utf-8" {
+                    d.raw = Some(text.to_vec());
+                }
+                d.decode_error = !exact;
+            }
+            Ctcp::Action(act) => {
+                // CTCP replies travel as NOTICE; only a PRIVMSG ACTION is a /me.
+                if line.is("NOTICE") {
+                    return;
+                }
+                let shown = parser::strip_formatting(act);
+                let (s, enc, exact) = decode_text(&shown);
+                d.text = Some(format!("/me {s}"));
+                d.text_encoding = Some(enc);
+                d.raw = Some(text.to_vec());
+                d.decode_error = !exact;
+            }
+            Ctcp::DccSend(offer) => {
+                if line.is("NOTICE") {
+                    return;
+                }
+                let (name, enc, exact) = decode_text(&offer.name);
+                d.kind = Kind::File;
+                d.file_name = Some(name);
+                d.file_size = offer.size;
+                d.text = offer.addr.map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string());
+                d.text_encoding = Some(enc);
+                d.raw = Some(text.to_vec());
+                d.decode_error = !exact;
+            }
+            // DCC CHAT is an out-of-band chat offer, not chat; other CTCP is noise.
+            Ctcp::DccChat(_) | Ctcp::Other => return,
+        }
+        if d.decode_error {
+            out.count_decode_error();
+        }
+        out.emit(d);
+    }
+}
+
+/// IRCv3 typing client tag (`+typing`, draft `+draft/typing`) saying "active".
+fn typing_tag(line: &Line<'_>) -> bool {
+    line.tag("+typing")
+        .or_else(|| line.tag("+draft/typing"))
+        .is_some_and(|v| v == b"active")
+}
+
+/// An id from the wire as text (UTF-8, else windows-1252).
+fn id_text(b: &[u8]) -> String {
+    decode_text(b).0
+}
+
+/// Nick equality under RFC 1459 case mapping (`[]\~` fold to `{}|^`).
+fn irc_eq(a: &[u8], b: &[u8]) -> bool {
+    fn fold(c: u8) -> u8 {
+        match c {
+            b'[' => b'{',
+            b']' => b'}',
+            b'\\' => b'|',
+            b'~' => b'^',
+            c => c.to_ascii_lowercase(),
+        }
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+impl Session for IrcSession {
+    fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step {
+        let from = self.scanned[side.index()].min(buf.len());
+        match parser::line_end(buf, from) {
+            Some(n) => {
+                self.scanned[side.index()] = 0;
+                Step::Unit(n)
+            }
+            None => {
+                self.scanned[side.index()] = buf.len();
+                Step::NeedMore
+            }
+        }
+    }
+
+    fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
+        self.scanned[side.index()] = 0;
+        let Some(end) = parser::line_end(buf, 0) else {
+            // A mid-stream start may still be a whole line: wait for its end.
+            return if cause == ResyncCause::Midstream && buf.len() <= LINE_CAP {
+                Resync::Skip(0)
+            } else {
+                Resync::Skip(buf.len())
+            };
+        };
+        if cause == ResyncCause::Midstream && super::plausible_line(&buf[..end]) {
+            Resync::At(0)
+        } else {
+            Resync::At(end)
+        }
+    }
+
+    fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
+        let Some(line) = parser::parse_line(parser::trim_eol(unit)) else {
+            return;
+        };
+        match side {
+            Side::Client => self.client_line(&line, out),
+            Side::Server => self.server_line(&line, out),
+        }
+    }
+
+    fn unit_cap(&self) -> usize {
+        LINE_CAP
+    }
+
+    fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1459_casemapping() {
+        assert!(irc_eq(b"Nick[a]", b"nick{A}"));
+        assert!(irc_eq(b"a\\~", b"A|^"));
+        assert!(!irc_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn typing_tags() {
+        let l = parser::parse_line(b"@+typing=active TAGMSG #c").unwrap();
+        assert!(typing_tag(&l));
+        let l = parser::parse_line(b"@+draft/typing=paused TAGMSG #c").unwrap();
+        assert!(!typing_tag(&l));
+    }
+}

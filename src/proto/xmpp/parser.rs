@@ -1,0 +1,676 @@
+//! XMPP wire parsing (RFC 6120): a streaming splitter that finds where each
+//! top-level unit (stream header, stanza, stream-level element, stream end)
+//! ends in a byte stream cut at any point, and a reader that pulls the fields
+//! events need out of one complete stanza with quick-xml. Pure: no I/O, no
+//! session state; never panics on any input.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, Event as XmlEvent};
+use quick_xml::Reader;
+
+/// What a complete unit at the top of the stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitKind {
+    /// `<stream:stream ...>`: a (re)started stream.
+    StreamHeader,
+    /// `</stream:stream>`.
+    StreamEnd,
+    /// A complete depth-1 element (stanza or stream-level element).
+    Element,
+}
+
+/// Where the splitter is inside the pending unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Splitter {
+    /// Bytes of the unit already scanned.
+    pos: usize,
+    /// Elements open inside the unit at `pos`.
+    depth: usize,
+}
+
+/// The splitter's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Unit(usize, UnitKind),
+    /// Whitespace keep-alives, an XML declaration, text or comments between
+    /// units: drop these bytes.
+    Skip(usize),
+    NeedMore,
+}
+
+impl Splitter {
+    /// Forget the partial unit.
+    pub fn reset(&mut self) {
+        *self = Splitter::default();
+    }
+
+    /// Find the end of the unit at the start of `buf` (the same start as on
+    /// the previous call, unless a unit was returned or `reset` was called).
+    pub fn split(&mut self, buf: &[u8]) -> Split {
+        if self.pos == 0 {
+            // Between units: whitespace, text and declarations are dropped.
+            let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            if ws > 0 {
+                return Split::Skip(ws);
+            }
+            match buf.first() {
+                None => return Split::NeedMore,
+                Some(b'<') => {}
+                Some(_) => {
+                    return match memchr::memchr(b'<', buf) {
+                        Some(i) => Split::Skip(i),
+                        None => Split::Skip(buf.len()),
+                    }
+                }
+            }
+            match special_end(buf) {
+                Some(Some(end)) => return Split::Skip(end),
+                Some(None) => return Split::NeedMore,
+                None => {}
+            }
+        }
+        let mut pos = self.pos.min(buf.len());
+        loop {
+            let Some(lt) = memchr::memchr(b'<', &buf[pos..]) else {
+                self.pos = buf.len();
+                return Split::NeedMore;
+            };
+            let tag_at = pos + lt;
+            let tag = &buf[tag_at..];
+            // Comments, CDATA, PIs inside a stanza: skip whole.
+            match special_end(tag) {
+                Some(Some(end)) => {
+                    pos = tag_at + end;
+                    continue;
+                }
+                Some(None) => {
+                    self.pos = tag_at;
+                    return Split::NeedMore;
+                }
+                None => {}
+            }
+            let Some(close) = tag_close(tag) else {
+                self.pos = tag_at;
+                return Split::NeedMore;
+            };
+            let end = tag_at + close + 1;
+            let is_end_tag = tag.get(1) == Some(&b'/');
+            let self_closing = close > 0 && tag[close - 1] == b'/';
+            if is_end_tag {
+                if self.depth == 0 {
+                    // An end tag at the top: the stream's end (or garbage).
+                    let kind = if is_stream_name(tag_name(&tag[2..])) {
+                        UnitKind::StreamEnd
+                    } else {
+                        UnitKind::Element
+                    };
+                    self.reset();
+                    return Split::Unit(end, kind);
+                }
+                self.depth -= 1;
+            } else if !self_closing {
+                if self.depth == 0 && is_stream_name(tag_name(&tag[1..])) {
+                    self.reset();
+                    return Split::Unit(end, UnitKind::StreamHeader);
+                }
+                self.depth += 1;
+            }
+            if self.depth == 0 {
+                self.reset();
+                return Split::Unit(end, UnitKind::Element);
+            }
+            pos = end;
+        }
+    }
+}
+
+/// For `<!--`, `<![CDATA[`, `<!DOCTYPE` and `<?...?>` at the start of `b`:
+/// `Some(Some(len))` when complete, `Some(None)` when cut. `None` otherwise.
+fn special_end(b: &[u8]) -> Option<Option<usize>> {
+    let (open, close): (&[u8], &[u8]) = if b.starts_with(b"<!--") {
+        (b"<!--", b"-->")
+    } else if b.starts_with(b"<![CDATA[") {
+        (b"<![CDATA[", b"]]>")
+    } else if b.starts_with(b"<?") {
+        (b"<?", b"?>")
+    } else if b.starts_with(b"<!") && b.len() >= 9 {
+        (b"<!", b">")
+    } else if b.len() < 9 && (b"<![CDATA[".starts_with(b) || b"<!--".starts_with(b)) && b.len() > 1
+    {
+        return Some(None);
+    } else {
+        return None;
+    };
+    Some(memchr::memmem::find(&b[open.len()..], close).map(|i| open.len() + i + close.len()))
+}
+
+/// Offset of the `>` that ends the tag starting at `tag[0] == b'<'`, skipping
+/// quoted attribute values (which may hold `>`).
+fn tag_close(tag: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    loop {
+        let j = memchr::memchr3(b'>', b'"', b'\'', tag.get(i..)?)?;
+        let at = i + j;
+        match tag[at] {
+            b'>' => return Some(at),
+            q => {
+                let k = memchr::memchr(q, tag.get(at + 1..)?)?;
+                i = at + 1 + k + 1;
+            }
+        }
+    }
+}
+
+/// The element name at the start of `b` (up to whitespace, `/` or `>`).
+pub fn tag_name(b: &[u8]) -> &[u8] {
+    let end = b
+        .iter()
+        .position(|c| c.is_ascii_whitespace() || *c == b'/' || *c == b'>')
+        .unwrap_or(b.len());
+    &b[..end]
+}
+
+/// `stream:stream` or any `prefix:stream`.
+fn is_stream_name(name: &[u8]) -> bool {
+    name == b"stream:stream" || (name.ends_with(b":stream") && name.len() > 7)
+}
+
+/// Offset of the next `<message`, `<presence`, `<iq` or stream header start
+/// tag in `buf`: where decoding can restart after a gap.
+pub fn find_stanza_start(buf: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    while let Some(i) = memchr::memchr(b'<', buf.get(pos..)?) {
+        let at = pos + i;
+        let name = tag_name(&buf[at + 1..]);
+        let complete = at + 1 + name.len() < buf.len();
+        if complete
+            && (matches!(name, b"message" | b"presence" | b"iq") || is_stream_name(name))
+        {
+            return Some(at);
+        }
+        pos = at + 1;
+    }
+    None
+}
+
+/// Longest stanza start tag prefix a resync must keep for the next chunk.
+pub const START_TAG_PREFIX: usize = 16;
+
+/// The fields of one top-level element that events are made of.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stanza {
+    /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...).
+    pub name: String,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub kind: Option<String>,
+    pub id: Option<String>,
+    /// `mechanism` of a SASL `<auth>`.
+    pub mechanism: Option<String>,
+    /// Text directly inside the element (SASL payloads).
+    pub own_text: String,
+    /// The plain body (no `xml:lang` preferred), entities decoded.
+    pub body: Option<String>,
+    /// The chat state child's name (`composing`, `paused`, `active` ...).
+    pub chat_state: Option<String>,
+    /// The `<jid>` of a resource binding result.
+    pub bound_jid: Option<String>,
+    /// A file offer (XEP-0096 SI, XEP-0234 Jingle FT) or an OOB URL.
+    pub file: Option<FileOffer>,
+    /// A Jingle RTP session with video.
+    pub video_call: bool,
+    /// A MUC presence (`<x xmlns='http://jabber.org/protocol/muc'>`).
+    pub muc_join: bool,
+    /// Carbons (`sent`/`received`) or a forwarded copy: not decoded here.
+    pub forwarded: bool,
+    /// Part of the element could not be decoded exactly.
+    pub decode_error: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileOffer {
+    pub name: Option<String>,
+    pub size: Option<u64>,
+}
+
+const NS_CHATSTATES: &[u8] = b"http://jabber.org/protocol/chatstates";
+const NS_SI_FT: &[u8] = b"http://jabber.org/protocol/si/profile/file-transfer";
+const NS_JINGLE_FT: &[u8] = b"urn:xmpp:jingle:apps:file-transfer:";
+const NS_JINGLE_RTP: &[u8] = b"urn:xmpp:jingle:apps:rtp:";
+const NS_OOB: &[u8] = b"jabber:x:oob";
+const NS_BIND: &[u8] = b"urn:ietf:params:xml:ns:xmpp-bind";
+const NS_MUC: &[u8] = b"http://jabber.org/protocol/muc";
+
+/// Where a text belongs while reading an element.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Capture {
+    None,
+    Own,
+    Body { lang: bool },
+    Jid,
+    FileName,
+    FileSize,
+    OobUrl,
+}
+
+/// Read the fields of one complete top-level element (or a stream header).
+pub fn read_stanza(unit: &[u8]) -> Stanza {
+    let mut st = Stanza::default();
+    let mut reader = Reader::from_reader(unit);
+    {
+        let cfg = reader.config_mut();
+        cfg.check_end_names = false;
+        cfg.allow_unmatched_ends = true;
+        cfg.trim_text_start = false;
+        cfg.trim_text_end = false;
+    }
+    let mut depth = 0usize;
+    // Per open element: what its text is captured into, and whether it is
+    // inside a Jingle file-transfer description.
+    let mut stack: Vec<(Capture, bool)> = Vec::new();
+    let mut bodies: Vec<(bool, String)> = Vec::new();
+    let mut body_text = String::new();
+    let mut text_buf = String::new();
+    let mut oob_url: Option<String> = None;
+    loop {
+        let ev = match reader.read_event() {
+            Ok(ev) => ev,
+            Err(_) => {
+                st.decode_error = true;
+                break;
+            }
+        };
+        match ev {
+            XmlEvent::Start(e) | XmlEvent::Empty(e) if depth >= 64 => {
+                let _ = e;
+                st.decode_error = true;
+                break;
+            }
+            XmlEvent::Start(ref e) | XmlEvent::Empty(ref e) => {
+                let empty = matches!(ev, XmlEvent::Empty(_));
+                let in_jft = stack.last().is_some_and(|s| s.1);
+                let (cap, jft) = open_element(&mut st, e, depth, in_jft);
+                if depth == 0 && stack.is_empty() {
+                    // Own text of the top element.
+                }
+                if empty {
+                    if let Capture::Body { lang } = cap {
+                        bodies.push((lang, String::new()));
+                    }
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    stack.push((cap, jft || in_jft));
+                    depth += 1;
+                    text_buf.clear();
+                    if matches!(cap, Capture::Body { .. }) {
+                        body_text.clear();
+                    }
+                }
+            }
+            XmlEvent::End(_) => {
+                let Some((cap, _)) = stack.pop() else {
+                    break;
+                };
+                depth = depth.saturating_sub(1);
+                match cap {
+                    Capture::Body { lang } => bodies.push((lang, std::mem::take(&mut body_text))),
+                    Capture::Jid => st.bound_jid = Some(std::mem::take(&mut text_buf)),
+                    Capture::FileName => {
+                        st.file.get_or_insert_with(FileOffer::default).name =
+                            Some(std::mem::take(&mut text_buf));
+                    }
+                    Capture::FileSize => {
+                        st.file.get_or_insert_with(FileOffer::default).size =
+                            text_buf.trim().parse().ok();
+                    }
+                    Capture::OobUrl => oob_url = Some(std::mem::take(&mut text_buf)),
+                    Capture::Own | Capture::None => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            XmlEvent::Text(t) => {
+                let s = match t.unescape() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        st.decode_error = true;
+                        Cow::Owned(String::from_utf8_lossy(&t.into_inner()).into_owned())
+                    }
+                };
+                push_text(&mut st, &stack, &s, &mut body_text, &mut text_buf);
+            }
+            XmlEvent::CData(c) => {
+                let raw = c.into_inner();
+                let s = match std::str::from_utf8(&raw) {
+                    Ok(s) => Cow::Borrowed(s),
+                    Err(_) => {
+                        st.decode_error = true;
+                        String::from_utf8_lossy(&raw)
+                    }
+                };
+                push_text(&mut st, &stack, &s, &mut body_text, &mut text_buf);
+            }
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+    }
+    // RFC 6121 §5.2.3: prefer the body without xml:lang.
+    st.body = bodies
+        .iter()
+        .position(|(lang, _)| !lang)
+        .or(if bodies.is_empty() { None } else { Some(0) })
+        .map(|i| std::mem::take(&mut bodies[i].1));
+    if st.file.is_none() {
+        if let Some(url) = oob_url {
+            let url = url.trim();
+            let path = url.split(['?', '#']).next().unwrap_or(url);
+            let name = path.rsplit('/').next().unwrap_or(path);
+            st.file = Some(FileOffer {
+                name: Some(name.to_owned()),
+                size: None,
+            });
+        }
+    }
+    st
+}
+
+fn push_text(
+    st: &mut Stanza,
+    stack: &[(Capture, bool)],
+    s: &str,
+    body_text: &mut String,
+    text_buf: &mut String,
+) {
+    match stack.last().map(|c| c.0) {
+        Some(Capture::Body { .. }) => body_text.push_str(s),
+        Some(Capture::Own) => st.own_text.push_str(s),
+        Some(Capture::Jid | Capture::FileName | Capture::FileSize | Capture::OobUrl) => {
+            text_buf.push_str(s)
+        }
+        _ => {}
+    }
+}
+
+/// Take what matters from a start tag at `depth` (0 = the unit's element).
+fn open_element(
+    st: &mut Stanza,
+    e: &BytesStart<'_>,
+    depth: usize,
+    in_jft: bool,
+) -> (Capture, bool) {
+    let local = e.local_name();
+    let local = local.as_ref();
+    let mut xmlns: Option<Vec<u8>> = None;
+    let mut lang = false;
+    let mut name_attr = None;
+    let mut size_attr = None;
+    let mut media_video = false;
+    let mut action = None;
+    for a in e.attributes().with_checks(false) {
+        let Ok(a) = a else {
+            st.decode_error = true;
+            continue;
+        };
+        let key = a.key.as_ref();
+        let value = || match a.unescape_value() {
+            Ok(v) => (v.into_owned(), false),
+            Err(_) => (String::from_utf8_lossy(&a.value).into_owned(), true),
+        };
+        match key {
+            b"xmlns" => xmlns = Some(a.value.to_vec()),
+            b"xml:lang" => lang = true,
+            b"name" => name_attr = Some(value()),
+            b"size" => size_attr = Some(value()),
+            b"media" => media_video = &*a.value == b"video",
+            b"action" => action = Some(a.value.to_vec()),
+            _ if depth == 0 => {
+                let slot = match key {
+                    b"to" => &mut st.to,
+                    b"from" => &mut st.from,
+                    b"type" => &mut st.kind,
+                    b"id" => &mut st.id,
+                    b"mechanism" => &mut st.mechanism,
+                    _ => continue,
+                };
+                let (v, err) = value();
+                st.decode_error |= err;
+                *slot = Some(v);
+            }
+            _ => {}
+        }
+    }
+    let ns = xmlns.as_deref().unwrap_or_default();
+    if depth == 0 {
+        st.name = String::from_utf8_lossy(local).into_owned();
+        return (Capture::Own, false);
+    }
+    match local {
+        b"body" if depth == 1 && (xmlns.is_none() || ns == b"jabber:client" || ns == b"jabber:server") => {
+            (Capture::Body { lang }, false)
+        }
+        b"composing" | b"paused" | b"active" | b"inactive" | b"gone" if ns == NS_CHATSTATES => {
+            if st.chat_state.is_none() || local == b"composing" {
+                st.chat_state = Some(String::from_utf8_lossy(local).into_owned());
+            }
+            (Capture::None, false)
+        }
+        b"sent" | b"received" | b"forwarded" if depth == 1 => {
+            st.forwarded = true;
+            (Capture::None, false)
+        }
+        b"jid" if depth == 2 => (Capture::Jid, false),
+        b"bind" if ns == NS_BIND => (Capture::None, false),
+        b"file" if ns == NS_SI_FT || (in_jft && (name_attr.is_some() || size_attr.is_some())) => {
+            let f = st.file.get_or_insert_with(FileOffer::default);
+            if let Some((n, err)) = name_attr {
+                f.name = Some(n);
+                st.decode_error |= err;
+            }
+            if let Some((s, _)) = size_attr {
+                f.size = s.trim().parse().ok();
+            }
+            (Capture::None, in_jft)
+        }
+        b"description" if ns.starts_with(NS_JINGLE_FT) => {
+            st.file.get_or_insert_with(FileOffer::default);
+            (Capture::None, true)
+        }
+        b"description" if ns.starts_with(NS_JINGLE_RTP) => {
+            st.video_call |= media_video;
+            (Capture::None, false)
+        }
+        b"name" if in_jft => (Capture::FileName, true),
+        b"size" if in_jft => (Capture::FileSize, true),
+        b"url" if depth == 2 => (Capture::OobUrl, false),
+        b"x" if ns == NS_OOB => (Capture::None, false),
+        b"x" if ns.starts_with(NS_MUC) => {
+            st.muc_join = true;
+            (Capture::None, false)
+        }
+        b"jingle" => {
+            let _ = action;
+            (Capture::None, false)
+        }
+        _ => (Capture::None, false),
+    }
+}
+
+/// The bare JID (resource removed).
+pub fn bare(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+/// The resource part of a JID, if any.
+pub fn resource(jid: &str) -> Option<&str> {
+    jid.split_once('/').map(|(_, r)| r)
+}
+
+/// Decode standard base64 (RFC 4648, padding optional, whitespace ignored).
+/// `None` on any other byte. Output is at most 3/4 of the input.
+pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 3);
+    let mut acc = 0u32;
+    let mut bits = 0u32;
+    for &c in s {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b' ' | b'\t' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn units(stream: &[u8]) -> Vec<(Vec<u8>, Option<UnitKind>)> {
+        let mut sp = Splitter::default();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < stream.len() {
+            match sp.split(&stream[pos..]) {
+                Split::Unit(n, k) => {
+                    out.push((stream[pos..pos + n].to_vec(), Some(k)));
+                    pos += n;
+                }
+                Split::Skip(n) => {
+                    assert!(n > 0);
+                    pos += n;
+                }
+                Split::NeedMore => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn splits_a_stream_into_units() {
+        let s = b"<?xml version='1.0'?><stream:stream to='x' xmlns='jabber:client'> <message to='a' type=\"chat\"><body>1 &gt; 0</body></message><presence/>\n<iq id='a>b'><query/></iq></stream:stream>";
+        let u = units(s);
+        let kinds: Vec<_> = u.iter().map(|x| x.1.unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                UnitKind::StreamHeader,
+                UnitKind::Element,
+                UnitKind::Element,
+                UnitKind::Element,
+                UnitKind::StreamEnd
+            ]
+        );
+        assert_eq!(u[3].0, b"<iq id='a>b'><query/></iq>");
+    }
+
+    #[test]
+    fn needs_more_on_every_cut() {
+        let s = b"<message to='a'><body><![CDATA[x<y]]></body><!-- c --></message>";
+        for cut in 0..s.len() {
+            let mut sp = Splitter::default();
+            assert_eq!(sp.split(&s[..cut]), Split::NeedMore, "cut {cut}");
+            assert_eq!(sp.split(s), Split::Unit(s.len(), UnitKind::Element), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn reads_a_chat_message() {
+        let st = read_stanza(b"<message to='bob@example.net' type='chat' id='m1'><body xml:lang='de'>hallo</body><body>hi &amp; bye</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>");
+        assert_eq!(st.name, "message");
+        assert_eq!(st.to.as_deref(), Some("bob@example.net"));
+        assert_eq!(st.kind.as_deref(), Some("chat"));
+        assert_eq!(st.body.as_deref(), Some("hi & bye"));
+        assert_eq!(st.chat_state.as_deref(), Some("active"));
+        assert!(!st.decode_error);
+    }
+
+    #[test]
+    fn xhtml_body_is_not_the_body() {
+        let st = read_stanza(b"<message><body>plain</body><html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'><p>rich</p></body></html></message>");
+        assert_eq!(st.body.as_deref(), Some("plain"));
+    }
+
+    #[test]
+    fn reads_file_offers() {
+        let si = read_stanza(b"<iq type='set' to='f@x/phone'><si xmlns='http://jabber.org/protocol/si' profile='http://jabber.org/protocol/si/profile/file-transfer'><file xmlns='http://jabber.org/protocol/si/profile/file-transfer' name='men\xc3\xbc &amp; prices.txt' size='691'/></si></iq>");
+        assert_eq!(
+            si.file,
+            Some(FileOffer {
+                name: Some("menü & prices.txt".into()),
+                size: Some(691)
+            })
+        );
+        let j = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1' action='session-initiate'><content name='a'><description xmlns='urn:xmpp:jingle:apps:file-transfer:5'><file><name>a.jpg</name><size>6144</size></file></description></content></jingle></iq>");
+        assert_eq!(
+            j.file,
+            Some(FileOffer {
+                name: Some("a.jpg".into()),
+                size: Some(6144)
+            })
+        );
+        let old = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:file-transfer:1'><offer><file name='b.txt' size='3'/></offer></description></content></jingle></iq>");
+        assert_eq!(old.file.unwrap().name.as_deref(), Some("b.txt"));
+        let oob = read_stanza(b"<message><x xmlns='jabber:x:oob'><url>https://h/up/c.png?x=1</url></x></message>");
+        assert_eq!(oob.file.unwrap().name.as_deref(), Some("c.png"));
+        let v = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'/></content></jingle></iq>");
+        assert!(v.video_call);
+    }
+
+    #[test]
+    fn reads_bind_result() {
+        let st = read_stanza(b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>tom@cs-xmpp.lan/darkstar</jid></bind></iq>");
+        assert_eq!(st.bound_jid.as_deref(), Some("tom@cs-xmpp.lan/darkstar"));
+    }
+
+    #[test]
+    fn hostile_xml_does_not_panic() {
+        for s in [
+            &b"<message><body>\xff\xfe</body></message>"[..],
+            b"<message a='1' a='2'><body>&bogus;</body></message>",
+            b"</x>",
+            b"<a><b><c>",
+            b"<message to='&#xD800;'/>",
+        ] {
+            let _ = read_stanza(s);
+        }
+        let deep: Vec<u8> = b"<a>".repeat(200);
+        assert!(read_stanza(&deep).decode_error);
+    }
+
+    #[test]
+    fn finds_stanza_starts() {
+        assert_eq!(find_stanza_start(b"ge></message><iq id='1'/>"), Some(13));
+        assert_eq!(find_stanza_start(b"<messages/><presence/>"), Some(11));
+        assert_eq!(find_stanza_start(b"xx<mess"), None);
+        assert_eq!(find_stanza_start(b"<iq"), None);
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode(b"AGRhdmUAZGF2ZS1wdy0yMDI2").unwrap(), b"\0dave\0dave-pw-2026");
+        assert_eq!(base64_decode(b"YQ==").unwrap(), b"a");
+        assert!(base64_decode(b"*").is_none());
+    }
+
+    #[test]
+    fn jids() {
+        assert_eq!(bare("a@b/c/d"), "a@b");
+        assert_eq!(resource("room@s/nick"), Some("nick"));
+        assert_eq!(resource("a@b"), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! XMPP c2s session state: the local JID (bind result, SASL PLAIN user, or
+//! the `to` of incoming stanzas), MUC nicks, reflected group messages, and
+//! the TLS switch (`<proceed/>`, or binary data after SASL success). Turns
+//! stanzas into events; never buffers stream bytes (the framework hands it
+//! whole units).
+
+use std::collections::VecDeque;
+
+use super::parser::{self, Split, Splitter, Stanza};
+use crate::event::{Kind, LocalId};
+use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
+
+/// Largest stanza buffered (vCards with avatars are the big ones; chat is small).
+pub const STANZA_CAP: usize = 256 * 1024;
+
+/// Rooms remembered with our nick in them.
+const MAX_ROOMS: usize = 64;
+
+/// Ids of our own group messages remembered to recognise their reflection.
+const REFLECT_MEMORY: usize = 32;
+
+#[derive(Default)]
+pub struct XmppSession {
+    splitter: [Splitter; 2],
+    /// Full JID from the bind result (or learned from incoming `to`).
+    local: Option<String>,
+    /// `authcid@domain` from SASL PLAIN, until a bind result names the resource.
+    sasl_user: Option<String>,
+    /// The domain in the client's stream header.
+    domain: Option<String>,
+    /// (room bare JID, our nick) from our MUC join presences.
+    rooms: VecDeque<(String, String)>,
+    /// Ids of our recent groupchat messages.
+    sent_group: VecDeque<String>,
+    /// The server said `<success/>`: each side must restart its stream next.
+    after_success: [bool; 2],
+    encrypted: bool,
+}
+
+impl XmppSession {
+    fn local_id(&self) -> LocalId {
+        match self.local.as_deref().or(self.sasl_user.as_deref()) {
+            Some(j) => LocalId::Known(parser::bare(j).to_owned()),
+            None => LocalId::Unknown,
+        }
+    }
+
+    fn local_full(&self) -> Option<String> {
+        self.local.clone().or_else(|| self.sasl_user.clone())
+    }
+
+    fn stream_level(&mut self, side: Side, st: &Stanza) {
+        match (side, st.name.as_str()) {
+            (Side::Client, "stream") => {
+                if let Some(to) = &st.to {
+                    self.domain = Some(to.clone());
+                }
+            }
+            (Side::Server, "proceed") => self.encrypted = true,
+            (Side::Server, "success") => self.after_success = [true; 2],
+            (Side::Client, "auth") if st.mechanism.as_deref() == Some("PLAIN") => {
+                // authzid NUL authcid NUL password: keep only the user.
+                if let Some(plain) = parser::base64_decode(st.own_text.trim().as_bytes()) {
+                    let mut parts = plain.split(|&b| b == 0);
+                    let authzid = parts.next().unwrap_or_default();
+                    let authcid = parts.next().unwrap_or_default();
+                    if let Ok(user) = std::str::from_utf8(authcid) {
+                        if !user.is_empty() {
+                            self.sasl_user = Some(match (&self.domain, user.contains('@')) {
+                                (Some(d), false) => format!("{user}@{d}"),
+                                _ => user.to_owned(),
+                            });
+                        }
+                    } else if let Ok(z) = std::str::from_utf8(authzid) {
+                        if z.contains('@') {
+                            self.sasl_user = Some(z.to_owned());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, side: Side, st: &Stanza, unit: &[u8], out: &mut Emitter<'_>) {
+        if st.kind.as_deref() == Some("error") || st.forwarded {
+            return;
+        }
+        let group = st.kind.as_deref() == Some("groupchat");
+        let Some(who) = self.who(side, st, group) else {
+            return;
+        };
+        let Who {
+            outgoing,
+            remote,
+            sender,
+        } = who;
+        if outgoing && side == Side::Server && group {
+            // Our own group message reflected by the room.
+            if let Some(i) = st
+                .id
+                .as_ref()
+                .and_then(|id| self.sent_group.iter().position(|s| s == id))
+            {
+                self.sent_group.remove(i);
+                out.count_echo();
+                return;
+            }
+        }
+        if side == Side::Client && group {
+            if let Some(id) = &st.id {
+                if self.sent_group.len() == REFLECT_MEMORY {
+                    self.sent_group.pop_front();
+                }
+                self.sent_group.push_back(id.clone());
+            }
+        }
+        let draft = |kind| {
+            let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote.clone());
+            d.group = group;
+            d.sender = sender.clone();
+            d.decode_error = st.decode_error;
+            d
+        };
+        if st.chat_state.as_deref() == Some("composing") {
+            out.emit(draft(Kind::Typing));
+        }
+        if let Some(body) = &st.body {
+            let mut d = draft(Kind::Message);
+            d.text = Some(body.clone());
+            d.text_encoding = Some("utf-8");
+            if out.keep_raw() || st.decode_error {
+                d.raw = Some(unit.to_vec());
+            }
+            out.emit(d);
+        } else if let Some(f) = &st.file {
+            out.emit(file_draft(draft(Kind::File), f, unit, out.keep_raw()));
+        }
+    }
+
+    fn iq(&mut self, side: Side, st: &Stanza, unit: &[u8], out: &mut Emitter<'_>) {
+        if let (Side::Server, Some(jid)) = (side, &st.bound_jid) {
+            if !jid.is_empty() {
+                self.local = Some(jid.clone());
+            }
+            return;
+        }
+        if st.kind.as_deref() != Some("set") || !(st.file.is_some() || st.video_call) {
+            return;
+        }
+        let Some(Who {
+            outgoing,
+            remote,
+            sender,
+        }) = self.who(side, st, false)
+        else {
+            return;
+        };
+        let kind = if st.file.is_some() {
+            Kind::File
+        } else {
+            Kind::Webcam
+        };
+        let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
+        d.sender = sender;
+        d.decode_error = st.decode_error;
+        match &st.file {
+            Some(f) => out.emit(file_draft(d, f, unit, out.keep_raw())),
+            None => out.emit(d),
+        }
+    }
+
+    fn presence(&mut self, side: Side, st: &Stanza) {
+        if side != Side::Client || !st.muc_join {
+            return;
+        }
+        let Some(to) = &st.to else { return };
+        if let Some(nick) = parser::resource(to) {
+            let room = parser::bare(to).to_owned();
+            self.rooms.retain(|(r, _)| *r != room);
+            if self.rooms.len() == MAX_ROOMS {
+                self.rooms.pop_front();
+            }
+            self.rooms.push_back((room, nick.to_owned()));
+        }
+    }
+
+    /// Direction and ids of a stanza. Client stanzas are ours (the server
+    /// stamps `from`); server stanzas come from `from` to us (`to`), except a
+    /// room reflecting our own nick's message.
+    fn who(&mut self, side: Side, st: &Stanza, group: bool) -> Option<Who> {
+        match side {
+            Side::Client => {
+                let to = st.to.clone().or_else(|| self.domain.clone())?;
+                Some(Who {
+                    outgoing: true,
+                    remote: parser::bare(&to).to_owned(),
+                    sender: st.from.clone().or_else(|| self.local_full()),
+                })
+            }
+            Side::Server => {
+                let from = st.from.clone()?;
+                if self.local.is_none() {
+                    if let Some(to) = st.to.as_ref().filter(|t| t.contains('@')) {
+                        self.local = Some(to.clone());
+                    }
+                }
+                let room = parser::bare(&from).to_owned();
+                let own = group
+                    && parser::resource(&from).is_some_and(|nick| {
+                        self.rooms.iter().any(|(r, n)| *r == room && n == nick)
+                    });
+                Some(Who {
+                    outgoing: own,
+                    remote: room,
+                    sender: Some(from),
+                })
+            }
+        }
+    }
+}
+
+struct Who {
+    outgoing: bool,
+    remote: String,
+    sender: Option<String>,
+}
+
+fn file_draft(mut d: EventDraft, f: &parser::FileOffer, unit: &[u8], keep_raw: bool) -> EventDraft {
+    d.kind = Kind::File;
+    d.file_name = f.name.clone();
+    d.file_size = f.size;
+    if keep_raw || d.decode_error {
+        d.raw = Some(unit.to_vec());
+    }
+    d
+}
+
+impl Session for XmppSession {
+    fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step {
+        let i = side.index();
+        if self.after_success[i] {
+            // After SASL success the stream restarts with XML; anything else
+            // is a negotiated security layer.
+            match buf.iter().find(|b| !b.is_ascii_whitespace()) {
+                None => return Step::NeedMore,
+                Some(b'<') => self.after_success[i] = false,
+                Some(_) => {
+                    self.encrypted = true;
+                    return Step::Skip(buf.len().max(1));
+                }
+            }
+        }
+        match self.splitter[i].split(buf) {
+            Split::Unit(n, _) => Step::Unit(n),
+            Split::Skip(n) => Step::Skip(n),
+            Split::NeedMore => Step::NeedMore,
+        }
+    }
+
+    fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
+        self.splitter[side.index()].reset();
+        if cause == ResyncCause::Midstream {
+            let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            let rest = &buf[ws..];
+            if rest.starts_with(b"<?xml") || rest.starts_with(b"<stream") {
+                return Resync::At(ws);
+            }
+        }
+        match parser::find_stanza_start(buf) {
+            Some(at) => Resync::At(at),
+            None => Resync::Skip(buf.len().saturating_sub(parser::START_TAG_PREFIX)),
+        }
+    }
+
+    fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
+        let st = parser::read_stanza(unit);
+        if st.decode_error {
+            out.count_decode_error();
+        }
+        match st.name.as_str() {
+            "message" => self.message(side, &st, unit, out),
+            "iq" => self.iq(side, &st, unit, out),
+            "presence" => self.presence(side, &st),
+            _ => self.stream_level(side, &st),
+        }
+    }
+
+    fn unit_cap(&self) -> usize {
+        STANZA_CAP
+    }
+
+    fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+}
