@@ -32,6 +32,9 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
     if http::starts_http(buf) {
         return probe_http(buf);
     }
+    if start == ProbeStart::Stream && !command_prefix(buf) {
+        return Verdict::No;
+    }
     let mut pos = 0usize;
     for _ in 0..PROBE_LINES {
         let rest = &buf[pos.min(buf.len())..];
@@ -58,6 +61,13 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
         };
     }
     Verdict::No
+}
+
+/// The bytes so far could start a command line (`ABC ` or `123 `).
+fn command_prefix(buf: &[u8]) -> bool {
+    let head = &buf[..buf.len().min(3)];
+    (head.iter().all(u8::is_ascii_uppercase) || head.iter().all(u8::is_ascii_digit))
+        && buf.get(3).map_or(true, |b| matches!(b, b' ' | b'\r' | b'\n'))
 }
 
 fn command_shaped(line: &[u8]) -> bool {
@@ -183,6 +193,7 @@ mod tests {
         assert_eq!(probe(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Stream), Verdict::No);
         assert_eq!(probe(b"USR 1 hello\r\n", Stream), Verdict::NeedMore);
         assert_eq!(probe(b"SSH-2.0-OpenSSH\r\n", Stream), Verdict::No);
+        assert_eq!(probe(b"<?xml version='1.0'?>", Stream), Verdict::No);
         assert_eq!(
             probe(b"POST /gateway/gateway.dll?Action=open&Server=NS&IP=1.2.3.4 HTTP/1.1\r\n", Stream),
             Verdict::Yes(Role::Client)
