@@ -118,7 +118,9 @@ fn text(t: &str) -> String {
 }
 
 fn typing(user: &str) -> String {
-    format!("MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: {user}\r\n\r\n\r\n")
+    format!(
+        "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: {user}\r\n\r\n\r\n"
+    )
 }
 
 /// A compact view of an event for assertions.
@@ -192,7 +194,9 @@ fn file_context(name: &str, size: u64) -> Vec<u8> {
 }
 
 fn slp_invite(to: &str, from: &str, guid: &str, app_id: u32, context: &str) -> String {
-    let body = format!("EUF-GUID: {guid}\r\nSessionID: 1980589\r\nAppID: {app_id}\r\nContext: {context}\r\n\r\n\0");
+    let body = format!(
+        "EUF-GUID: {guid}\r\nSessionID: 1980589\r\nAppID: {app_id}\r\nContext: {context}\r\n\r\n\0"
+    );
     format!(
         "INVITE MSNMSGR:{to} MSNSLP/1.0\r\nTo: <msnmsgr:{to}>\r\nFrom: <msnmsgr:{from}>\r\nVia: MSNSLP/1.0/TLP ;branch={{33517CE4-02FC-4428-B6F4-39927229B722}}\r\nCSeq: 0\r\nCall-ID: {{9D79AE57-1BD5-444B-B14E-3FC9BB2B5D58}}\r\nMax-Forwards: 0\r\nContent-Type: application/x-msnmsgr-sessionreqbody\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -232,12 +236,36 @@ fn cmd_with_payload(head: &str, payload: &[u8]) -> Vec<u8> {
 /// A switchboard conversation: (from_client, time, bytes) per step.
 fn switchboard_script() -> Vec<(bool, i64, Vec<u8>)> {
     let mut v: Vec<(bool, i64, Vec<u8>)> = vec![
-        (true, 100, b"ANS 1 Alice@Hotmail.com;{0123-abcd} 849102291.520491113 11752013\r\n".to_vec()),
-        (false, 101, b"IRO 1 1 1 bob@hotmail.com Bob 1342177280\r\nANS 1 OK\r\n".to_vec()),
-        (true, 102, msg_out(2, &typing("alice@hotmail.com")).into_bytes()),
-        (true, 103, msg_out(3, &text("hi bob, got a minute?")).into_bytes()),
-        (false, 104, msg_in("bob@hotmail.com", &text("sure \u{2013} caf\u{e9}")).into_bytes()),
-        (false, 105, msg_in("Hotmail", &text("profile noise")).into_bytes()),
+        (
+            true,
+            100,
+            b"ANS 1 Alice@Hotmail.com;{0123-abcd} 849102291.520491113 11752013\r\n".to_vec(),
+        ),
+        (
+            false,
+            101,
+            b"IRO 1 1 1 bob@hotmail.com Bob 1342177280\r\nANS 1 OK\r\n".to_vec(),
+        ),
+        (
+            true,
+            102,
+            msg_out(2, &typing("alice@hotmail.com")).into_bytes(),
+        ),
+        (
+            true,
+            103,
+            msg_out(3, &text("hi bob, got a minute?")).into_bytes(),
+        ),
+        (
+            false,
+            104,
+            msg_in("bob@hotmail.com", &text("sure \u{2013} caf\u{e9}")).into_bytes(),
+        ),
+        (
+            false,
+            105,
+            msg_in("Hotmail", &text("profile noise")).into_bytes(),
+        ),
     ];
     let invite = "MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\nApplication-Name: File Transfer\r\nApplication-GUID: {5D3E02AB-6190-11d3-BBBB-00C04F795683}\r\nInvitation-Command: INVITE\r\nInvitation-Cookie: 17\r\nApplication-File: report.pdf\r\nApplication-FileSize: 48213\r\nConnectivity: N\r\n\r\n";
     v.push((true, 106, msg_out(4, invite).into_bytes()));
@@ -257,7 +285,12 @@ fn switchboard_script() -> Vec<(bool, i64, Vec<u8>)> {
         "alice@hotmail.com",
         "{4BD96FC0-AB17-4425-A14A-439185962DC8}",
         4,
-        &base64(&"{B8BE70DE-E2CA-4400-AE03-88FF85B9F4E8}".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>()),
+        &base64(
+            &"{B8BE70DE-E2CA-4400-AE03-88FF85B9F4E8}"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect::<Vec<u8>>(),
+        ),
     );
     for p in p2p_payloads("bob@hotmail.com", cam.as_bytes(), 1202) {
         v.push((true, 108, cmd_with_payload("MSG 5 D", &p)));
@@ -281,8 +314,16 @@ fn switchboard_script() -> Vec<(bool, i64, Vec<u8>)> {
         )
         .into_bytes(),
     ));
-    v.push((false, 111, b"JOI carol@hotmail.com Carol 1342177280\r\nJOI alice@hotmail.com Alice 0\r\n".to_vec()));
-    v.push((false, 112, msg_in("carol@hotmail.com", &text("hello all")).into_bytes()));
+    v.push((
+        false,
+        111,
+        b"JOI carol@hotmail.com Carol 1342177280\r\nJOI alice@hotmail.com Alice 0\r\n".to_vec(),
+    ));
+    v.push((
+        false,
+        112,
+        msg_in("carol@hotmail.com", &text("hello all")).into_bytes(),
+    ));
     v.push((true, 113, msg_out(7, &text("hi carol")).into_bytes()));
     v.push((false, 114, b"BYE carol@hotmail.com\r\n".to_vec()));
     v
@@ -290,21 +331,69 @@ fn switchboard_script() -> Vec<(bool, i64, Vec<u8>)> {
 
 fn switchboard_expected() -> Vec<Seen> {
     let g = "groupchat-111";
-    let mut group_in = s(Kind::Message, false, g, "carol@hotmail.com", Some("hello all"));
+    let mut group_in = s(
+        Kind::Message,
+        false,
+        g,
+        "carol@hotmail.com",
+        Some("hello all"),
+    );
     group_in.group = true;
-    let mut group_out = s(Kind::Message, true, g, "alice@hotmail.com", Some("hi carol"));
+    let mut group_out = s(
+        Kind::Message,
+        true,
+        g,
+        "alice@hotmail.com",
+        Some("hi carol"),
+    );
     group_out.group = true;
-    let mut file_out = s(Kind::File, true, "bob@hotmail.com", "alice@hotmail.com", None);
+    let mut file_out = s(
+        Kind::File,
+        true,
+        "bob@hotmail.com",
+        "alice@hotmail.com",
+        None,
+    );
     file_out.file = Some((Some("report.pdf".into()), Some(48213)));
-    let mut file_in = s(Kind::File, false, "bob@hotmail.com", "bob@hotmail.com", None);
+    let mut file_in = s(
+        Kind::File,
+        false,
+        "bob@hotmail.com",
+        "bob@hotmail.com",
+        None,
+    );
     file_in.file = Some((Some("holiday photo.jpg".into()), Some(1_234_567)));
     vec![
-        s(Kind::Typing, true, "bob@hotmail.com", "alice@hotmail.com", None),
-        s(Kind::Message, true, "bob@hotmail.com", "alice@hotmail.com", Some("hi bob, got a minute?")),
-        s(Kind::Message, false, "bob@hotmail.com", "bob@hotmail.com", Some("sure \u{2013} caf\u{e9}")),
+        s(
+            Kind::Typing,
+            true,
+            "bob@hotmail.com",
+            "alice@hotmail.com",
+            None,
+        ),
+        s(
+            Kind::Message,
+            true,
+            "bob@hotmail.com",
+            "alice@hotmail.com",
+            Some("hi bob, got a minute?"),
+        ),
+        s(
+            Kind::Message,
+            false,
+            "bob@hotmail.com",
+            "bob@hotmail.com",
+            Some("sure \u{2013} caf\u{e9}"),
+        ),
         file_out,
         file_in,
-        s(Kind::Webcam, true, "bob@hotmail.com", "alice@hotmail.com", None),
+        s(
+            Kind::Webcam,
+            true,
+            "bob@hotmail.com",
+            "alice@hotmail.com",
+            None,
+        ),
         group_in,
         group_out,
     ]
@@ -393,7 +482,10 @@ fn a_gap_inside_a_payload_loses_only_that_message() {
     let mut f = Flow::new(CLIENT, SERVER, true, false);
     f.send(true, 1, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
     f.send(false, 1, b"JOI bob@hotmail.com Bob\r\n");
-    let lost = msg_in("bob@hotmail.com", &text("this one is cut MSG 1 N 5\r\nabcde"));
+    let lost = msg_in(
+        "bob@hotmail.com",
+        &text("this one is cut MSG 1 N 5\r\nabcde"),
+    );
     f.send(false, 2, &lost.as_bytes()[..40]);
     f.gap(false, 3, 30);
     let rest = &lost.as_bytes()[70..];
@@ -427,7 +519,11 @@ fn midstream_pickup_on_a_non_standard_port() {
     assert_eq!(
         got,
         vec![
-            (false, "bob@hotmail.com".to_string(), Some("picked up".to_string())),
+            (
+                false,
+                "bob@hotmail.com".to_string(),
+                Some("picked up".to_string())
+            ),
             // The outgoing MSG names no recipient and no JOI/IRO was seen.
             (true, "unknown".to_string(), Some("reply".to_string())),
         ]
@@ -443,13 +539,39 @@ fn notification_server_facts_and_yahoo_interop() {
     f.send(true, 1, b"VER 1 MSNP15 MSNP14 CVR0\r\n");
     f.send(false, 1, b"VER 1 MSNP15\r\n");
     f.send(true, 2, b"USR 3 SSO I Alice@Live.com\r\n");
-    f.send(false, 3, b"XFR 10 SB 65.54.171.31:1863 CKI 17262740.1050826919.32308 U messenger.msn.com 1\r\n");
-    f.send(false, 4, b"RNG 11752013 65.54.171.31:1863 CKI 849102291.520491113 bob@hotmail.com Bob\r\n");
-    f.send(false, 5, &cmd_with_payload("MSG Hotmail Hotmail", text("x").as_bytes()));
-    f.send(true, 6, &cmd_with_payload("UUM 12 yahooguy@yahoo.com 32 1", text("hi yahoo").as_bytes()));
-    f.send(false, 7, &cmd_with_payload("UBM yahooguy@yahoo.com 32 1", text("hi msn").as_bytes()));
+    f.send(
+        false,
+        3,
+        b"XFR 10 SB 65.54.171.31:1863 CKI 17262740.1050826919.32308 U messenger.msn.com 1\r\n",
+    );
+    f.send(
+        false,
+        4,
+        b"RNG 11752013 65.54.171.31:1863 CKI 849102291.520491113 bob@hotmail.com Bob\r\n",
+    );
+    f.send(
+        false,
+        5,
+        &cmd_with_payload("MSG Hotmail Hotmail", text("x").as_bytes()),
+    );
+    f.send(
+        true,
+        6,
+        &cmd_with_payload(
+            "UUM 12 yahooguy@yahoo.com 32 1",
+            text("hi yahoo").as_bytes(),
+        ),
+    );
+    f.send(
+        false,
+        7,
+        &cmd_with_payload("UBM yahooguy@yahoo.com 32 1", text("hi msn").as_bytes()),
+    );
     let (ev, facts) = f.close();
-    let tokens: Vec<(&str, &str)> = facts.iter().map(|x| (x.token.as_str(), x.user.as_str())).collect();
+    let tokens: Vec<(&str, &str)> = facts
+        .iter()
+        .map(|x| (x.token.as_str(), x.user.as_str()))
+        .collect();
     assert_eq!(
         tokens,
         [
@@ -458,9 +580,21 @@ fn notification_server_facts_and_yahoo_interop() {
         ]
     );
     let got: Vec<Seen> = ev.iter().map(seen).collect();
-    let mut out = s(Kind::Message, true, "yahooguy@yahoo.com", "alice@live.com", Some("hi yahoo"));
+    let mut out = s(
+        Kind::Message,
+        true,
+        "yahooguy@yahoo.com",
+        "alice@live.com",
+        Some("hi yahoo"),
+    );
     out.local = Some("alice@live.com".into());
-    let mut inc = s(Kind::Message, false, "yahooguy@yahoo.com", "yahooguy@yahoo.com", Some("hi msn"));
+    let mut inc = s(
+        Kind::Message,
+        false,
+        "yahooguy@yahoo.com",
+        "yahooguy@yahoo.com",
+        Some("hi msn"),
+    );
     inc.local = Some("alice@live.com".into());
     assert_eq!(got, [out, inc]);
 }
@@ -473,20 +607,67 @@ fn msnp21_sdg_messages_and_typing() {
         let p = format!("Routing: 1.0\r\nTo: {to}\r\nFrom: {from}\r\n\r\nReliability: 1.0\r\n\r\nMessaging: 2.0\r\nMessage-Type: {kind}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         p
     };
-    f.send(true, 2, &cmd_with_payload("SDG 4", sdg("1:alice@live.com;epid={1}", "1:bob@live.com", "Text", "hey").as_bytes()));
-    f.send(false, 3, &cmd_with_payload("SDG 0", sdg("1:bob@live.com;epid={2}", "1:alice@live.com", "Control/Typing", "").as_bytes()));
-    f.send(false, 4, &cmd_with_payload("SDG 0", sdg("1:carol@live.com", "10:{abc}@live.com", "Text", "room").as_bytes()));
+    f.send(
+        true,
+        2,
+        &cmd_with_payload(
+            "SDG 4",
+            sdg("1:alice@live.com;epid={1}", "1:bob@live.com", "Text", "hey").as_bytes(),
+        ),
+    );
+    f.send(
+        false,
+        3,
+        &cmd_with_payload(
+            "SDG 0",
+            sdg(
+                "1:bob@live.com;epid={2}",
+                "1:alice@live.com",
+                "Control/Typing",
+                "",
+            )
+            .as_bytes(),
+        ),
+    );
+    f.send(
+        false,
+        4,
+        &cmd_with_payload(
+            "SDG 0",
+            sdg("1:carol@live.com", "10:{abc}@live.com", "Text", "room").as_bytes(),
+        ),
+    );
     let (ev, _) = f.close();
     let got: Vec<(Kind, bool, String, bool, Option<String>)> = ev
         .iter()
-        .map(|e| (e.kind, e.outgoing, e.remote_id.clone(), e.group, e.text.clone()))
+        .map(|e| {
+            (
+                e.kind,
+                e.outgoing,
+                e.remote_id.clone(),
+                e.group,
+                e.text.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
         [
-            (Kind::Message, true, "bob@live.com".into(), false, Some("hey".into())),
+            (
+                Kind::Message,
+                true,
+                "bob@live.com".into(),
+                false,
+                Some("hey".into())
+            ),
             (Kind::Typing, false, "bob@live.com".into(), false, None),
-            (Kind::Message, false, "10:{abc}@live.com".into(), true, Some("room".into())),
+            (
+                Kind::Message,
+                false,
+                "10:{abc}@live.com".into(),
+                true,
+                Some("room".into())
+            ),
         ]
     );
     assert_eq!(ev[2].sender.as_deref(), Some("carol@live.com"));
@@ -539,7 +720,11 @@ fn gateway_script() -> Vec<(bool, i64, Vec<u8>)> {
         (true, 3, pipelined),
         (false, 4, reply("1234.4", b"", false)),
         (false, 5, reply("1234.5", b"", false)),
-        (true, 6, post("/gateway/gateway.dll?Action=poll&SessionID=1234.5", b"")),
+        (
+            true,
+            6,
+            post("/gateway/gateway.dll?Action=poll&SessionID=1234.5", b""),
+        ),
         (false, 7, reply("1234.6", incoming.as_bytes(), true)),
     ]
 }
@@ -556,8 +741,20 @@ fn http_gateway_with_keep_alive_pipelining_and_chunked_bodies() {
         assert_eq!(
             got,
             [
-                s(Kind::Message, true, "bob@hotmail.com", "alice@hotmail.com", Some("through the gateway")),
-                s(Kind::Message, false, "bob@hotmail.com", "bob@hotmail.com", Some("hello over http")),
+                s(
+                    Kind::Message,
+                    true,
+                    "bob@hotmail.com",
+                    "alice@hotmail.com",
+                    Some("through the gateway")
+                ),
+                s(
+                    Kind::Message,
+                    false,
+                    "bob@hotmail.com",
+                    "bob@hotmail.com",
+                    Some("hello over http")
+                ),
             ],
             "syn seen: {syn}"
         );
@@ -598,7 +795,14 @@ fn http_gateway_split_invariance() {
 #[test]
 fn gateway_session_without_its_login_refers_to_a_token() {
     let mut f = Flow::new("10.0.0.5:3001", "65.54.239.140:80", true, false);
-    f.send(true, 1, &post("/gateway/gateway.dll?SessionID=77.9", msg_out(5, &text("later connection")).as_bytes()));
+    f.send(
+        true,
+        1,
+        &post(
+            "/gateway/gateway.dll?SessionID=77.9",
+            msg_out(5, &text("later connection")).as_bytes(),
+        ),
+    );
     let (ev, _) = f.close();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].local_id, LocalId::Token("msn-gw:77".into()));
@@ -709,7 +913,10 @@ mod mutations {
     use proptest::prelude::*;
 
     fn stream() -> Vec<(bool, Vec<u8>)> {
-        let mut v: Vec<(bool, Vec<u8>)> = switchboard_script().into_iter().map(|(c, _, b)| (c, b)).collect();
+        let mut v: Vec<(bool, Vec<u8>)> = switchboard_script()
+            .into_iter()
+            .map(|(c, _, b)| (c, b))
+            .collect();
         v.extend(gateway_script().into_iter().map(|(c, _, b)| (c, b)));
         v
     }

@@ -56,7 +56,10 @@ pub fn starts_http(buf: &[u8]) -> bool {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -82,10 +85,16 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, ()> {
     }
     let window = &buf[..buf.len().min(MAX_HEAD)];
     let Some(end) = memchr::memmem::find(window, b"\r\n\r\n") else {
-        return if buf.len() >= MAX_HEAD { Err(()) } else { Ok(None) };
+        return if buf.len() >= MAX_HEAD {
+            Err(())
+        } else {
+            Ok(None)
+        };
     };
     let head = &buf[..end];
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let first = lines.next().ok_or(())?;
     let first = std::str::from_utf8(first).map_err(|_| ())?;
     let mut parts = first.split(' ');
@@ -151,7 +160,11 @@ fn chunked_len(buf: &[u8], mut on_chunk: impl FnMut(&[u8])) -> Result<Option<usi
     for _ in 0..MAX_CHUNKS {
         let rest = &buf[pos..];
         let Some(nl) = memchr::memchr(b'\n', &rest[..rest.len().min(1024)]) else {
-            return if rest.len() >= 1024 { Err(()) } else { Ok(None) };
+            return if rest.len() >= 1024 {
+                Err(())
+            } else {
+                Ok(None)
+            };
         };
         let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
         let hex = line.split(|&b| b == b';').next().unwrap_or_default();
@@ -170,10 +183,18 @@ fn chunked_len(buf: &[u8], mut on_chunk: impl FnMut(&[u8])) -> Result<Option<usi
             loop {
                 let rest = &buf[pos..];
                 let Some(nl) = memchr::memchr(b'\n', &rest[..rest.len().min(1024)]) else {
-                    return if rest.len() >= 1024 { Err(()) } else { Ok(None) };
+                    return if rest.len() >= 1024 {
+                        Err(())
+                    } else {
+                        Ok(None)
+                    };
                 };
                 pos += nl + 1;
-                if rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]).is_empty() {
+                if rest[..nl]
+                    .strip_suffix(b"\r")
+                    .unwrap_or(&rest[..nl])
+                    .is_empty()
+                {
                     return Ok(Some(pos));
                 }
             }
@@ -393,7 +414,10 @@ mod tests {
 
     #[test]
     fn resync_finds_the_next_message_start() {
-        assert_eq!(resync_http(b"junk\r\nmore\r\nHTTP/1.1 200 OK\r\n"), Some(12));
+        assert_eq!(
+            resync_http(b"junk\r\nmore\r\nHTTP/1.1 200 OK\r\n"),
+            Some(12)
+        );
         assert_eq!(resync_http(b"POST /"), Some(0));
         assert_eq!(resync_http(b"junk"), None);
     }

@@ -67,12 +67,15 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
 fn command_prefix(buf: &[u8]) -> bool {
     let head = &buf[..buf.len().min(3)];
     (head.iter().all(u8::is_ascii_uppercase) || head.iter().all(u8::is_ascii_digit))
-        && buf.get(3).map_or(true, |b| matches!(b, b' ' | b'\r' | b'\n'))
+        && buf
+            .get(3)
+            .map_or(true, |b| matches!(b, b' ' | b'\r' | b'\n'))
 }
 
 fn command_shaped(line: &[u8]) -> bool {
     line.len() >= 3
-        && (line[..3].iter().all(u8::is_ascii_uppercase) || line[..3].iter().all(u8::is_ascii_digit))
+        && (line[..3].iter().all(u8::is_ascii_uppercase)
+            || line[..3].iter().all(u8::is_ascii_digit))
         && line.get(3).map_or(true, |&b| b == b' ')
 }
 
@@ -87,7 +90,9 @@ fn is_email(t: &[u8]) -> bool {
 
 /// A switchboard cookie: `1234.5678.9012` style, or a long opaque token.
 fn is_cookie(t: &[u8]) -> bool {
-    t.len() >= 6 && t.iter().all(|b| b.is_ascii_alphanumeric() || b".-_=+/".contains(b))
+    t.len() >= 6
+        && t.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_=+/".contains(b))
 }
 
 /// What one complete line proves, and who wrote it.
@@ -95,7 +100,10 @@ fn evidence(line: &[u8], after: &[u8]) -> Option<Role> {
     if !command_shaped(line) {
         return None;
     }
-    let t: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|p| !p.is_empty()).collect();
+    let t: Vec<&[u8]> = line
+        .split(|&b| b == b' ')
+        .filter(|p| !p.is_empty())
+        .collect();
     let tok = |i: usize| t.get(i).copied().unwrap_or_default();
     match tok(0) {
         b"VER" if is_trid(tok(1)) => {
@@ -117,7 +125,11 @@ fn evidence(line: &[u8], after: &[u8]) -> Option<Role> {
             Some(Role::Server)
         }
         b"CAL" if is_trid(tok(1)) && is_email(tok(2)) => Some(Role::Client),
-        b"XFR" if is_trid(tok(1)) && (tok(2) == b"SB" || tok(2) == b"NS") && tok(3).contains(&b':') => {
+        b"XFR"
+            if is_trid(tok(1))
+                && (tok(2) == b"SB" || tok(2) == b"NS")
+                && tok(3).contains(&b':') =>
+        {
             Some(Role::Server)
         }
         b"MSG" if t.len() >= 4 && is_trid(t[t.len() - 1]) && mime_start(after) => {
@@ -178,7 +190,10 @@ mod tests {
     #[test]
     fn probes_the_detection_table() {
         use ProbeStart::*;
-        assert_eq!(probe(b"VER 1 MSNP15 MSNP14 CVR0\r\n", Stream), Verdict::Yes(Role::Unknown));
+        assert_eq!(
+            probe(b"VER 1 MSNP15 MSNP14 CVR0\r\n", Stream),
+            Verdict::Yes(Role::Unknown)
+        );
         assert_eq!(
             probe(b"USR 1 a@b.com 1234.5678.9012\r\n", Stream),
             Verdict::Yes(Role::Client)
@@ -187,22 +202,40 @@ mod tests {
             probe(b"ANS 1 a@b.com 849102291.520491113 11752013\r\n", Stream),
             Verdict::Yes(Role::Client)
         );
-        assert_eq!(probe(b"USR 1 OK a@b.com Alice\r\n", Stream), Verdict::Yes(Role::Server));
-        assert_eq!(probe(b"IRO 1 1 2 b@c.com Bob\r\n", Stream), Verdict::Yes(Role::Server));
+        assert_eq!(
+            probe(b"USR 1 OK a@b.com Alice\r\n", Stream),
+            Verdict::Yes(Role::Server)
+        );
+        assert_eq!(
+            probe(b"IRO 1 1 2 b@c.com Bob\r\n", Stream),
+            Verdict::Yes(Role::Server)
+        );
         assert_eq!(probe(b"USR 1 a@b.com", Stream), Verdict::NeedMore);
-        assert_eq!(probe(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Stream), Verdict::No);
+        assert_eq!(
+            probe(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Stream),
+            Verdict::No
+        );
         assert_eq!(probe(b"USR 1 hello\r\n", Stream), Verdict::NeedMore);
         assert_eq!(probe(b"SSH-2.0-OpenSSH\r\n", Stream), Verdict::No);
         assert_eq!(probe(b"<?xml version='1.0'?>", Stream), Verdict::No);
         assert_eq!(
-            probe(b"POST /gateway/gateway.dll?Action=open&Server=NS&IP=1.2.3.4 HTTP/1.1\r\n", Stream),
+            probe(
+                b"POST /gateway/gateway.dll?Action=open&Server=NS&IP=1.2.3.4 HTTP/1.1\r\n",
+                Stream
+            ),
             Verdict::Yes(Role::Client)
         );
         assert_eq!(
-            probe(b"HTTP/1.1 200 OK\r\nX-MSN-Messenger: SessionID=1.1; GW-IP=2.2.2.2\r\n\r\n", Stream),
+            probe(
+                b"HTTP/1.1 200 OK\r\nX-MSN-Messenger: SessionID=1.1; GW-IP=2.2.2.2\r\n\r\n",
+                Stream
+            ),
             Verdict::Yes(Role::Server)
         );
-        assert_eq!(probe(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", Stream), Verdict::No);
+        assert_eq!(
+            probe(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", Stream),
+            Verdict::No
+        );
     }
 
     #[test]
@@ -211,7 +244,9 @@ mod tests {
         assert_eq!(probe(s, ProbeStart::Midstream), Verdict::Yes(Role::Server));
         let c = b"ly\r\nMSG 12 N 19\r\nMIME-Version: 1.0\r\n";
         assert_eq!(probe(c, ProbeStart::Midstream), Verdict::Yes(Role::Client));
-        assert_eq!(probe(b"hello\r\nworld\r\n", ProbeStart::Midstream), Verdict::NeedMore);
+        assert_eq!(
+            probe(b"hello\r\nworld\r\n", ProbeStart::Midstream),
+            Verdict::NeedMore
+        );
     }
-
 }

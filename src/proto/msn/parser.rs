@@ -38,8 +38,8 @@ pub const MAX_PAYLOAD: usize = 256 * 1024;
 /// Commands whose last parameter is the byte length of a payload that follows
 /// the CRLF (union over MSNP versions, protocols.md §1 "Framing").
 const PAYLOAD_COMMANDS: [&[u8; 3]; 20] = [
-    b"MSG", b"UUM", b"UBM", b"NOT", b"UUX", b"UBX", b"UUN", b"UBN", b"ADL", b"RML", b"FQY",
-    b"GCF", b"QRY", b"PAG", b"IPG", b"SDG", b"NFY", b"PUT", b"DEL", b"SBS",
+    b"MSG", b"UUM", b"UBM", b"NOT", b"UUX", b"UBX", b"UUN", b"UBN", b"ADL", b"RML", b"FQY", b"GCF",
+    b"QRY", b"PAG", b"IPG", b"SDG", b"NFY", b"PUT", b"DEL", b"SBS",
 ];
 
 /// Payload commands whose length must be present (a line without it is garbage).
@@ -47,11 +47,11 @@ const STRICT_PAYLOAD: [&[u8; 3]; 6] = [b"MSG", b"UUM", b"UBM", b"NOT", b"SDG", b
 
 /// Commands accepted as a resync point.
 const KNOWN_COMMANDS: [&[u8; 3]; 52] = [
-    b"VER", b"CVR", b"USR", b"XFR", b"RNG", b"ANS", b"CAL", b"IRO", b"JOI", b"BYE", b"MSG",
-    b"OUT", b"CHG", b"ILN", b"NLN", b"FLN", b"SYN", b"LST", b"LSG", b"ADD", b"ADC", b"REM",
-    b"REA", b"PRP", b"BPR", b"BLP", b"GTC", b"CHL", b"QRY", b"PNG", b"QNG", b"NOT", b"UUM",
-    b"UBM", b"UBX", b"UUX", b"UUN", b"UBN", b"ADL", b"RML", b"FQY", b"GCF", b"PAG", b"IPG",
-    b"SDG", b"NFY", b"PUT", b"DEL", b"SBS", b"URL", b"ACK", b"NAK",
+    b"VER", b"CVR", b"USR", b"XFR", b"RNG", b"ANS", b"CAL", b"IRO", b"JOI", b"BYE", b"MSG", b"OUT",
+    b"CHG", b"ILN", b"NLN", b"FLN", b"SYN", b"LST", b"LSG", b"ADD", b"ADC", b"REM", b"REA", b"PRP",
+    b"BPR", b"BLP", b"GTC", b"CHL", b"QRY", b"PNG", b"QNG", b"NOT", b"UUM", b"UBM", b"UBX", b"UUX",
+    b"UUN", b"UBN", b"ADL", b"RML", b"FQY", b"GCF", b"PAG", b"IPG", b"SDG", b"NFY", b"PUT", b"DEL",
+    b"SBS", b"URL", b"ACK", b"NAK",
 ];
 
 /// Server-initiated commands that carry no transaction id; their first
@@ -95,8 +95,7 @@ impl<'a> Command<'a> {
 }
 
 fn is_name(n: &[u8]) -> bool {
-    n.len() == 3
-        && (n.iter().all(u8::is_ascii_uppercase) || n.iter().all(u8::is_ascii_digit))
+    n.len() == 3 && (n.iter().all(u8::is_ascii_uppercase) || n.iter().all(u8::is_ascii_digit))
 }
 
 /// Whether the bytes available could start a command line.
@@ -249,7 +248,14 @@ fn payload_fits(name: &[u8], payload: &[u8], declared: usize) -> Option<bool> {
     if declared < need {
         return Some(false);
     }
-    if payload.len() < heads.iter().map(|h| h.len()).max().unwrap_or(0).min(declared) {
+    if payload.len()
+        < heads
+            .iter()
+            .map(|h| h.len())
+            .max()
+            .unwrap_or(0)
+            .min(declared)
+    {
         return None;
     }
     Some(heads.iter().any(|h| {
@@ -392,7 +398,10 @@ impl<'a> Mime<'a> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -443,7 +452,8 @@ pub fn classify(payload: &[u8]) -> MsgContent<'_> {
         "text/x-msmsgsinvite" => MsgContent::Invite(Invitation::parse(mime.body)),
         "application/x-msnmsgrp2p" => MsgContent::P2p(P2pChunk::parse(
             mime.body,
-            mime.header_str("P2P-Dest").is_some_and(|d| d.contains(";{")),
+            mime.header_str("P2P-Dest")
+                .is_some_and(|d| d.contains(";{")),
         )),
         "text/x-msnmsgr-datacast" => {
             let id = Mime::parse(mime.body)
@@ -739,7 +749,10 @@ mod tests {
     fn partial_units_ask_for_more_with_the_total_when_known() {
         assert_eq!(frame_command(b"MS"), Frame::NeedMore(None));
         assert_eq!(frame_command(b"MSG 1 U 10"), Frame::NeedMore(None));
-        assert_eq!(frame_command(b"MSG 1 U 10\r\nabc"), Frame::NeedMore(Some(22)));
+        assert_eq!(
+            frame_command(b"MSG 1 U 10\r\nabc"),
+            Frame::NeedMore(Some(22))
+        );
     }
 
     #[test]
@@ -769,7 +782,10 @@ mod tests {
     #[test]
     fn gcf_without_a_length_is_a_plain_line() {
         assert_eq!(frame_command(b"GCF 4 Shields.xml\r\n"), Frame::Unit(19));
-        assert_eq!(frame_command(b"GCF 4 Shields.xml 3\r\nabc"), Frame::Unit(24));
+        assert_eq!(
+            frame_command(b"GCF 4 Shields.xml 3\r\nabc"),
+            Frame::Unit(24)
+        );
     }
 
     #[test]
@@ -790,7 +806,10 @@ mod tests {
         // No line start with a command at all: everything can go.
         assert_eq!(resync(b"abc\r\ndef\r\n"), Boundary::Skip(10));
         // A trid-less MSG whose first parameter is no address is not enough.
-        assert_eq!(resync(b"MSG hello there 5\r\nJOI a@b C\r\n"), Boundary::At(19));
+        assert_eq!(
+            resync(b"MSG hello there 5\r\nJOI a@b C\r\n"),
+            Boundary::At(19)
+        );
         // An incomplete line at the end may be a candidate.
         assert_eq!(resync(b"abc\r\nUS"), Boundary::NeedMore(5));
         assert_eq!(resync(b"abcdefMS"), Boundary::NeedMore(6));
@@ -920,8 +939,14 @@ mod tests {
 
     #[test]
     fn slp_webcam_and_display_picture() {
-        let cam = format!("INVITE MSNMSGR:b@x MSNSLP/1.0\r\n\r\nEUF-GUID: {}\r\nAppID: 4\r\n", GUID_WEBCAM_ASK.to_lowercase());
-        assert_eq!(SlpInvite::find(cam.as_bytes()).unwrap().offer(), SlpOffer::Webcam);
+        let cam = format!(
+            "INVITE MSNMSGR:b@x MSNSLP/1.0\r\n\r\nEUF-GUID: {}\r\nAppID: 4\r\n",
+            GUID_WEBCAM_ASK.to_lowercase()
+        );
+        assert_eq!(
+            SlpInvite::find(cam.as_bytes()).unwrap().offer(),
+            SlpOffer::Webcam
+        );
         let pic = b"INVITE MSNMSGR:b@x MSNSLP/1.0\r\n\r\nEUF-GUID: {A4268EEC-FEC5-49E5-95C3-F126696BDBF6}\r\nAppID: 1\r\n";
         assert_eq!(SlpInvite::find(pic).unwrap().offer(), SlpOffer::Other);
         assert_eq!(SlpInvite::find(b"BYE MSNMSGR:b@x"), None);
@@ -936,7 +961,10 @@ mod tests {
         body.extend_from_slice(b"hello\0\0\0\0");
         let c = P2pChunk::parse(&body, false);
         let h = c.v1.unwrap();
-        assert_eq!((h.session_id, h.id, h.total_size, h.chunk_len), (0, 7, 5, 5));
+        assert_eq!(
+            (h.session_id, h.id, h.total_size, h.chunk_len),
+            (0, 7, 5, 5)
+        );
         assert_eq!(c.data, b"hello");
         // A chunk length beyond the body falls back to the raw body.
         body[32..36].copy_from_slice(&5000u32.to_le_bytes());

@@ -8,10 +8,12 @@
 use std::collections::VecDeque;
 
 use crate::event::{Kind, LocalId};
-use crate::proto::{EventDraft, Emitter, Resync, ResyncCause, Session, Side, Step};
+use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
 use super::http::{self, HttpFrame, StartLine};
-use super::parser::{self, Boundary, Command, Frame, Mime, MsgContent, P2pChunk, SlpInvite, SlpOffer};
+use super::parser::{
+    self, Boundary, Command, Frame, Mime, MsgContent, P2pChunk, SlpInvite, SlpOffer,
+};
 
 /// Largest unit the framework buffers for MSN (a payload command or an HTTP message).
 pub const UNIT_CAP: usize = parser::MAX_PAYLOAD + parser::MAX_LINE + http::MAX_HEAD;
@@ -123,11 +125,9 @@ impl MsnpState {
                     _ => {}
                 }
             }
-            (b"USR", Side::Server) => {
-                if cmd.param(1) == Some("OK") {
-                    if let Some(email) = cmd.param(2) {
-                        self.learn_local(email, out);
-                    }
+            (b"USR", Side::Server) if cmd.param(1) == Some("OK") => {
+                if let Some(email) = cmd.param(2) {
+                    self.learn_local(email, out);
                 }
             }
             (b"ANS", Side::Client) => {
@@ -135,17 +135,13 @@ impl MsnpState {
                     self.learn_local(email, out);
                 }
             }
-            (b"XFR", Side::Server) => {
-                // `XFR t SB ip:port CKI <cookie>`: the SB we asked for.
-                if cmd.param(1) == Some("SB") && cmd.param(3) == Some("CKI") {
-                    self.cookie_fact(cmd.param(4), out);
-                }
+            // `XFR t SB ip:port CKI <cookie>`: the SB we asked for.
+            (b"XFR", Side::Server) if cmd.param(1) == Some("SB") && cmd.param(3) == Some("CKI") => {
+                self.cookie_fact(cmd.param(4), out);
             }
-            (b"RNG", Side::Server) => {
-                // `RNG sessid ip:port CKI <cookie> <inviter> <nick>`.
-                if cmd.param(2) == Some("CKI") {
-                    self.cookie_fact(cmd.param(3), out);
-                }
+            // `RNG sessid ip:port CKI <cookie> <inviter> <nick>`.
+            (b"RNG", Side::Server) if cmd.param(2) == Some("CKI") => {
+                self.cookie_fact(cmd.param(3), out);
             }
             (b"IRO", Side::Server) => {
                 if let Some(email) = cmd.param(3) {
@@ -220,7 +216,13 @@ impl MsnpState {
     }
 
     /// A switchboard `MSG` payload (`from` = sender for incoming).
-    fn on_payload(&mut self, side: Side, from: Option<&str>, payload: &[u8], out: &mut Emitter<'_>) {
+    fn on_payload(
+        &mut self,
+        side: Side,
+        from: Option<&str>,
+        payload: &[u8],
+        out: &mut Emitter<'_>,
+    ) {
         let draft = self.draft(Kind::Message, side, from);
         self.content_event(side, draft, payload, out);
     }
@@ -238,7 +240,13 @@ impl MsnpState {
     }
 
     /// Fill `draft` from a MIME payload and emit it, or drop non-chat content.
-    fn content_event(&mut self, side: Side, mut d: EventDraft, payload: &[u8], out: &mut Emitter<'_>) {
+    fn content_event(
+        &mut self,
+        side: Side,
+        mut d: EventDraft,
+        payload: &[u8],
+        out: &mut Emitter<'_>,
+    ) {
         match parser::classify(payload) {
             MsgContent::Text { charset, body } => {
                 if body.is_empty() {
@@ -316,7 +324,10 @@ impl MsnpState {
             });
             return None;
         }
-        let i = self.slp.iter().position(|p| p.side == side && p.id == h.id)?;
+        let i = self
+            .slp
+            .iter()
+            .position(|p| p.side == side && p.id == h.id)?;
         let part = &mut self.slp[i];
         if h.offset != part.data.len() as u64 {
             // Out of order or duplicated: give up on this message.
@@ -364,7 +375,10 @@ impl MsnpState {
         let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), remote_id);
         d.group = group;
         d.sender = if outgoing { self.local.clone() } else { from };
-        let kind = messaging.header_str("Message-Type").unwrap_or_default().trim();
+        let kind = messaging
+            .header_str("Message-Type")
+            .unwrap_or_default()
+            .trim();
         if kind.eq_ignore_ascii_case("Text") {
             if messaging.body.is_empty() {
                 return;
@@ -484,7 +498,9 @@ impl Gateway {
             }
             (Side::Server, StartLine::Response { .. }) => {
                 let asked = self.waiting.pop_front();
-                let Some((id, closed)) = msg.header("X-MSN-Messenger").and_then(http::messenger_header)
+                let Some((id, closed)) = msg
+                    .header("X-MSN-Messenger")
+                    .and_then(http::messenger_header)
                 else {
                     return;
                 };
@@ -589,7 +605,8 @@ impl MsnSession {
     fn decide(&mut self, buf: &[u8]) {
         if matches!(self.mode, Mode::Undecided) && !buf.is_empty() {
             let http = http::starts_http(buf)
-                || memchr::memmem::find(&buf[..buf.len().min(4096)], b"/gateway/gateway.dll").is_some();
+                || memchr::memmem::find(&buf[..buf.len().min(4096)], b"/gateway/gateway.dll")
+                    .is_some();
             self.mode = if http {
                 Mode::Gateway(Gateway::default())
             } else {
@@ -607,7 +624,10 @@ impl Session for MsnSession {
                 HttpFrame::Unit(n) => Step::Unit(n),
                 HttpFrame::NeedMore => Step::NeedMore,
                 HttpFrame::Invalid => {
-                    let next = buf.get(1..).and_then(http::resync_http).map_or(buf.len(), |p| p + 1);
+                    let next = buf
+                        .get(1..)
+                        .and_then(http::resync_http)
+                        .map_or(buf.len(), |p| p + 1);
                     Step::Skip(next.max(1))
                 }
             },
@@ -618,7 +638,9 @@ impl Session for MsnSession {
                     // Out of step: skip to the next plausible command.
                     let rest = buf.get(1..).unwrap_or_default();
                     match parser::resync(rest) {
-                        Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => Step::Skip(p + 1),
+                        Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => {
+                            Step::Skip(p + 1)
+                        }
                     }
                 }
             },

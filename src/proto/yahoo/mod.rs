@@ -78,13 +78,29 @@ mod tests {
             p
         };
         assert_eq!(probe(&auth, ProbeStart::Stream), Verdict::Yes(Role::Client));
-        let incoming = packet(service::MESSAGE, 1, &[(4, b"bob"), (5, b"alice"), (14, b"hi")]);
-        assert_eq!(probe(&incoming, ProbeStart::Stream), Verdict::Yes(Role::Server));
-        assert_eq!(probe(&incoming[..10], ProbeStart::Stream), Verdict::NeedMore);
-        assert_eq!(probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream), Verdict::No);
+        let incoming = packet(
+            service::MESSAGE,
+            1,
+            &[(4, b"bob"), (5, b"alice"), (14, b"hi")],
+        );
+        assert_eq!(
+            probe(&incoming, ProbeStart::Stream),
+            Verdict::Yes(Role::Server)
+        );
+        assert_eq!(
+            probe(&incoming[..10], ProbeStart::Stream),
+            Verdict::NeedMore
+        );
+        assert_eq!(
+            probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream),
+            Verdict::No
+        );
         let mut mid = b"tail of something".to_vec();
         mid.extend_from_slice(&incoming);
-        assert_eq!(probe(&mid, ProbeStart::Midstream), Verdict::Yes(Role::Server));
+        assert_eq!(
+            probe(&mid, ProbeStart::Midstream),
+            Verdict::Yes(Role::Server)
+        );
         assert_eq!(probe(&mid, ProbeStart::Stream), Verdict::No);
         assert_eq!(probe(&[0u8; 5000], ProbeStart::Midstream), Verdict::No);
     }

@@ -320,7 +320,10 @@ pub(crate) mod tests {
     fn the_documented_example_parses() {
         let bytes: Vec<u8> = [
             &b"YMSG"[..],
-            &[0x00, 0x10, 0x00, 0x00, 0x00, 0x21, 0x00, 0x06, 0x5a, 0x55, 0xaa, 0x56, 0x12, 0x34, 0x56, 0x78],
+            &[
+                0x00, 0x10, 0x00, 0x00, 0x00, 0x21, 0x00, 0x06, 0x5a, 0x55, 0xaa, 0x56, 0x12, 0x34,
+                0x56, 0x78,
+            ],
             b"1\xc0\x80alice\xc0\x805\xc0\x80bob\xc0\x8097\xc0\x801\xc0\x8014\xc0\x80hi\xc0\x80",
         ]
         .concat();
@@ -332,7 +335,14 @@ pub(crate) mod tests {
         assert_eq!(p.get_str(1), Some("alice"));
         assert_eq!(p.get_str(5), Some("bob"));
         assert_eq!(p.get_str(14), Some("hi"));
-        assert_eq!(bytes, packet(6, 0x5A55_AA56, &[(1, b"alice"), (5, b"bob"), (97, b"1"), (14, b"hi")]));
+        assert_eq!(
+            bytes,
+            packet(
+                6,
+                0x5A55_AA56,
+                &[(1, b"alice"), (5, b"bob"), (97, b"1"), (14, b"hi")]
+            )
+        );
     }
 
     #[test]
@@ -348,7 +358,10 @@ pub(crate) mod tests {
     #[test]
     fn repeated_keys_keep_their_order_and_bad_keys_are_dropped() {
         let pairs = parse_pairs(b"4\xc0\x80a\xc0\x8014\xc0\x80x\xc0\x80zz\xc0\x80q\xc0\x804\xc0\x80b\xc0\x8014\xc0\x80\xc0\x80");
-        assert_eq!(pairs, vec![(4, &b"a"[..]), (14, b"x"), (4, b"b"), (14, b"")]);
+        assert_eq!(
+            pairs,
+            vec![(4, &b"a"[..]), (14, b"x"), (4, b"b"), (14, b"")]
+        );
         assert_eq!(parse_pairs(b"14\xc0\x80no end"), vec![(14, &b"no end"[..])]);
         assert!(parse_pairs(b"").is_empty());
         assert!(parse_pairs(b"\xc0\x80\xc0\x80\xc0").is_empty());
@@ -378,8 +391,14 @@ pub(crate) mod tests {
             strip_markup("\u{1b}[1m\u{1b}[#ff0000m<font face=\"Arial\" size=\"10\">hi <b>there</b></font>\u{1b}[x1m"),
             "hi there"
         );
-        assert_eq!(strip_markup("<FADE #ff0000,#00ff00>x</FADE> a<b c"), "x a<b c");
-        assert_eq!(strip_markup("1 < 2 and <html> stays"), "1 < 2 and <html> stays");
+        assert_eq!(
+            strip_markup("<FADE #ff0000,#00ff00>x</FADE> a<b c"),
+            "x a<b c"
+        );
+        assert_eq!(
+            strip_markup("1 < 2 and <html> stays"),
+            "1 < 2 and <html> stays"
+        );
         assert_eq!(strip_markup("\u{1b}[unterminated"), "\u{1b}[unterminated");
         assert_eq!(strip_markup("héllo <ding>"), "héllo <ding>");
     }
@@ -388,7 +407,10 @@ pub(crate) mod tests {
     fn text_encodings() {
         assert_eq!(decode("é".as_bytes(), true).encoding, "utf-8");
         let cp = decode(b"caf\xe9", false);
-        assert_eq!((cp.text.as_str(), cp.encoding, cp.lossy), ("café", "windows-1252", false));
+        assert_eq!(
+            (cp.text.as_str(), cp.encoding, cp.lossy),
+            ("café", "windows-1252", false)
+        );
         let bad = decode(b"caf\xe9", true);
         assert!(bad.lossy);
     }

@@ -5,7 +5,7 @@
 //! touches TCP or another flow's state (protocols.md §2, imspector-format.md §3, §9).
 
 use crate::event::{Kind, LocalId};
-use crate::proto::{EventDraft, Emitter, Resync, ResyncCause, Session, Side, Step};
+use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
 use super::parser::{self, service, Boundary, Frame, Packet};
 
@@ -61,15 +61,11 @@ impl YahooSession {
             (service::NOTIFY, _) => self.notify(side, p, out),
             (service::CONF_MSG, _) => self.conference(side, p, out),
             (service::CHAT_COMMENT, _) => self.chat_room(side, p, out),
-            (service::FILE_TRANS_15, _) => {
-                if p.get_str(222).map(str::trim) == Some("1") {
-                    self.files(side, p, out);
-                }
+            (service::FILE_TRANS_15, _) if p.get_str(222).map(str::trim) == Some("1") => {
+                self.files(side, p, out);
             }
-            (service::P2P_FILE_XFER, _) | (service::FILE_TRANSFER, _) => {
-                if p.get(27).is_some() {
-                    self.files(side, p, out);
-                }
+            (service::P2P_FILE_XFER, _) | (service::FILE_TRANSFER, _) if p.get(27).is_some() => {
+                self.files(side, p, out);
             }
             _ => {}
         }
@@ -95,7 +91,8 @@ impl YahooSession {
         d
     }
 
-    /// Service 0x06: one or more messages; a new one starts at each sender key.
+    /// Service 0x06: one or more messages (offline batches, status 5); a new
+    /// one starts at each sender key after the first.
     fn messages(&mut self, side: Side, p: &Packet<'_>, out: &mut Emitter<'_>) {
         let sender_key = if side == Side::Client { 1 } else { 4 };
         let mut msg = MessageFields::default();
@@ -104,8 +101,10 @@ impl YahooSession {
             if k == sender_key || (side == Side::Server && k == 1 && !started) {
                 if started {
                     self.emit_message(side, &msg, out);
+                    msg = MessageFields::default();
                 }
-                msg = MessageFields::default();
+                // Keys before the first sender (a leading 5) belong to the
+                // first message; libpurple drops them, we keep them.
                 started = true;
                 msg.from = Some(v);
                 continue;
@@ -165,7 +164,12 @@ impl YahooSession {
             Side::Client => self.local_name(own),
             Side::Server => p.get(3).and_then(id),
         };
-        let mut d = EventDraft::new(Kind::Message, side == Side::Client, self.local_for(own), room);
+        let mut d = EventDraft::new(
+            Kind::Message,
+            side == Side::Client,
+            self.local_for(own),
+            room,
+        );
         d.group = true;
         d.sender = sender;
         fill_text(&mut d, text, p.get(97) == Some(b"1"), out.keep_raw());
@@ -177,8 +181,17 @@ impl YahooSession {
         let (Some(room), Some(text)) = (p.get(104).and_then(id), p.get(117)) else {
             return;
         };
-        let own = if side == Side::Client { p.get(109).or_else(|| p.get(1)) } else { None };
-        let mut d = EventDraft::new(Kind::Message, side == Side::Client, self.local_for(own), room);
+        let own = if side == Side::Client {
+            p.get(109).or_else(|| p.get(1))
+        } else {
+            None
+        };
+        let mut d = EventDraft::new(
+            Kind::Message,
+            side == Side::Client,
+            self.local_for(own),
+            room,
+        );
         d.group = true;
         d.sender = match side {
             Side::Client => self.local_name(own),
@@ -205,7 +218,9 @@ impl YahooSession {
                 }
                 28 => {
                     if let Some(name) = pending.take() {
-                        let size = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok());
+                        let size = std::str::from_utf8(v)
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok());
                         offers.push((name, size));
                     }
                 }
@@ -255,7 +270,9 @@ impl Session for YahooSession {
             Frame::Invalid => {
                 let rest = buf.get(1..).unwrap_or_default();
                 match parser::resync(rest) {
-                    Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => Step::Skip(p + 1),
+                    Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => {
+                        Step::Skip(p + 1)
+                    }
                 }
             }
         }
