@@ -3,6 +3,15 @@
 //! headers) and IP fragment reassembly, and the canonical [`FlowKey`] that lets
 //! both directions of a connection meet. It keeps no TCP state.
 
+mod decoder;
+mod frag;
+mod selection;
+mod stats;
+
+pub use decoder::{NetConfig, NetDecoder};
+pub use selection::{Cidr, Selection};
+pub use stats::{Layer, MalformedStats, NetStats};
+
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +29,25 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+}
+
+impl Endpoint {
+    /// `self <= other` in the derived order (IPv4 before IPv6, then address,
+    /// then port), written out on integers because the derived comparison of
+    /// `IpAddr` is a measurable share of decoding small packets.
+    #[inline]
+    fn precedes_or_equals(&self, other: &Endpoint) -> bool {
+        match (self.ip, other.ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                (u32::from(a), self.port) <= (u32::from(b), other.port)
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                (u128::from(a), self.port) <= (u128::from(b), other.port)
+            }
+            (IpAddr::V4(_), IpAddr::V6(_)) => true,
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
     }
 }
 
@@ -74,8 +102,9 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The canonical key of a unit from `src` to `dst`, and that unit's direction.
+    #[inline]
     pub fn new(transport: Transport, src: Endpoint, dst: Endpoint) -> (FlowKey, Dir) {
-        if src <= dst {
+        if src.precedes_or_equals(&dst) {
             (
                 FlowKey {
                     transport,
@@ -194,6 +223,43 @@ impl Packet<'_> {
         match self {
             Packet::Tcp(s) => &s.key,
             Packet::Udp(d) => &d.key,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_order_matches_the_derived_order() {
+        let eps: Vec<Endpoint> = [
+            "10.0.0.1:1",
+            "10.0.0.1:2",
+            "10.0.0.2:1",
+            "9.255.255.255:65535",
+            "255.0.0.0:0",
+            "[::1]:5",
+            "[::1]:4",
+            "[2001:db8::1]:80",
+            "[ff02::1]:0",
+        ]
+        .iter()
+        .map(|s| {
+            let a: SocketAddr = s.parse().expect("test address");
+            Endpoint {
+                ip: a.ip(),
+                port: a.port(),
+            }
+        })
+        .collect();
+        for a in &eps {
+            for b in &eps {
+                assert_eq!(a.precedes_or_equals(b), a <= b, "{a} vs {b}");
+                let (k, dir) = FlowKey::new(Transport::Tcp, *a, *b);
+                assert!(k.lo <= k.hi);
+                assert_eq!(k.src(dir), *a);
+            }
         }
     }
 }
