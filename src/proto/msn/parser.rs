@@ -330,54 +330,54 @@ pub fn normalize_id(addr: &str) -> String {
     cut.trim().to_ascii_lowercase()
 }
 
-/// The MIME-like header block and body of a `MSG` payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The MIME-like header block and body of a `MSG` payload. Headers are
+/// looked up in the block on demand (a payload has a handful).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mime<'a> {
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub head: &'a [u8],
     pub body: &'a [u8],
 }
 
-/// Most header lines kept per payload (more are ignored).
+/// Most header lines looked at per payload (more are ignored).
 const MAX_HEADERS: usize = 64;
 
 impl<'a> Mime<'a> {
     /// Split at the first blank line; header names are matched case-insensitively.
     pub fn parse(payload: &'a [u8]) -> Mime<'a> {
-        let (head, body) = match memchr::memmem::find(payload, b"\r\n\r\n") {
-            Some(i) => (&payload[..i], &payload[i + 4..]),
-            None => match memchr::memmem::find(payload, b"\n\n") {
-                Some(i) => (&payload[..i], &payload[i + 2..]),
-                None => (payload, &payload[payload.len()..]),
-            },
+        let (head, body) = match blank_line(payload) {
+            Some((i, n)) => (&payload[..i], &payload[i + n..]),
+            None => (payload, &payload[payload.len()..]),
         };
-        let headers = head
-            .split(|&b| b == b'\n')
+        Mime { head, body }
+    }
+
+    /// The `Name: value` lines of the header block, trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let head: &'a [u8] = self.head;
+        head.split(|&b| b == b'\n')
+            .take(MAX_HEADERS)
             .filter_map(|l| {
                 let l = trim_cr(l);
                 let c = memchr::memchr(b':', l)?;
                 Some((trim(&l[..c]), trim(&l[c + 1..])))
             })
-            .take(MAX_HEADERS)
-            .collect();
-        Mime { headers, body }
     }
 
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| v)
     }
 
     pub fn header_str(&self, name: &str) -> Option<&'a str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// The media type of `Content-Type`, lowercased, without parameters.
-    pub fn media_type(&self) -> String {
+    /// The media type of `Content-Type`, without parameters (compare it
+    /// case-insensitively).
+    pub fn media_type(&self) -> &'a [u8] {
         let ct = self.header("Content-Type").unwrap_or_default();
-        let t = ct.split(|&b| b == b';').next().unwrap_or_default();
-        String::from_utf8_lossy(trim(t)).to_ascii_lowercase()
+        trim(ct.split(|&b| b == b';').next().unwrap_or_default())
     }
 
     /// The `charset` parameter of `Content-Type`.
@@ -395,6 +395,19 @@ impl<'a> Mime<'a> {
             }
         })
     }
+}
+
+/// The first blank line: its offset and length (`\r\n\r\n` or `\n\n`).
+fn blank_line(b: &[u8]) -> Option<(usize, usize)> {
+    for nl in memchr::memchr_iter(b'\n', b) {
+        if nl >= 3 && &b[nl - 3..=nl] == b"\r\n\r\n" {
+            return Some((nl - 3, 4));
+        }
+        if nl >= 1 && b[nl - 1] == b'\n' {
+            return Some((nl - 1, 2));
+        }
+    }
+    None
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -440,29 +453,32 @@ pub enum MsgContent<'a> {
 pub fn classify(payload: &[u8]) -> MsgContent<'_> {
     let mime = Mime::parse(payload);
     let media = mime.media_type();
-    match media.as_str() {
-        "text/plain" => MsgContent::Text {
+    let is = |t: &str| media.eq_ignore_ascii_case(t.as_bytes());
+    if is("text/plain") {
+        MsgContent::Text {
             charset: mime.charset(),
             body: mime.body,
-        },
-        "text/x-msmsgscontrol" => match mime.header_str("TypingUser") {
+        }
+    } else if is("text/x-msmsgscontrol") {
+        match mime.header_str("TypingUser") {
             Some(user) => MsgContent::Typing { user },
             None => MsgContent::Other,
-        },
-        "text/x-msmsgsinvite" => MsgContent::Invite(Invitation::parse(mime.body)),
-        "application/x-msnmsgrp2p" => MsgContent::P2p(P2pChunk::parse(
-            mime.body,
-            mime.header_str("P2P-Dest")
-                .is_some_and(|d| d.contains(";{")),
-        )),
-        "text/x-msnmsgr-datacast" => {
-            let id = Mime::parse(mime.body)
-                .header_str("ID")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            MsgContent::Datacast(id)
         }
-        _ => MsgContent::Other,
+    } else if is("text/x-msmsgsinvite") {
+        MsgContent::Invite(Invitation::parse(mime.body))
+    } else if is("application/x-msnmsgrp2p") {
+        let v2 = mime
+            .header_str("P2P-Dest")
+            .is_some_and(|d| d.contains(";{"));
+        MsgContent::P2p(P2pChunk::parse(mime.body, v2))
+    } else if is("text/x-msnmsgr-datacast") {
+        let id = Mime::parse(mime.body)
+            .header_str("ID")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        MsgContent::Datacast(id)
+    } else {
+        MsgContent::Other
     }
 }
 
@@ -829,7 +845,7 @@ mod tests {
     fn mime_headers_charset_and_body() {
         let p = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nX-MMS-IM-Format: FN=Arial\r\n\r\nhi\r\nthere";
         let m = Mime::parse(p);
-        assert_eq!(m.media_type(), "text/plain");
+        assert_eq!(m.media_type(), b"text/plain");
         assert_eq!(m.charset(), Some("ISO-8859-1"));
         assert_eq!(m.body, b"hi\r\nthere");
         assert_eq!(m.header_str("content-type").map(|s| s.len()), Some(30));

@@ -188,25 +188,38 @@ impl<'a> Packet<'a> {
     }
 }
 
+/// The offset of the next `C0 80` separator.
+fn find_sep(b: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(SEP[0], &b[from..]) {
+        let at = from + i;
+        if b.get(at + 1) == Some(&SEP[1]) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Split `k C0 80 v C0 80 ...` into ordered pairs.
 pub fn parse_pairs(payload: &[u8]) -> Vec<(u32, &[u8])> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
     let mut rest = payload;
     while !rest.is_empty() && out.len() < MAX_PAIRS {
-        let Some(k_end) = memchr::memmem::find(rest, &SEP) else {
+        let Some(k_end) = find_sep(rest) else {
             break;
         };
         let key = &rest[..k_end];
         rest = &rest[k_end + 2..];
-        let (value, next) = match memchr::memmem::find(rest, &SEP) {
+        let (value, next) = match find_sep(rest) {
             Some(v_end) => (&rest[..v_end], &rest[v_end + 2..]),
             None => (rest, &rest[rest.len()..]),
         };
         rest = next;
-        let parsed = (!key.is_empty() && key.len() <= 9 && key.iter().all(u8::is_ascii_digit))
-            .then(|| std::str::from_utf8(key).ok()?.parse::<u32>().ok())
-            .flatten();
-        if let Some(k) = parsed {
+        if !key.is_empty() && key.len() <= 9 && key.iter().all(u8::is_ascii_digit) {
+            let k = key
+                .iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
             out.push((k, value));
         }
     }
@@ -254,6 +267,9 @@ const MARKUP_TAGS: [&str; 7] = ["font", "fade", "alt", "b", "i", "u", "s"];
 /// `<font …>`, `<fade …>`, `<alt …>`, `<b>`, `<i>`, `<u>`, `<s>` and their
 /// closing tags. Other `<…>` text is left as typed.
 pub fn strip_markup(text: &str) -> String {
+    if memchr::memchr2(0x1b, b'<', text.as_bytes()).is_none() {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(c) = rest.chars().next() {

@@ -17,8 +17,14 @@ pub struct YahooSession {
 }
 
 fn id(v: &[u8]) -> Option<String> {
-    let s = String::from_utf8_lossy(v).trim().to_ascii_lowercase();
-    (!s.is_empty()).then_some(s)
+    let v = v.trim_ascii();
+    if v.is_empty() {
+        return None;
+    }
+    Some(match std::str::from_utf8(v) {
+        Ok(s) => s.to_ascii_lowercase(),
+        Err(_) => String::from_utf8_lossy(v).to_ascii_lowercase(),
+    })
 }
 
 impl YahooSession {
@@ -254,7 +260,12 @@ struct MessageFields<'a> {
 /// decoding was lossy or raw text is asked for.
 fn fill_text(d: &mut EventDraft, bytes: &[u8], utf8: bool, keep_raw: bool) {
     let dec = parser::decode(bytes, utf8);
-    d.text = Some(parser::strip_markup(&dec.text));
+    let stripped = parser::strip_markup(&dec.text);
+    d.text = Some(if stripped.len() == dec.text.len() {
+        dec.text
+    } else {
+        stripped
+    });
     d.text_encoding = Some(dec.encoding);
     d.decode_error = dec.lossy;
     if dec.lossy || keep_raw {
