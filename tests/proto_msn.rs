@@ -1,6 +1,9 @@
 //! MSN decoding from the outside: byte streams and the real capture fed through
 //! the proto framework's front door (`FlowDecoder`), checked event by event.
 
+mod im_capture;
+mod support;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -954,4 +957,140 @@ mod mutations {
             }
         }
     }
+}
+
+// ---- generated captures (fixtures/msn) ----------------------------------------
+
+use support::packet::{Conversation, Side as Wire};
+
+fn conversation(
+    client: &str,
+    server: &str,
+    handshake: bool,
+    steps: &[(bool, i64, Vec<u8>)],
+    mss: impl Fn(usize) -> usize,
+) -> Conversation {
+    let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
+    if handshake {
+        c.handshake();
+    }
+    for (i, (from_client, _, bytes)) in steps.iter().enumerate() {
+        let side = if *from_client {
+            Wire::Client
+        } else {
+            Wire::Server
+        };
+        c.send(side, bytes, mss(i));
+        c.ack(if *from_client {
+            Wire::Server
+        } else {
+            Wire::Client
+        });
+    }
+    c
+}
+
+fn capture_of(c: &Conversation) -> Vec<u8> {
+    let frames: Vec<(Timestamp, Vec<u8>)> =
+        c.frames().into_iter().map(|(t, f, _)| (t, f)).collect();
+    im_capture::pcap(1, &frames)
+}
+
+#[test]
+fn generated_switchboard_capture() {
+    // Small segments for two steps so units span frames.
+    let c = conversation(CLIENT, SERVER, true, &switchboard_script(), |i| match i {
+        3 => 17,
+        7 => 300,
+        _ => 1460,
+    });
+    let c = {
+        let mut c = c;
+        c.close();
+        c
+    };
+    let events = im_capture::check_fixture("fixtures/msn", "switchboard", &capture_of(&c));
+    let got: Vec<Seen> = events.iter().map(seen).collect();
+    let group = events.iter().find(|e| e.group).unwrap().remote_id.clone();
+    assert!(group.starts_with("groupchat-1209643200"));
+    let want: Vec<Seen> = switchboard_expected()
+        .into_iter()
+        .map(|mut x| {
+            if x.group {
+                x.remote = group.clone();
+            }
+            x
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn generated_gateway_capture() {
+    let c = conversation(
+        "10.0.0.5:3000",
+        "65.54.239.140:80",
+        true,
+        &gateway_script(),
+        |_| 100,
+    );
+    let events = im_capture::check_fixture("fixtures/msn", "gateway", &capture_of(&c));
+    let texts: Vec<_> = events
+        .iter()
+        .map(|e| (e.outgoing, e.text.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (true, "through the gateway".to_string()),
+            (false, "hello over http".to_string())
+        ]
+    );
+}
+
+#[test]
+fn generated_midstream_capture_with_a_lost_segment() {
+    let mut first = b"ly typed text\r\n".to_vec();
+    first.extend_from_slice(msg_in("bob@hotmail.com", &text("picked up")).as_bytes());
+    let lost = msg_in("bob@hotmail.com", &text(&"x".repeat(200)));
+    let steps = vec![
+        (false, 0, first),
+        (true, 0, msg_out(20, &text("reply")).into_bytes()),
+        (false, 0, lost.into_bytes()),
+        (
+            false,
+            0,
+            msg_in("bob@hotmail.com", &text("after the hole")).into_bytes(),
+        ),
+    ];
+    let mut c = conversation("192.168.1.9:40000", "10.1.1.1:8080", false, &steps, |i| {
+        if i == 2 {
+            100
+        } else {
+            1460
+        }
+    });
+    // Lose the middle segment of the long message: a hole inside a payload.
+    let hole = c
+        .segments()
+        .iter()
+        .position(|s| s.payload.starts_with(b"xxxxx"))
+        .unwrap();
+    c.drop_segment(hole);
+    let events = im_capture::check_fixture("fixtures/msn", "midstream-gap", &capture_of(&c));
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.outgoing, e.text.clone().unwrap(), e.flags.gap_before))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (false, "picked up".to_string(), false),
+            (true, "reply".to_string(), false),
+            (false, "after the hole".to_string(), true),
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.flags.midstream && e.client.to_string() == "192.168.1.9:40000"));
 }
