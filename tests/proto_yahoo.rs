@@ -1,6 +1,9 @@
 //! Yahoo (YMSG) decoding from the outside: byte streams fed through the proto
 //! framework's front door (`FlowDecoder`), checked event by event.
 
+mod im_capture;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -697,4 +700,111 @@ mod mutations {
             }
         }
     }
+}
+
+// ---- generated captures (fixtures/yahoo) --------------------------------------
+
+use support::packet::{Conversation, Side as Wire};
+
+fn capture(
+    client: &str,
+    server: &str,
+    handshake: bool,
+    steps: &[(bool, i64, Vec<u8>)],
+    mss: impl Fn(usize) -> usize,
+) -> Conversation {
+    let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
+    if handshake {
+        c.handshake();
+    }
+    for (i, (from_client, _, bytes)) in steps.iter().enumerate() {
+        let side = if *from_client {
+            Wire::Client
+        } else {
+            Wire::Server
+        };
+        c.send(side, bytes, mss(i));
+        c.ack(if *from_client {
+            Wire::Server
+        } else {
+            Wire::Client
+        });
+    }
+    c
+}
+
+fn pcap_of(c: &Conversation) -> Vec<u8> {
+    let frames: Vec<(Timestamp, Vec<u8>)> =
+        c.frames().into_iter().map(|(t, f, _)| (t, f)).collect();
+    im_capture::pcap(1, &frames)
+}
+
+#[test]
+fn generated_conversation_capture() {
+    let mut c = capture(CLIENT, SERVER, true, &script(), |i| match i {
+        3 => 9,
+        10 => 40,
+        _ => 1460,
+    });
+    c.close();
+    let events = im_capture::check_fixture("fixtures/yahoo", "conversation", &pcap_of(&c));
+    let got: Vec<Seen> = events.iter().map(seen).collect();
+    assert_eq!(got, expected());
+}
+
+#[test]
+fn generated_midstream_capture_on_port_80_with_a_lost_segment() {
+    let sc = script();
+    let mut first = sc[4].2[11..].to_vec();
+    first.extend_from_slice(&sc[4].2);
+    let long = packet(
+        6,
+        0x5A55_AA56,
+        SID,
+        &[
+            (1, b"alice_y"),
+            (5, b"bob_y"),
+            (14, "y".repeat(300).as_bytes()),
+        ],
+    );
+    let steps = vec![
+        (false, 0, first),
+        (true, 0, long),
+        (true, 0, sc[3].2.clone()),
+        (false, 0, sc[5].2.clone()),
+    ];
+    let mut c = capture(
+        "192.168.0.7:51000",
+        "66.163.181.170:80",
+        false,
+        &steps,
+        |i| if i == 1 { 120 } else { 1460 },
+    );
+    let hole = c
+        .segments()
+        .iter()
+        .position(|s| s.payload.starts_with(b"yyyy"))
+        .unwrap();
+    c.drop_segment(hole);
+    let events = im_capture::check_fixture("fixtures/yahoo", "midstream-port80", &pcap_of(&c));
+    let got: Vec<(Kind, bool, Option<String>, bool)> = events
+        .iter()
+        .map(|e| (e.kind, e.outgoing, e.text.clone(), e.flags.gap_before))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Kind::Message, false, Some("caf\u{e9}?".to_string()), false),
+            (
+                Kind::Message,
+                true,
+                Some("h\u{e9}llo bob".to_string()),
+                true
+            ),
+            (Kind::Typing, false, None, false),
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.flags.midstream && e.client.to_string() == "192.168.0.7:51000"));
 }
