@@ -7,6 +7,17 @@ use std::sync::Arc;
 
 use crate::time::Timestamp;
 
+mod container;
+mod damage;
+mod pcap;
+mod pcapng;
+mod reader;
+mod source;
+
+pub use container::{CaptureStats, MAX_BLOCK_LEN, MAX_FRAME_LEN};
+pub use damage::{CaptureError, CaptureWarning, Damage, Recovery};
+pub use reader::{CaptureReader, InputSummary, ReadOptions};
+
 /// Index of an input in the capture set, in the order given on the command line.
 pub type SourceId = u16;
 
@@ -41,6 +52,8 @@ pub struct Frame<'a> {
     pub source: SourceId,
     /// 1-based frame number within its input file.
     pub index: u64,
+    /// Capture time. A pcapng Simple Packet Block carries none: its frame
+    /// reuses the time of the previous frame of the file.
     pub ts: Timestamp,
     pub link_type: LinkType,
     /// The captured bytes (may be shorter than `orig_len` when snaplen cut it).

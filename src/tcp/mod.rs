@@ -3,6 +3,28 @@
 //! It is the only place that buffers stream bytes. It never waits forever:
 //! missing bytes become a [`Chunk::Gap`] once a capture-time window or a
 //! memory budget says so. It knows nothing about application protocols.
+//!
+//! - [`FlowTable`] (`table.rs`): one shard's flows, their budgets, idle
+//!   timeout and gap window, in capture time.
+//! - `half.rs`: one direction's sequence space, out-of-order buffer and gaps.
+//! - [`export`]: the `--streams DIR` writer, a [`StreamConsumer`].
+//! - [`harness`]: drives any consumer with scripted conversations for tests
+//!   (split invariance), and a recording consumer.
+//!
+//! What a consumer can rely on, per direction: chunks in stream order with
+//! continuous offsets (a `Gap` covers exactly the missing bytes); in-order
+//! `Data` is a slice of the segment's payload (no copy); the chunk after an
+//! overlap conflict carries `overlap_conflict`; every chunk of a direction
+//! picked up without its SYN carries `midstream`; `on_close` comes once,
+//! after every chunk. Overlap conflicts are detected against bytes still
+//! buffered, not against bytes already delivered (those are not kept).
+
+pub mod export;
+mod half;
+pub mod harness;
+mod table;
+
+pub use table::{guess_client_dir, FlowTable, NewFlow, TcpConfig, TcpStats};
 
 use crate::capture::FrameRef;
 use crate::net::Dir;
@@ -65,4 +87,58 @@ pub trait StreamConsumer {
 
     /// Called once when the flow ends; all chunks have been delivered before.
     fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef);
+
+    /// False once the consumer needs no more bytes of this flow (e.g. it is
+    /// not IM): the reassembler then stops buffering and delivering them for
+    /// good (asked before each segment; a later `true` is not heeded), and
+    /// only watches for the end of the flow.
+    fn wants_data(&self) -> bool {
+        true
+    }
+}
+
+/// Two consumers fed the same chunks (a decoder and the stream exporter).
+/// It wants data while either does; each sees every chunk regardless.
+#[derive(Debug, Default)]
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: StreamConsumer, B: StreamConsumer> StreamConsumer for Tee<A, B> {
+    fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        self.0.on_chunk(chunk, info);
+        self.1.on_chunk(chunk, info);
+    }
+
+    fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef) {
+        self.0.on_close(reason, ts, frame);
+        self.1.on_close(reason, ts, frame);
+    }
+
+    fn wants_data(&self) -> bool {
+        self.0.wants_data() || self.1.wants_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::harness::{deliver_whole, Conversation, Recorder};
+    use super::*;
+
+    #[test]
+    fn tee_feeds_both_and_wants_data_while_either_does() {
+        struct Refuses;
+        impl StreamConsumer for Refuses {
+            fn on_chunk(&mut self, _: Chunk<'_>, _: &ChunkInfo) {}
+            fn on_close(&mut self, _: CloseReason, _: Timestamp, _: FrameRef) {}
+            fn wants_data(&self) -> bool {
+                false
+            }
+        }
+        let mut tee = Tee(Recorder::default(), Recorder::default());
+        deliver_whole(&mut tee, &Conversation::new().client("hi").server("yo"));
+        assert_eq!(tee.0, tee.1);
+        assert_eq!(tee.0.data(Dir::HiToLo), b"yo");
+        assert!(tee.0.closed.is_some());
+        assert!(Tee(Refuses, Recorder::default()).wants_data());
+        assert!(!Tee(Refuses, Refuses).wants_data());
+    }
 }
