@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use imscan::capture::FrameRef;
 use imscan::event::FlowId;
-use imscan::net::{Dir, Endpoint, FlowKey, Transport};
+use imscan::net::{Endpoint, FlowKey, Transport};
 use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
 use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
 use imscan::time::Timestamp;
@@ -174,15 +174,17 @@ fn decode(c: &[u8], s: &[u8], client: &str, server: &str) -> usize {
         }
     }
     dec.on_close(CloseReason::EndOfInput, Timestamp(0), FrameRef::default());
-    let _ = Dir::LoToHi;
     n
 }
+
+/// Name, (client bytes, server bytes), client address, server address.
+type Case = (&'static str, (Vec<u8>, Vec<u8>), &'static str, &'static str);
 
 fn bench(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("proto_msn_yahoo");
     g.sample_size(10);
     g.measurement_time(std::time::Duration::from_secs(8));
-    let cases: [(&str, (Vec<u8>, Vec<u8>), &str, &str); 3] = [
+    let cases: [Case; 3] = [
         (
             "msn_switchboard",
             msn_stream(STREAM_BYTES),

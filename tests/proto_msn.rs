@@ -4,8 +4,7 @@
 mod im_capture;
 mod support;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use imscan::capture::FrameRef;
@@ -813,71 +812,11 @@ fn gateway_session_without_its_login_refers_to_a_token() {
 
 // ---- the real capture ------------------------------------------------------
 
-struct Segment {
-    frame: u64,
-    ts: Timestamp,
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    syn: bool,
-    payload: Vec<u8>,
-}
-
-fn read_pcap(path: &str) -> Vec<Segment> {
-    let data = std::fs::read(path).unwrap();
-    let (_, cap) = pcap_parser::pcap::parse_pcap(&data).unwrap();
-    let mut out = Vec::new();
-    for (i, b) in cap.blocks.iter().enumerate() {
-        let p = etherparse::SlicedPacket::from_ethernet(b.data).unwrap();
-        let (src, dst) = match p.net.unwrap() {
-            etherparse::NetSlice::Ipv4(v4) => (
-                IpAddr::V4(v4.header().source_addr()),
-                IpAddr::V4(v4.header().destination_addr()),
-            ),
-            _ => panic!("IPv4 only"),
-        };
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
-            continue;
-        };
-        out.push(Segment {
-            frame: i as u64 + 1,
-            ts: Timestamp::from_secs_nanos(i64::from(b.ts_sec), b.ts_usec * 1000),
-            src: SocketAddr::new(src, tcp.source_port()),
-            dst: SocketAddr::new(dst, tcp.destination_port()),
-            seq: tcp.sequence_number(),
-            syn: tcp.syn(),
-            payload: tcp.payload().to_vec(),
-        });
-    }
-    out
-}
-
 #[test]
 fn real_capture_msnms_reproduces_its_truth_file() {
-    let segs = read_pcap("fixtures/real/msnms.pcap");
-    let client = segs.iter().find(|s| s.syn).unwrap().src;
-    let server = segs.iter().find(|s| s.syn).unwrap().dst;
-    let mut f = Flow::new(&client.to_string(), &server.to_string(), true, false);
-    // In-order delivery with the first copy of every byte kept.
-    let mut next: HashMap<SocketAddr, u32> = HashMap::new();
-    for s in &segs {
-        if s.syn {
-            next.insert(s.src, s.seq.wrapping_add(1));
-            continue;
-        }
-        let want = *next.entry(s.src).or_insert(s.seq);
-        let skip = want.wrapping_sub(s.seq) as usize;
-        if s.payload.is_empty() || skip >= s.payload.len() || skip > 1 << 30 {
-            continue;
-        }
-        next.insert(s.src, s.seq.wrapping_add(s.payload.len() as u32));
-        f.frame = s.frame - 1;
-        let mut info = f.info(s.src == client, 0, false);
-        info.ts = s.ts;
-        f.dec.on_chunk(Chunk::Data(&s.payload[skip..]), &info);
-    }
-    let _ = server;
-    let (events, _) = f.close();
+    let data = std::fs::read("fixtures/real/msnms.pcap").unwrap();
+    let events = im_capture::decode_capture(&data);
+    let client = "192.168.0.114:3331";
     let truth = std::fs::read_to_string("fixtures/real/msnms.truth.tsv").unwrap();
     let mut rows = 0;
     for line in truth.lines().skip(1) {
@@ -891,7 +830,7 @@ fn real_capture_msnms_reproduces_its_truth_file() {
             .unwrap_or_else(|| panic!("no event at frame {frame}"));
         assert_eq!(e.kind.name(), kind, "frame {frame}");
         assert_eq!(e.time.epoch_micros_string(), ts, "frame {frame}");
-        let outgoing = src == client.to_string();
+        let outgoing = src == client;
         assert_eq!(e.outgoing, outgoing, "frame {frame}");
         let (from, to) = if outgoing {
             (e.local_id_str().unwrap(), e.remote_id.as_str())
@@ -991,9 +930,12 @@ fn conversation(
 }
 
 fn capture_of(c: &Conversation) -> Vec<u8> {
-    let frames: Vec<(Timestamp, Vec<u8>)> =
-        c.frames().into_iter().map(|(t, f, _)| (t, f)).collect();
-    im_capture::pcap(1, &frames)
+    let frames = c.frames();
+    let records: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, f, _)| (*t, f.as_slice(), f.len() as u32))
+        .collect();
+    support::pcapfile::pcap(1, &records)
 }
 
 #[test]

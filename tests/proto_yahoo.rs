@@ -734,9 +734,12 @@ fn capture(
 }
 
 fn pcap_of(c: &Conversation) -> Vec<u8> {
-    let frames: Vec<(Timestamp, Vec<u8>)> =
-        c.frames().into_iter().map(|(t, f, _)| (t, f)).collect();
-    im_capture::pcap(1, &frames)
+    let frames = c.frames();
+    let records: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, f, _)| (*t, f.as_slice(), f.len() as u32))
+        .collect();
+    support::pcapfile::pcap(1, &records)
 }
 
 #[test]

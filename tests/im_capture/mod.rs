@@ -1,5 +1,4 @@
-//! Generated and real captures for the MSN and Yahoo tests: write a pcap from
-//! scripted frames, read one back (Ethernet, IPv4), hand each TCP flow to a
+//! Generated and real captures for the MSN and Yahoo tests: read a capture back (Ethernet, IPv4), hand each TCP flow to a
 //! `FlowDecoder` in sequence order (first copy of a byte wins, holes become
 //! gaps), and compare the events with a checked-in expected table
 //! (`frame timestamp src dst event sender recipient text`, the truth-file
@@ -16,26 +15,6 @@ use imscan::net::{Endpoint, FlowKey, Transport};
 use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
 use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
 use imscan::time::Timestamp;
-
-/// A classic little-endian microsecond pcap (the writer on `main` will replace this).
-pub fn pcap(link_type: u32, records: &[(Timestamp, Vec<u8>)]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    v.extend_from_slice(&0i32.to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes());
-    v.extend_from_slice(&65_535u32.to_le_bytes());
-    v.extend_from_slice(&link_type.to_le_bytes());
-    for (ts, data) in records {
-        v.extend_from_slice(&(ts.secs() as u32).to_le_bytes());
-        v.extend_from_slice(&ts.subsec_micros().to_le_bytes());
-        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        v.extend_from_slice(data);
-    }
-    v
-}
 
 /// One TCP segment read from a capture.
 pub struct Segment {
