@@ -467,6 +467,40 @@ fn one_byte_chunks_give_the_same_events() {
 }
 
 #[test]
+fn a_peer_who_leaves_and_comes_back_is_still_one_to_one() {
+    let mut f = Flow::new(CLIENT, SERVER, true, false);
+    f.send(true, 1, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
+    f.send(false, 2, b"JOI bob@hotmail.com Bob\r\nJOI bob@hotmail.com;{guid-2} Bob\r\nBYE bob@hotmail.com\r\nJOI Bob@Hotmail.com Bob\r\n");
+    f.send(true, 3, msg_out(2, &text("still just us")).as_bytes());
+    let (ev, _) = f.close();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].remote_id.as_str(), ev[0].group),
+        ("bob@hotmail.com", false)
+    );
+}
+
+#[test]
+fn many_joins_keep_bounded_state() {
+    let mut f = Flow::new(CLIENT, SERVER, true, false);
+    f.send(true, 1, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
+    let mut joins = Vec::new();
+    for i in 0..5000 {
+        joins.extend_from_slice(format!("JOI user{i}@x.com U\r\n").as_bytes());
+    }
+    f.send(false, 2, &joins);
+    f.send(
+        false,
+        3,
+        msg_in("user4999@x.com", &text("late joiner")).as_bytes(),
+    );
+    let (ev, _) = f.close();
+    assert_eq!(ev.len(), 1);
+    assert!(ev[0].group && ev[0].remote_id == "groupchat-2");
+    assert_eq!(ev[0].sender.as_deref(), Some("user4999@x.com"));
+}
+
+#[test]
 fn a_message_spanning_chunks_names_its_first_and_last_frame() {
     let mut f = Flow::new(CLIENT, SERVER, true, false);
     f.send(false, 1, b"USR 1 OK alice@hotmail.com Alice\r\n");

@@ -15,16 +15,21 @@ use super::parser::{
     self, Boundary, Command, Frame, Mime, MsgContent, P2pChunk, SlpInvite, SlpOffer,
 };
 
-/// Largest unit the framework buffers for MSN (a payload command or an HTTP message).
-pub const UNIT_CAP: usize = parser::MAX_PAYLOAD + parser::MAX_LINE + http::MAX_HEAD;
+/// Largest unit the framework buffers for MSN (a payload command, or an HTTP
+/// message with its head and chunk framing).
+pub const UNIT_CAP: usize = http::MAX_BODY + http::MAX_HEAD + 64 * 1024;
 /// Most P2P SLP reassemblies in progress per stream.
 const MAX_SLP_PENDING: usize = 8;
 /// Largest SLP message reassembled.
 const MAX_SLP: usize = 64 * 1024;
 /// Most gateway sessions kept per connection.
 const MAX_GATEWAY_SESSIONS: usize = 64;
-/// Most queued `Action=open` request bodies waiting for their response.
+/// Most requests waiting for their response.
 const MAX_OPEN_QUEUE: usize = 16;
+/// Largest `Action=open` body kept until its response names the session.
+const MAX_OPEN_BODY: usize = 16 * 1024;
+/// Most distinct participants remembered per switchboard (more only keep it a group).
+const MAX_PARTICIPANTS: usize = 256;
 
 /// Token prefix of identity facts naming the user of a switchboard cookie.
 pub const TOKEN_SB_COOKIE: &str = "msn-cookie:";
@@ -86,10 +91,12 @@ impl MsnpState {
         if self.participants.contains(&id) {
             return;
         }
-        self.participants.push(id.clone());
+        if self.participants.len() < MAX_PARTICIPANTS {
+            self.participants.push(id.clone());
+        }
         if self.peer.is_none() {
             self.peer = Some(id);
-        } else if self.group.is_none() {
+        } else if self.group.is_none() && self.peer.as_deref() != Some(id.as_str()) {
             // imspector-format.md §9 / quirk 14: the capture time of the
             // second participant's JOI/IRO names the group.
             self.group = Some(format!("groupchat-{}", out.time().secs()));
@@ -487,7 +494,7 @@ impl Gateway {
                         self.waiting.push_back((Some(id), Vec::new()));
                     }
                     None => {
-                        let body = if msg.body.len() <= parser::MAX_PAYLOAD {
+                        let body = if msg.body.len() <= MAX_OPEN_BODY {
                             msg.body.to_vec()
                         } else {
                             Vec::new()
