@@ -2,6 +2,7 @@
 //! identity facts that let the merge stage resolve users named only on
 //! another connection. No I/O here.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::capture::{FrameRef, SourceId};
@@ -42,6 +43,33 @@ impl Protocol {
     pub fn from_name(s: &str) -> Option<Protocol> {
         Protocol::ALL.into_iter().find(|p| p.name() == s)
     }
+
+    /// IMSpector's `protocolname`, which is also its log directory name
+    /// (imspector-format.md §3).
+    pub fn imspector_name(self) -> &'static str {
+        match self {
+            Protocol::Msn => "MSN",
+            Protocol::Yahoo => "Yahoo",
+            Protocol::Oscar => "ICQ-AIM",
+            Protocol::Irc => "IRC",
+            Protocol::Xmpp => "Jabber",
+            Protocol::GaduGadu => "Gadu-Gadu",
+        }
+    }
+
+    /// The id IMSpector used before a protocol plugin learned the real one:
+    /// `Unknown`, lower-cased by every plugin except Jabber's (§3).
+    pub fn imspector_unknown_id(self) -> &'static str {
+        match self {
+            Protocol::Xmpp => "Unknown",
+            _ => "unknown",
+        }
+    }
+
+    /// Whether IMSpector ASCII-lower-cased this protocol's ids (all but Jabber).
+    pub fn imspector_lowercases_ids(self) -> bool {
+        !matches!(self, Protocol::Xmpp)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,6 +92,18 @@ impl Kind {
             Kind::Webcam => "webcam",
         }
     }
+
+    pub const ALL: [Kind; 4] = [Kind::Message, Kind::File, Kind::Typing, Kind::Webcam];
+
+    /// IMSpector's numeric event type (`TYPE_MSG` 1 .. `TYPE_WEBCAM` 4).
+    pub fn imspector_type(self) -> u8 {
+        match self {
+            Kind::Message => 1,
+            Kind::File => 2,
+            Kind::Typing => 3,
+            Kind::Webcam => 4,
+        }
+    }
 }
 
 /// Damage and context flags of an event.
@@ -80,6 +120,19 @@ pub struct EventFlags {
 }
 
 impl EventFlags {
+    /// The set flags' names in their fixed output order, without allocating.
+    pub fn iter_names(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.gap_before, "gap_before"),
+            (self.overlap_conflict, "overlap_conflict"),
+            (self.midstream, "midstream"),
+            (self.decode_error, "decode_error"),
+        ]
+        .into_iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, name)| name)
+    }
+
     /// The flag names in their fixed output order.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
@@ -131,7 +184,34 @@ pub struct IdentityFact {
     pub frame: FrameRef,
 }
 
+/// What each policy filter decided about one event, kept apart so every
+/// sink can render it its own way: the IMSpector tree writes only
+/// `<n> badwords;` (as IMSpector did), JSON Lines and CSV write
+/// [`Event::categories`], the text transcript highlights the hits.
+/// All zero/empty when no policy ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyMarks {
+    /// Byte ranges of the counted bad-word occurrences in `Event::text`, in
+    /// the order IMSpector's filter counted them; the count is `len()`.
+    pub badword_spans: Vec<(usize, usize)>,
+    /// 1-based line of the ACL rule that denied the event.
+    pub acl_deny_line: Option<u32>,
+    /// `--block-files` applied to this file event.
+    pub file_blocked: bool,
+}
+
+impl PolicyMarks {
+    /// Number of counted bad-word occurrences (IMSpector's `count`).
+    pub fn badword_hits(&self) -> usize {
+        self.badword_spans.len()
+    }
+}
+
 /// One IM event.
+///
+/// For group chat, `text` is the bare message and `sender` the member who
+/// sent it; the IMSpector writer adds the `<sender>: ` prefix IMSpector put
+/// in front of incoming MSN, Yahoo and IRC group messages itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// Capture time of the frame that carried the event's last byte.
@@ -151,7 +231,10 @@ pub struct Event {
     pub text: Option<String>,
     /// The charset the text was decoded from (`utf-8`, `windows-1250`, ...).
     pub text_encoding: Option<&'static str>,
-    /// The original text bytes, kept when decoding was not exact or `--raw` is on.
+    /// The original text bytes, kept when decoding was not exact or `--raw` is on:
+    /// the bytes of the text itself as sent (charset unconverted, formatting
+    /// codes kept), which the IMSpector writer logs as IMSpector did; for
+    /// XMPP the whole stanza the text came from.
     pub raw: Option<Vec<u8>>,
     pub file_name: Option<String>,
     pub file_size: Option<u64>,
@@ -169,9 +252,50 @@ pub struct Event {
     pub lost_bytes: u64,
     /// Order of the event within its flow (tie-break for the merge).
     pub seq: u64,
+    /// Per-filter detail behind `filtered` and `categories`, set by policy.
+    /// Decoders leave it `Default::default()`.
+    pub policy: PolicyMarks,
 }
 
 impl Event {
+    /// An event with everything but its identity empty: no ids, no text,
+    /// not filtered, no damage, frames `(0, 0)`. Callers set the rest.
+    pub fn new(
+        time: Timestamp,
+        protocol: Protocol,
+        kind: Kind,
+        outgoing: bool,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> Event {
+        Event {
+            time,
+            protocol,
+            kind,
+            outgoing,
+            local_id: LocalId::Unknown,
+            remote_id: String::new(),
+            group: false,
+            sender: None,
+            client,
+            server,
+            text: None,
+            text_encoding: None,
+            raw: None,
+            file_name: None,
+            file_size: None,
+            filtered: false,
+            categories: Vec::new(),
+            source: 0,
+            frames: (0, 0),
+            flow: FlowId::default(),
+            flags: EventFlags::default(),
+            lost_bytes: 0,
+            seq: 0,
+            policy: PolicyMarks::default(),
+        }
+    }
+
     /// The order every sink sees: capture time, input, last frame, flow order.
     pub fn merge_key(&self) -> (Timestamp, SourceId, u64, FlowId, u64) {
         (self.time, self.source, self.frames.1, self.flow, self.seq)
@@ -183,5 +307,87 @@ impl Event {
             LocalId::Known(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// The local id as IMSpector would have stored it (§3): ASCII lower-case
+    /// except for Jabber, the Jabber resource cut, `unknown`/`Unknown` when
+    /// not learned (or empty). This is what the ACL matches and what names
+    /// the directory (before path-safety encoding).
+    pub fn imspector_local_id(&self) -> Cow<'_, str> {
+        imspector_id(self.protocol, self.local_id_str().unwrap_or(""))
+    }
+
+    /// The remote id (peer, channel or room) as IMSpector would have stored it.
+    pub fn imspector_remote_id(&self) -> Cow<'_, str> {
+        imspector_id(self.protocol, &self.remote_id)
+    }
+}
+
+/// IMSpector's id normalisation for one protocol (imspector-format.md §3).
+pub fn imspector_id(protocol: Protocol, id: &str) -> Cow<'_, str> {
+    let id = if protocol == Protocol::Xmpp {
+        // stripslash: the resource (and anything after it) goes.
+        id.split('/').next().unwrap_or("")
+    } else {
+        id
+    };
+    if id.is_empty() {
+        Cow::Borrowed(protocol.imspector_unknown_id())
+    } else if protocol.imspector_lowercases_ids() && id.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(id.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(protocol: Protocol, local: LocalId, remote: &str) -> Event {
+        let a: SocketAddr = "10.0.0.5:1042".parse().unwrap();
+        let mut e = Event::new(Timestamp(0), protocol, Kind::Message, true, a, a);
+        e.local_id = local;
+        e.remote_id = remote.to_string();
+        e
+    }
+
+    #[test]
+    fn imspector_ids_are_normalised_per_protocol() {
+        let e = ev(
+            Protocol::Msn,
+            LocalId::Known("Alice@Hotmail.COM".into()),
+            "Bob@X",
+        );
+        assert_eq!(e.imspector_local_id(), "alice@hotmail.com");
+        assert_eq!(e.imspector_remote_id(), "bob@x");
+        let e = ev(
+            Protocol::Xmpp,
+            LocalId::Known("Carol@Example.org/Home".into()),
+            "Dave@J.org/a/b",
+        );
+        assert_eq!(e.imspector_local_id(), "Carol@Example.org");
+        assert_eq!(e.imspector_remote_id(), "Dave@J.org");
+        let e = ev(Protocol::Xmpp, LocalId::Unknown, "");
+        assert_eq!(e.imspector_local_id(), "Unknown");
+        assert_eq!(e.imspector_remote_id(), "Unknown");
+        let e = ev(Protocol::Irc, LocalId::Token("cookie".into()), "#Rust");
+        assert_eq!(e.imspector_local_id(), "unknown");
+        assert_eq!(e.imspector_remote_id(), "#rust");
+        // Non-ASCII letters keep their case (ASCII tolower only).
+        let e = ev(Protocol::GaduGadu, LocalId::Known("ÄB".into()), "-12");
+        assert_eq!(e.imspector_local_id(), "Äb");
+        assert_eq!(e.imspector_remote_id(), "-12");
+    }
+
+    #[test]
+    fn imspector_names_and_types() {
+        let names: Vec<_> = Protocol::ALL.iter().map(|p| p.imspector_name()).collect();
+        assert_eq!(
+            names,
+            ["MSN", "Yahoo", "ICQ-AIM", "IRC", "Jabber", "Gadu-Gadu"]
+        );
+        let types: Vec<_> = Kind::ALL.iter().map(|k| k.imspector_type()).collect();
+        assert_eq!(types, [1, 2, 3, 4]);
     }
 }
