@@ -66,6 +66,11 @@ pub struct FlowStart {
 /// is declared "not IM" and stops costing anything.
 pub const PROBE_LIMIT: usize = 4096;
 
+/// How many chunks (data or gaps) the probing phase keeps for replay: IM
+/// sessions identify themselves within their first few segments, and a flow
+/// cut into slivers must not hold thousands of tiny copies.
+pub const PROBE_CHUNKS: usize = 256;
+
 /// Counters of the proto stage. One per flow; the engine merges them.
 #[derive(Serialize, Default, Clone, Debug, PartialEq, Eq)]
 pub struct ProtoStats {
@@ -255,6 +260,9 @@ pub struct Decoder {
     pub classic_ports: &'static [u16],
     /// Ports the protocol commonly uses: only a tie-breaker for the client side.
     pub usual_ports: &'static [u16],
+    /// Ports where the protocol runs inside TLS from the first byte: a TLS
+    /// flow there is counted as an encrypted flow of this protocol.
+    pub tls_ports: &'static [u16],
     pub probe: fn(&[u8], ProbeStart) -> Verdict,
     pub session: fn() -> Box<dyn Session>,
 }
@@ -388,7 +396,20 @@ impl FlowDecoder {
     }
 
     fn give_up(&mut self) {
-        self.stats.undetected += 1;
+        let tls = match &self.phase {
+            Phase::Probing(p) => p.window.iter().any(|w| is_tls_record(w)),
+            _ => false,
+        };
+        let key = self.start.key;
+        let tls_port = self
+            .enabled
+            .iter()
+            .any(|d| d.tls_ports.contains(&key.lo.port) || d.tls_ports.contains(&key.hi.port));
+        if tls && tls_port {
+            self.stats.encrypted += 1;
+        } else {
+            self.stats.undetected += 1;
+        }
         self.phase = Phase::Idle;
         for d in &mut self.dirs {
             d.pending = Vec::new();
@@ -432,6 +453,9 @@ impl FlowDecoder {
                 p.window[di].clear();
                 p.window_mid[di] = true;
                 p.log.push((*info, LoggedChunk::Gap(len)));
+                if p.log.len() >= PROBE_CHUNKS {
+                    self.give_up();
+                }
                 return;
             }
             Chunk::Data(d) => d,
@@ -481,7 +505,7 @@ impl FlowDecoder {
             return;
         }
         let all_out = p.ruled_out.iter().all(|r| r[0] && r[1]);
-        if all_out || p.total[di] > PROBE_LIMIT {
+        if all_out || p.total[di] > PROBE_LIMIT || p.log.len() >= PROBE_CHUNKS {
             self.give_up();
             return;
         }
@@ -773,6 +797,10 @@ impl Emitter<'_> {
 }
 
 impl StreamConsumer for FlowDecoder {
+    fn wants_data(&self) -> bool {
+        FlowDecoder::wants_data(self)
+    }
+
     fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
         match self.phase {
             Phase::Probing(_) => self.probe_chunk(chunk, info),
@@ -793,6 +821,12 @@ impl StreamConsumer for FlowDecoder {
         }
         self.dirs = [DirState::default(), DirState::default()];
     }
+}
+
+/// Does `b` start with a TLS record header (handshake, alert or application
+/// data, versions SSL 3.0 to TLS 1.3)?
+fn is_tls_record(b: &[u8]) -> bool {
+    matches!(b, [0x15..=0x17, 0x03, 0x00..=0x04, ..])
 }
 
 /// Decode `bytes` as UTF-8, else as windows-1252 (a superset of Latin-1 for

@@ -27,7 +27,10 @@ fn decoder(client: &str, server: &str, syn: bool) -> (FlowDecoder, Dir) {
         source: 0,
         client_dir: syn.then_some(c2s),
     };
-    (FlowDecoder::new(Arc::new(ProtoConfig::default()), start), c2s)
+    (
+        FlowDecoder::new(Arc::new(ProtoConfig::default()), start),
+        c2s,
+    )
 }
 
 fn info(dir: Dir, frame: u64, first: u64) -> ChunkInfo {
@@ -99,7 +102,15 @@ fn probe_window_is_replayed_with_its_frames_and_gaps() {
     let ev = drain(&mut d);
     let got: Vec<_> = ev
         .iter()
-        .map(|e| (e.text.clone().unwrap(), e.frames, e.flags.gap_before, e.lost_bytes, e.seq))
+        .map(|e| {
+            (
+                e.text.clone().unwrap(),
+                e.frames,
+                e.flags.gap_before,
+                e.lost_bytes,
+                e.seq,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -130,7 +141,10 @@ fn gap_during_probing_is_replayed() {
 #[test]
 fn first_frame_of_an_out_of_order_chunk_is_kept() {
     let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:6667", true);
-    d.on_chunk(Chunk::Data(b"NICK a\r\nUSER a 0 * :a\r\n"), &info(c2s, 2, 2));
+    d.on_chunk(
+        Chunk::Data(b"NICK a\r\nUSER a 0 * :a\r\n"),
+        &info(c2s, 2, 2),
+    );
     // A chunk completed by frame 9 whose first bytes came in frame 5.
     d.on_chunk(Chunk::Data(b"PRIVMSG #a :x\r\n"), &info(c2s, 9, 5));
     let ev = drain(&mut d);
@@ -144,7 +158,10 @@ fn overlap_conflict_flags_the_next_event_of_that_direction_only() {
     let mut i = info(c2s, 3, 3);
     i.flags.overlap_conflict = true;
     d.on_chunk(Chunk::Data(b"PRIVMSG #a :x\r\n"), &i);
-    d.on_chunk(Chunk::Data(b":b!b@h PRIVMSG #a :y\r\n"), &info(c2s.reverse(), 4, 4));
+    d.on_chunk(
+        Chunk::Data(b":b!b@h PRIVMSG #a :y\r\n"),
+        &info(c2s.reverse(), 4, 4),
+    );
     d.on_chunk(Chunk::Data(b"PRIVMSG #a :z\r\n"), &info(c2s, 5, 5));
     let ev = drain(&mut d);
     let flags: Vec<bool> = ev.iter().map(|e| e.flags.overlap_conflict).collect();
@@ -207,16 +224,58 @@ fn stats_merge_adds_every_counter() {
     assert_eq!(a.flows.get("irc"), Some(&3));
     assert_eq!(a.flows.get("xmpp"), Some(&1));
     assert_eq!(
-        (a.undetected, a.encrypted, a.units, a.decode_errors, a.caps_hit, a.gaps, a.echoes_dropped),
+        (
+            a.undetected,
+            a.encrypted,
+            a.units,
+            a.decode_errors,
+            a.caps_hit,
+            a.gaps,
+            a.echoes_dropped
+        ),
         (1, 2, 8, 4, 5, 6, 7)
     );
 }
 
 #[test]
 fn text_decoding_falls_back_to_windows_1252() {
-    assert_eq!(decode_text("żółw".as_bytes()), ("żółw".into(), "utf-8", true));
-    assert_eq!(decode_text(b"caf\xe9 \x80"), ("café €".into(), "windows-1252", true));
+    assert_eq!(
+        decode_text("żółw".as_bytes()),
+        ("żółw".into(), "utf-8", true)
+    );
+    assert_eq!(
+        decode_text(b"caf\xe9 \x80"),
+        ("café €".into(), "windows-1252", true)
+    );
     // 0x81 is unassigned in windows-1252: WHATWG maps it to U+0081, still exact.
     let (s, enc, _) = decode_text(b"\x81");
     assert_eq!((s.as_str(), enc), ("\u{81}", "windows-1252"));
+}
+
+#[test]
+fn tls_on_an_im_tls_port_counts_as_encrypted() {
+    let hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:5223", true);
+    d.on_chunk(Chunk::Data(hello), &info(c2s, 2, 2));
+    assert!(!d.wants_data());
+    assert_eq!((d.stats().encrypted, d.stats().undetected), (1, 0));
+    // The same bytes to a web server are just not IM.
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:443", true);
+    d.on_chunk(Chunk::Data(hello), &info(c2s, 2, 2));
+    assert_eq!((d.stats().encrypted, d.stats().undetected), (0, 1));
+}
+
+#[test]
+fn probing_keeps_a_bounded_number_of_chunks() {
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:6667", true);
+    let mut n = 0;
+    while d.wants_data() && n < 10 * PROBE_CHUNKS {
+        // One byte of a never-ending first line, then a gap: never decidable.
+        d.on_chunk(Chunk::Data(b"N"), &info(c2s, 2 * n as u64 + 2, 2));
+        d.on_chunk(Chunk::Gap(1), &info(c2s, 2 * n as u64 + 3, 3));
+        n += 1;
+    }
+    assert!(!d.wants_data());
+    assert!(n <= PROBE_CHUNKS / 2 + 1, "{n}");
+    assert_eq!(d.stats().undetected, 1);
 }

@@ -12,7 +12,10 @@ pub const DECODER: Decoder = Decoder {
     protocol: Protocol::Irc,
     // IMSpector's IRC plugin listened on 6667 only.
     classic_ports: &[6667],
-    usual_ports: &[194, 6660, 6661, 6662, 6663, 6664, 6665, 6666, 6667, 6668, 6669, 7000],
+    usual_ports: &[
+        194, 6660, 6661, 6662, 6663, 6664, 6665, 6666, 6667, 6668, 6669, 7000,
+    ],
+    tls_ports: &[6697, 994],
     probe,
     session: new_session,
 };
@@ -204,17 +207,26 @@ mod tests {
     #[test]
     fn client_registration_is_irc() {
         assert_eq!(
-            probe(b"NICK brotest\r\nUSER brotest 0 * :x\r\n", ProbeStart::Stream),
+            probe(
+                b"NICK brotest\r\nUSER brotest 0 * :x\r\n",
+                ProbeStart::Stream
+            ),
             Verdict::Yes(Role::Client)
         );
-        assert_eq!(probe(b"CAP LS 302\r\n", ProbeStart::Stream), Verdict::Yes(Role::Client));
+        assert_eq!(
+            probe(b"CAP LS 302\r\n", ProbeStart::Stream),
+            Verdict::Yes(Role::Client)
+        );
         assert_eq!(probe(b"NICK bro", ProbeStart::Stream), Verdict::NeedMore);
     }
 
     #[test]
     fn server_greeting_is_irc() {
         assert_eq!(
-            probe(b":irc.example NOTICE * :*** Looking up your hostname\r\n", ProbeStart::Stream),
+            probe(
+                b":irc.example NOTICE * :*** Looking up your hostname\r\n",
+                ProbeStart::Stream
+            ),
             Verdict::Yes(Role::Server)
         );
         assert_eq!(
@@ -238,12 +250,22 @@ mod tests {
             b"* OK IMAP4rev1\r\n",
             b"<stream:stream to='x'>",
         ] {
-            assert_ne!(probe(s, ProbeStart::Stream), Verdict::Yes(Role::Client), "{s:?}");
+            assert_ne!(
+                probe(s, ProbeStart::Stream),
+                Verdict::Yes(Role::Client),
+                "{s:?}"
+            );
         }
-        assert_eq!(probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream), Verdict::No);
+        assert_eq!(
+            probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream),
+            Verdict::No
+        );
         assert_eq!(probe(&[b'x'; 2000], ProbeStart::Stream), Verdict::No);
         assert_eq!(probe(b"<?xml version", ProbeStart::Stream), Verdict::No);
-        assert_eq!(probe(b"SSH-2.0-OpenSSH", ProbeStart::Stream), Verdict::NeedMore);
+        assert_eq!(
+            probe(b"SSH-2.0-OpenSSH", ProbeStart::Stream),
+            Verdict::NeedMore
+        );
         assert_eq!(probe(b"GET /index", ProbeStart::Stream), Verdict::No);
         assert_eq!(probe(b":srv 001 x", ProbeStart::Stream), Verdict::NeedMore);
         assert_eq!(probe(b"\x16\x03\x01", ProbeStart::Stream), Verdict::No);
@@ -252,11 +274,17 @@ mod tests {
     #[test]
     fn midstream_skips_a_cut_first_line() {
         assert_eq!(
-            probe(b"llo there\r\n:bob!b@h PRIVMSG #c :hi\r\n", ProbeStart::Midstream),
+            probe(
+                b"llo there\r\n:bob!b@h PRIVMSG #c :hi\r\n",
+                ProbeStart::Midstream
+            ),
             Verdict::Yes(Role::Server)
         );
         assert_eq!(
-            probe(b"llo there\r\n:bob!b@h PRIVMSG #c :hi\r\n", ProbeStart::Stream),
+            probe(
+                b"llo there\r\n:bob!b@h PRIVMSG #c :hi\r\n",
+                ProbeStart::Stream
+            ),
             Verdict::No
         );
     }

@@ -46,7 +46,11 @@ impl<'a> Line<'a> {
     /// The command is a three-digit numeric reply.
     pub fn numeric(&self) -> Option<u16> {
         if self.command.len() == 3 && self.command.iter().all(u8::is_ascii_digit) {
-            Some(self.command.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
+            Some(
+                self.command
+                    .iter()
+                    .fold(0u16, |n, d| n * 10 + u16::from(d - b'0')),
+            )
         } else {
             None
         }
@@ -145,12 +149,65 @@ fn skip_spaces(b: &[u8]) -> &[u8] {
 
 /// Commands of RFC 1459/2812 and IRCv3 that clients or servers send.
 const COMMANDS: &[&str] = &[
-    "PASS", "NICK", "USER", "OPER", "MODE", "SERVICE", "QUIT", "SQUIT", "JOIN", "PART", "TOPIC",
-    "NAMES", "LIST", "INVITE", "KICK", "PRIVMSG", "NOTICE", "MOTD", "LUSERS", "VERSION", "STATS",
-    "LINKS", "TIME", "CONNECT", "TRACE", "ADMIN", "INFO", "SERVLIST", "SQUERY", "WHO", "WHOIS",
-    "WHOWAS", "KILL", "PING", "PONG", "ERROR", "AWAY", "REHASH", "DIE", "RESTART", "SUMMON",
-    "USERS", "WALLOPS", "USERHOST", "ISON", "CAP", "AUTHENTICATE", "TAGMSG", "ACCOUNT", "CHGHOST",
-    "BATCH", "SETNAME", "WEBIRC", "STARTTLS", "KNOCK", "SILENCE", "WATCH", "MONITOR", "ACK",
+    "PASS",
+    "NICK",
+    "USER",
+    "OPER",
+    "MODE",
+    "SERVICE",
+    "QUIT",
+    "SQUIT",
+    "JOIN",
+    "PART",
+    "TOPIC",
+    "NAMES",
+    "LIST",
+    "INVITE",
+    "KICK",
+    "PRIVMSG",
+    "NOTICE",
+    "MOTD",
+    "LUSERS",
+    "VERSION",
+    "STATS",
+    "LINKS",
+    "TIME",
+    "CONNECT",
+    "TRACE",
+    "ADMIN",
+    "INFO",
+    "SERVLIST",
+    "SQUERY",
+    "WHO",
+    "WHOIS",
+    "WHOWAS",
+    "KILL",
+    "PING",
+    "PONG",
+    "ERROR",
+    "AWAY",
+    "REHASH",
+    "DIE",
+    "RESTART",
+    "SUMMON",
+    "USERS",
+    "WALLOPS",
+    "USERHOST",
+    "ISON",
+    "CAP",
+    "AUTHENTICATE",
+    "TAGMSG",
+    "ACCOUNT",
+    "CHGHOST",
+    "BATCH",
+    "SETNAME",
+    "WEBIRC",
+    "STARTTLS",
+    "KNOCK",
+    "SILENCE",
+    "WATCH",
+    "MONITOR",
+    "ACK",
 ];
 
 /// The command is one IRC knows (a word from the tables, or a numeric).
@@ -219,7 +276,10 @@ pub fn parse_ctcp(text: &[u8]) -> Ctcp<'_> {
     };
     let mut words = rest.split(|&b| b == b' ').filter(|w| !w.is_empty());
     let host = words.next();
-    let port = words.next().and_then(parse_u64).and_then(|p| u16::try_from(p).ok());
+    let port = words
+        .next()
+        .and_then(parse_u64)
+        .and_then(|p| u16::try_from(p).ok());
     let size = if is_send {
         words.next().and_then(parse_u64)
     } else {
@@ -286,7 +346,20 @@ pub fn parse_u64(w: &[u8]) -> Option<u64> {
 /// when there were none.
 pub fn strip_formatting(text: &[u8]) -> Cow<'_, [u8]> {
     const CODES: &[u8] = b"\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f";
-    if !text.iter().any(|b| CODES.contains(b)) {
+    // Bit n set: byte n (< 32) is a formatting code.
+    const MASK: u32 = (1 << 0x02)
+        | (1 << 0x03)
+        | (1 << 0x04)
+        | (1 << 0x0f)
+        | (1 << 0x11)
+        | (1 << 0x16)
+        | (1 << 0x1d)
+        | (1 << 0x1e)
+        | (1 << 0x1f);
+    // The common case, no control byte at all, is one vectorised pass.
+    if !text.iter().fold(false, |acc, &b| acc | (b < 32))
+        || !text.iter().any(|&b| b < 32 && MASK & (1 << b) != 0)
+    {
         return Cow::Borrowed(text);
     }
     let mut out = Vec::with_capacity(text.len());
@@ -322,7 +395,10 @@ pub fn strip_formatting(text: &[u8]) -> Cow<'_, [u8]> {
 }
 
 fn digits(b: &[u8], max: usize) -> usize {
-    b.iter().take(max).take_while(|c| c.is_ascii_digit()).count()
+    b.iter()
+        .take(max)
+        .take_while(|c| c.is_ascii_digit())
+        .count()
 }
 
 fn hexes(b: &[u8]) -> bool {
@@ -404,7 +480,10 @@ mod tests {
     #[test]
     fn strips_mirc_formatting() {
         assert_eq!(&strip_formatting(b"plain")[..], b"plain");
-        assert_eq!(&strip_formatting(b"\x02bold\x02 \x0304,12red\x03 x\x1f")[..], b"bold red x");
+        assert_eq!(
+            &strip_formatting(b"\x02bold\x02 \x0304,12red\x03 x\x1f")[..],
+            b"bold red x"
+        );
         assert_eq!(&strip_formatting(b"\x04FF00AAhex")[..], b"hex");
         assert_eq!(&strip_formatting(b"\x03")[..], b"");
     }
@@ -423,7 +502,10 @@ mod tests {
         assert_eq!(parse_u64(b"42"), Some(42));
         assert_eq!(parse_u64(b"4x"), None);
         assert_eq!(parse_dcc_host(b"99999999999"), None);
-        assert_eq!(parse_dcc_host(b"10.0.0.1"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            parse_dcc_host(b"10.0.0.1"),
+            Some("10.0.0.1".parse().unwrap())
+        );
         assert_eq!(parse_dcc_host(b"\x01\x02"), None);
     }
 }

@@ -23,8 +23,8 @@ pub struct IrcSession {
     nick: Option<String>,
     /// Channel prefixes (005 CHANTYPES), RFC 2812 default.
     chantypes: Vec<u8>,
-    /// (target, text) of our recent PRIVMSG/NOTICE lines.
-    sent: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Hashes of (target, text) of our recent PRIVMSG/NOTICE lines.
+    sent: VecDeque<u64>,
     encrypted: bool,
 }
 
@@ -66,7 +66,8 @@ impl IrcSession {
             for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
                 if line.is("TAGMSG") {
                     if typing_tag(line) {
-                        let mut d = EventDraft::new(Kind::Typing, true, self.local(), id_text(target));
+                        let mut d =
+                            EventDraft::new(Kind::Typing, true, self.local(), id_text(target));
                         d.group = parser::is_channel(target, &self.chantypes);
                         d.sender = self.nick.clone();
                         out.emit(d);
@@ -77,7 +78,7 @@ impl IrcSession {
                 if self.sent.len() == ECHO_MEMORY {
                     self.sent.pop_front();
                 }
-                self.sent.push_back((target.to_ascii_lowercase(), text.to_vec()));
+                self.sent.push_back(echo_key(target, text));
                 let sender = self.nick.clone();
                 self.text_event(line, true, target, sender, text, out);
             }
@@ -139,7 +140,7 @@ impl IrcSession {
             let own = from.is_some_and(|f| self.is_local(f));
             if own {
                 // IRCv3 echo-message: our own line coming back.
-                let key = (target.to_ascii_lowercase(), text.to_vec());
+                let key = echo_key(target, text);
                 if let Some(i) = self.sent.iter().position(|s| *s == key) {
                     self.sent.remove(i);
                     out.count_echo();
@@ -148,7 +149,11 @@ impl IrcSession {
             }
             if is_tagmsg {
                 if typing_tag(line) {
-                    let remote = if channel || own { target } else { from.unwrap_or(target) };
+                    let remote = if channel || own {
+                        target
+                    } else {
+                        from.unwrap_or(target)
+                    };
                     let mut d = EventDraft::new(Kind::Typing, own, self.local(), id_text(remote));
                     d.group = channel;
                     d.sender = from.map(id_text);
@@ -162,7 +167,11 @@ impl IrcSession {
                 from.unwrap_or(b"")
             };
             let sender = from.map(id_text);
-            let remote = if remote.is_empty() { b"unknown" } else { remote };
+            let remote = if remote.is_empty() {
+                b"unknown"
+            } else {
+                remote
+            };
             self.text_event_to(line, own, remote, channel, sender, text, out);
         }
     }
@@ -228,7 +237,9 @@ impl IrcSession {
                 d.kind = Kind::File;
                 d.file_name = Some(name);
                 d.file_size = offer.size;
-                d.text = offer.addr.map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string());
+                d.text = offer
+                    .addr
+                    .map(|(ip, port)| std::net::SocketAddr::new(ip, port).to_string());
                 d.text_encoding = Some(enc);
                 d.raw = Some(text.to_vec());
                 d.decode_error = !exact;
@@ -241,6 +252,18 @@ impl IrcSession {
         }
         out.emit(d);
     }
+}
+
+/// A 64-bit FNV-1a digest of a line's target (case-folded) and text, to
+/// recognise its echo without keeping a copy.
+fn echo_key(target: &[u8], text: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let fold = target.iter().map(|b| b.to_ascii_lowercase());
+    for b in fold.chain([0]).chain(text.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// IRCv3 typing client tag (`+typing`, draft `+draft/typing`) saying "active".
@@ -286,15 +309,19 @@ impl Session for IrcSession {
 
     fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
         self.scanned[side.index()] = 0;
+        // After a mid-stream start or a gap the bytes may begin exactly at a
+        // line start (lost segments usually held whole lines): keep the first
+        // line when it parses as a known IRC command, else drop it as the
+        // tail of a cut line. After a dropped oversize line we are inside it.
+        let may_start = cause != ResyncCause::Cap;
         let Some(end) = parser::line_end(buf, 0) else {
-            // A mid-stream start may still be a whole line: wait for its end.
-            return if cause == ResyncCause::Midstream && buf.len() <= LINE_CAP {
+            return if may_start && buf.len() <= LINE_CAP {
                 Resync::Skip(0)
             } else {
                 Resync::Skip(buf.len())
             };
         };
-        if cause == ResyncCause::Midstream && super::plausible_line(&buf[..end]) {
+        if may_start && super::plausible_line(&buf[..end]) {
             Resync::At(0)
         } else {
             Resync::At(end)

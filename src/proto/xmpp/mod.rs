@@ -13,6 +13,7 @@ pub const DECODER: Decoder = Decoder {
     // IMSpector's Jabber plugin listened on 5222 (5223 is TLS from the first byte).
     classic_ports: &[5222],
     usual_ports: &[5222, 5223, 5269, 5280],
+    tls_ports: &[5223],
     probe,
     session: new_session,
 };
@@ -121,10 +122,17 @@ mod tests {
         let s = b"<stream:stream from='x' id='abc' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
         assert_eq!(probe(s, ProbeStart::Stream), Verdict::Yes(Role::Server));
         for cut in 0..c.len() {
-            assert_eq!(probe(&c[..cut], ProbeStart::Stream), Verdict::NeedMore, "cut {cut}");
+            assert_eq!(
+                probe(&c[..cut], ProbeStart::Stream),
+                Verdict::NeedMore,
+                "cut {cut}"
+            );
         }
         assert_eq!(
-            probe(b"<stream:stream xmlns:stream='urn:other'>", ProbeStart::Stream),
+            probe(
+                b"<stream:stream xmlns:stream='urn:other'>",
+                ProbeStart::Stream
+            ),
             Verdict::No
         );
     }
@@ -132,14 +140,23 @@ mod tests {
     #[test]
     fn other_xml_and_text_are_not_xmpp() {
         assert_eq!(probe(b"<html><body>", ProbeStart::Stream), Verdict::No);
-        assert_eq!(probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream), Verdict::No);
-        assert_eq!(probe(b"<html><body>", ProbeStart::Midstream), Verdict::NeedMore);
+        assert_eq!(
+            probe(b"GET / HTTP/1.1\r\n", ProbeStart::Stream),
+            Verdict::No
+        );
+        assert_eq!(
+            probe(b"<html><body>", ProbeStart::Midstream),
+            Verdict::NeedMore
+        );
     }
 
     #[test]
     fn midstream_stanzas() {
         assert_eq!(
-            probe(b"ody></message><message to='a@b' type='chat'>", ProbeStart::Midstream),
+            probe(
+                b"ody></message><message to='a@b' type='chat'>",
+                ProbeStart::Midstream
+            ),
             Verdict::Yes(Role::Unknown)
         );
         assert_eq!(probe(b"</iq><iq", ProbeStart::Midstream), Verdict::NeedMore);

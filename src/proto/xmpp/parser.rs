@@ -184,9 +184,7 @@ pub fn find_stanza_start(buf: &[u8]) -> Option<usize> {
         let at = pos + i;
         let name = tag_name(&buf[at + 1..]);
         let complete = at + 1 + name.len() < buf.len();
-        if complete
-            && (matches!(name, b"message" | b"presence" | b"iq") || is_stream_name(name))
-        {
+        if complete && (matches!(name, b"message" | b"presence" | b"iq") || is_stream_name(name)) {
             return Some(at);
         }
         pos = at + 1;
@@ -222,8 +220,12 @@ pub struct Stanza {
     pub video_call: bool,
     /// A MUC presence (`<x xmlns='http://jabber.org/protocol/muc'>`).
     pub muc_join: bool,
-    /// Carbons (`sent`/`received`) or a forwarded copy: not decoded here.
+    /// A forwarded copy (MAM result, carbons): its inner message is not
+    /// read here.
     pub forwarded: bool,
+    /// A message carbon (XEP-0280): `Some(true)` for `<sent>` (the local user
+    /// wrote it on another device), `Some(false)` for `<received>`.
+    pub carbon: Option<bool>,
     /// Part of the element could not be decoded exactly.
     pub decode_error: bool,
 }
@@ -241,6 +243,7 @@ const NS_JINGLE_RTP: &[u8] = b"urn:xmpp:jingle:apps:rtp:";
 const NS_OOB: &[u8] = b"jabber:x:oob";
 const NS_BIND: &[u8] = b"urn:ietf:params:xml:ns:xmpp-bind";
 const NS_MUC: &[u8] = b"http://jabber.org/protocol/muc";
+const NS_CARBONS: &[u8] = b"urn:xmpp:carbons:";
 
 /// Where a text belongs while reading an element.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -449,7 +452,10 @@ fn open_element(
         return (Capture::Own, false);
     }
     match local {
-        b"body" if depth == 1 && (xmlns.is_none() || ns == b"jabber:client" || ns == b"jabber:server") => {
+        b"body"
+            if depth == 1
+                && (xmlns.is_none() || ns == b"jabber:client" || ns == b"jabber:server") =>
+        {
             (Capture::Body { lang }, false)
         }
         b"composing" | b"paused" | b"active" | b"inactive" | b"gone" if ns == NS_CHATSTATES => {
@@ -458,7 +464,12 @@ fn open_element(
             }
             (Capture::None, false)
         }
-        b"sent" | b"received" | b"forwarded" if depth == 1 => {
+        b"sent" | b"received" if depth == 1 && ns.starts_with(NS_CARBONS) => {
+            st.carbon = Some(local == b"sent");
+            st.forwarded = true;
+            (Capture::None, false)
+        }
+        b"forwarded" | b"result" => {
             st.forwarded = true;
             (Capture::None, false)
         }
@@ -496,6 +507,18 @@ fn open_element(
             (Capture::None, false)
         }
         _ => (Capture::None, false),
+    }
+}
+
+/// The bytes of the `<message>` element nested in a forwarded copy (`unit`
+/// is the whole outer stanza), when complete.
+pub fn inner_message(unit: &[u8]) -> Option<&[u8]> {
+    let fwd = memchr::memmem::find(unit, b"<forwarded")?;
+    let rel = memchr::memmem::find(&unit[fwd..], b"<message")?;
+    let inner = &unit[fwd + rel..];
+    match Splitter::default().split(inner) {
+        Split::Unit(n, UnitKind::Element) => Some(&inner[..n]),
+        _ => None,
     }
 }
 
@@ -584,7 +607,11 @@ mod tests {
         for cut in 0..s.len() {
             let mut sp = Splitter::default();
             assert_eq!(sp.split(&s[..cut]), Split::NeedMore, "cut {cut}");
-            assert_eq!(sp.split(s), Split::Unit(s.len(), UnitKind::Element), "cut {cut}");
+            assert_eq!(
+                sp.split(s),
+                Split::Unit(s.len(), UnitKind::Element),
+                "cut {cut}"
+            );
         }
     }
 
@@ -625,10 +652,24 @@ mod tests {
         );
         let old = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:file-transfer:1'><offer><file name='b.txt' size='3'/></offer></description></content></jingle></iq>");
         assert_eq!(old.file.unwrap().name.as_deref(), Some("b.txt"));
-        let oob = read_stanza(b"<message><x xmlns='jabber:x:oob'><url>https://h/up/c.png?x=1</url></x></message>");
+        let oob = read_stanza(
+            b"<message><x xmlns='jabber:x:oob'><url>https://h/up/c.png?x=1</url></x></message>",
+        );
         assert_eq!(oob.file.unwrap().name.as_deref(), Some("c.png"));
         let v = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'/></content></jingle></iq>");
         assert!(v.video_call);
+    }
+
+    #[test]
+    fn reads_carbons() {
+        let unit = b"<message from='dave@x' to='dave@x/laptop'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message from='dave@x/phone' to='erin@x' type='chat'><body>from my phone</body></message></forwarded></sent></message>";
+        let st = read_stanza(unit);
+        assert_eq!(st.carbon, Some(true));
+        assert_eq!(st.body, None);
+        let inner = read_stanza(inner_message(unit).unwrap());
+        assert_eq!(inner.body.as_deref(), Some("from my phone"));
+        assert_eq!(inner.from.as_deref(), Some("dave@x/phone"));
+        assert_eq!(inner_message(b"<message><forwarded><message>"), None);
     }
 
     #[test]
@@ -662,7 +703,10 @@ mod tests {
 
     #[test]
     fn base64() {
-        assert_eq!(base64_decode(b"AGRhdmUAZGF2ZS1wdy0yMDI2").unwrap(), b"\0dave\0dave-pw-2026");
+        assert_eq!(
+            base64_decode(b"AGRhdmUAZGF2ZS1wdy0yMDI2").unwrap(),
+            b"\0dave\0dave-pw-2026"
+        );
         assert_eq!(base64_decode(b"YQ==").unwrap(), b"a");
         assert!(base64_decode(b"*").is_none());
     }

@@ -82,8 +82,14 @@ impl XmppSession {
         }
     }
 
-    fn message(&mut self, side: Side, st: &Stanza, unit: &[u8], out: &mut Emitter<'_>) {
-        if st.kind.as_deref() == Some("error") || st.forwarded {
+    fn message(&mut self, side: Side, st: &mut Stanza, unit: &[u8], out: &mut Emitter<'_>) {
+        if st.kind.as_deref() == Some("error") {
+            return;
+        }
+        if st.forwarded {
+            if let Some(sent) = st.carbon {
+                self.carbon(side, st, sent, unit, out);
+            }
             return;
         }
         let group = st.kind.as_deref() == Some("groupchat");
@@ -125,9 +131,9 @@ impl XmppSession {
         if st.chat_state.as_deref() == Some("composing") {
             out.emit(draft(Kind::Typing));
         }
-        if let Some(body) = &st.body {
+        if let Some(body) = st.body.take() {
             let mut d = draft(Kind::Message);
-            d.text = Some(body.clone());
+            d.text = Some(body);
             d.text_encoding = Some("utf-8");
             if out.keep_raw() || st.decode_error {
                 d.raw = Some(unit.to_vec());
@@ -135,6 +141,48 @@ impl XmppSession {
             out.emit(d);
         } else if let Some(f) = &st.file {
             out.emit(file_draft(draft(Kind::File), f, unit, out.keep_raw()));
+        }
+    }
+
+    /// A carbon copy (XEP-0280) of a message sent or received on another of
+    /// the local user's devices. Only the server may send carbons, from the
+    /// local bare JID; anything else is a spoofing attempt and ignored.
+    fn carbon(&mut self, side: Side, st: &Stanza, sent: bool, unit: &[u8], out: &mut Emitter<'_>) {
+        let LocalId::Known(local) = self.local_id() else {
+            return;
+        };
+        if side != Side::Server || st.from.as_deref().map(parser::bare) != Some(local.as_str()) {
+            return;
+        }
+        let Some(inner) = parser::inner_message(unit) else {
+            return;
+        };
+        let mut m = parser::read_stanza(inner);
+        if m.kind.as_deref() == Some("error") || m.forwarded {
+            return;
+        }
+        let peer = if sent { m.to.take() } else { m.from.clone() };
+        let Some(peer) = peer else { return };
+        let group = m.kind.as_deref() == Some("groupchat");
+        let draft = |kind| {
+            let mut d =
+                EventDraft::new(kind, sent, self.local_id(), parser::bare(&peer).to_owned());
+            d.group = group;
+            d.sender = m.from.clone().or_else(|| self.local_full());
+            d.decode_error = m.decode_error;
+            d
+        };
+        if m.chat_state.as_deref() == Some("composing") {
+            out.emit(draft(Kind::Typing));
+        }
+        if let Some(body) = m.body.take() {
+            let mut d = draft(Kind::Message);
+            d.text = Some(body);
+            d.text_encoding = Some("utf-8");
+            if out.keep_raw() || d.decode_error {
+                d.raw = Some(inner.to_vec());
+            }
+            out.emit(d);
         }
     }
 
@@ -191,10 +239,13 @@ impl XmppSession {
     fn who(&mut self, side: Side, st: &Stanza, group: bool) -> Option<Who> {
         match side {
             Side::Client => {
-                let to = st.to.clone().or_else(|| self.domain.clone())?;
+                let to = match &st.to {
+                    Some(t) => parser::bare(t).to_owned(),
+                    None => self.domain.clone()?,
+                };
                 Some(Who {
                     outgoing: true,
-                    remote: parser::bare(&to).to_owned(),
+                    remote: to,
                     sender: st.from.clone().or_else(|| self.local_full()),
                 })
             }
@@ -274,12 +325,12 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        let st = parser::read_stanza(unit);
+        let mut st = parser::read_stanza(unit);
         if st.decode_error {
             out.count_decode_error();
         }
         match st.name.as_str() {
-            "message" => self.message(side, &st, unit, out),
+            "message" => self.message(side, &mut st, unit, out),
             "iq" => self.iq(side, &st, unit, out),
             "presence" => self.presence(side, &st),
             _ => self.stream_level(side, &st),

@@ -1,0 +1,154 @@
+//! Decoding throughput of the proto stage on streams that are 100% chat:
+//! IRC and XMPP conversations generated here, fed to one `FlowDecoder` as
+//! MSS-sized chunks in both directions (the tcp stage's output shape).
+//! Target (issue 6): at least 500 MB/s per core.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use imscan::capture::FrameRef;
+use imscan::event::FlowId;
+use imscan::net::{Dir, Endpoint, FlowKey, Transport};
+use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
+use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, StreamConsumer};
+use imscan::time::Timestamp;
+
+const MSS: usize = 1448;
+/// Bytes per direction per iteration.
+const STREAM: usize = 8 << 20;
+
+const TEXTS: [&str; 4] = [
+    "are we still on for Thursday? bring the blue folder, please",
+    "Καλημέρα σε όλους! Ο καιρός είναι καλός, ξεκινάμε στις δέκα.",
+    "ok",
+    "the build is green again, I'll merge the reassembly branch after lunch if nobody objects",
+];
+
+fn irc_streams() -> (Vec<u8>, Vec<u8>) {
+    let mut c = b"NICK dave\r\nUSER dave 0 * :Dave\r\n".to_vec();
+    let mut s = b":irc.example 001 dave :Welcome\r\n".to_vec();
+    let mut i = 0;
+    while c.len() < STREAM || s.len() < STREAM {
+        let t = TEXTS[i % TEXTS.len()];
+        if i % 3 == 0 {
+            c.extend_from_slice(format!("PRIVMSG #harbor :{t}\r\n").as_bytes());
+        } else {
+            s.extend_from_slice(
+                format!(
+                    ":erin{}!~erin@10.88.0.22 PRIVMSG {} :{t}\r\n",
+                    i % 7,
+                    if i % 2 == 0 { "#harbor" } else { "dave" }
+                )
+                .as_bytes(),
+            );
+        }
+        i += 1;
+    }
+    (c, s)
+}
+
+fn xmpp_streams() -> (Vec<u8>, Vec<u8>) {
+    let mut c = b"<?xml version='1.0'?><stream:stream to='imscan.test' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>".to_vec();
+    let mut s = b"<?xml version='1.0'?><stream:stream from='imscan.test' id='x1' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>dave@imscan.test/laptop</jid></bind></iq>".to_vec();
+    let mut i = 0;
+    while c.len() < STREAM || s.len() < STREAM {
+        let t = TEXTS[i % TEXTS.len()];
+        if i % 3 == 0 {
+            c.extend_from_slice(
+                format!("<message to=\"erin@imscan.test\" type=\"chat\" id=\"m{i}\"><body>{t} &amp; more</body><active xmlns=\"http://jabber.org/protocol/chatstates\"/></message>").as_bytes(),
+            );
+        } else {
+            s.extend_from_slice(
+                format!("<message from='erin@imscan.test/mcabber' to='dave@imscan.test/laptop' type='chat' id='r{i}'><body>{t}</body></message>").as_bytes(),
+            );
+        }
+        i += 1;
+    }
+    (c, s)
+}
+
+fn endpoint(s: &str) -> Endpoint {
+    let a: SocketAddr = s.parse().unwrap();
+    Endpoint {
+        ip: a.ip(),
+        port: a.port(),
+    }
+}
+
+/// Decode both streams as one flow, alternating MSS chunks; returns the event count.
+fn decode(c: &[u8], s: &[u8], server_port: u16) -> usize {
+    let (key, c2s) = FlowKey::new(
+        Transport::Tcp,
+        endpoint("10.88.0.21:47390"),
+        endpoint(&format!("10.88.0.1:{server_port}")),
+    );
+    let mut dec = FlowDecoder::new(
+        Arc::new(ProtoConfig::default()),
+        FlowStart {
+            key,
+            flow: FlowId(FrameRef {
+                source: 0,
+                index: 1,
+            }),
+            source: 0,
+            client_dir: Some(c2s),
+        },
+    );
+    let mut events = Vec::new();
+    let mut facts = Vec::new();
+    let mut n = 0;
+    let mut frame = 1u64;
+    let mut chunks = [c.chunks(MSS), s.chunks(MSS)];
+    let dirs: [Dir; 2] = [c2s, c2s.reverse()];
+    loop {
+        let mut any = false;
+        for k in 0..2 {
+            if let Some(piece) = chunks[k].next() {
+                any = true;
+                frame += 1;
+                let f = FrameRef {
+                    source: 0,
+                    index: frame,
+                };
+                let info = ChunkInfo {
+                    dir: dirs[k],
+                    ts: Timestamp(frame as i64 * 1000),
+                    frame: f,
+                    first_frame: f,
+                    offset: 0,
+                    flags: ChunkFlags::default(),
+                };
+                dec.on_chunk(Chunk::Data(piece), &info);
+            }
+        }
+        // The engine drains after every batch; a batch here is 32 frames.
+        if frame % 32 < 2 || !any {
+            dec.drain(&mut events, &mut facts);
+            n += events.len();
+            events.clear();
+        }
+        if !any {
+            break;
+        }
+    }
+    n
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proto");
+    g.sample_size(10);
+    g.measurement_time(std::time::Duration::from_secs(8));
+    let (ic, is) = irc_streams();
+    g.throughput(Throughput::Bytes((ic.len() + is.len()) as u64));
+    g.bench_function("irc_chat", |b| b.iter(|| black_box(decode(&ic, &is, 6667))));
+    let (xc, xs) = xmpp_streams();
+    g.throughput(Throughput::Bytes((xc.len() + xs.len()) as u64));
+    g.bench_function("xmpp_chat", |b| {
+        b.iter(|| black_box(decode(&xc, &xs, 5222)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
