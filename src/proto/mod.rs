@@ -787,6 +787,7 @@ impl Emitter<'_> {
             flags,
             lost_bytes: self.dir.lost,
             seq: *self.seq,
+            policy: Default::default(),
         };
         *self.seq += 1;
         self.dir.gap_before = false;

@@ -16,6 +16,8 @@ pub const DECODER: Decoder = Decoder {
     // IMSpector's MSN plugin listened on 1863 only.
     classic_ports: &[1863],
     usual_ports: &[1863, 80],
+    // MSNP never starts inside TLS (only the SOAP login does, over HTTPS).
+    tls_ports: &[],
     probe,
     session: new_session,
 };

@@ -16,6 +16,8 @@ pub const DECODER: Decoder = Decoder {
     // IMSpector's Yahoo plugin listened on 5050 only.
     classic_ports: &[5050],
     usual_ports: &[5050, 23, 25, 80, 443],
+    // YMSG has no implicit-TLS port.
+    tls_ports: &[],
     probe,
     session: new_session,
 };
