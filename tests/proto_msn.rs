@@ -879,6 +879,7 @@ fn real_capture_msnms_reproduces_its_truth_file() {
         rows += 1;
     }
     assert_eq!(rows, 20);
+    im_capture::check_outputs("fixtures/real", "msnms", &events);
     assert_eq!(events.len(), 20, "no event beyond the truth file");
 }
 

@@ -220,7 +220,86 @@ pub fn check_fixture(dir: &str, name: &str, capture: &[u8]) -> Vec<Event> {
         on_disk == capture,
         "{pcap_path} is stale: regenerate with IMSCAN_REGEN_FIXTURES=1"
     );
-    let expected = std::fs::read_to_string(&tsv_path).unwrap();
-    assert_eq!(table, expected, "{tsv_path}");
+    assert_eq!(
+        table,
+        std::fs::read_to_string(&tsv_path).unwrap(),
+        "{tsv_path}"
+    );
+    check_outputs(dir, name, &events);
     events
+}
+
+/// Compare what the JSON Lines and IMSpector sinks make of `events` with the
+/// checked-in `<dir>/<name>.expected.jsonl` and `<name>.imspector.txt`
+/// (rewritten with `IMSCAN_REGEN_FIXTURES=1`). The input is named
+/// `<dir>/<name>.pcap`, as on a command line run from the repository root.
+pub fn check_outputs(dir: &str, name: &str, events: &[Event]) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let jsonl = render_jsonl(&format!("{dir}/{name}.pcap"), events);
+    let tree = render_imspector(events);
+    let jsonl_path = format!("{root}/{dir}/{name}.expected.jsonl");
+    let tree_path = format!("{root}/{dir}/{name}.imspector.txt");
+    if std::env::var_os("IMSCAN_REGEN_FIXTURES").is_some() {
+        std::fs::write(&jsonl_path, &jsonl).unwrap();
+        std::fs::write(&tree_path, &tree).unwrap();
+    }
+    assert_eq!(
+        jsonl,
+        std::fs::read_to_string(&jsonl_path).unwrap(),
+        "{jsonl_path}"
+    );
+    assert_eq!(
+        tree,
+        std::fs::read_to_string(&tree_path).unwrap(),
+        "{tree_path}"
+    );
+}
+
+/// The events as the JSON Lines sink writes them (input named `input`).
+pub fn render_jsonl(input: &str, events: &[Event]) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let ctx = imscan::sink::SinkContext {
+        inputs: vec![input.to_string()],
+        ..Default::default()
+    };
+    let mut sink = imscan::sink::jsonl(Box::new(file.reopen().unwrap()), ctx);
+    for e in events {
+        sink.write(e).unwrap();
+    }
+    sink.finish().unwrap();
+    drop(sink);
+    std::fs::read_to_string(file.path()).unwrap()
+}
+
+/// The IMSpector log tree (UTC dates) the events make, flattened to
+/// `== <path>` headers each followed by the file's lines, paths sorted.
+pub fn render_imspector(events: &[Event]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink =
+        imscan::sink::imspector(dir.path(), imscan::sink::ImspectorOptions::default()).unwrap();
+    for e in events {
+        sink.write(e).unwrap();
+    }
+    sink.finish().unwrap();
+    drop(sink);
+    let mut files = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut out = String::new();
+    for f in files {
+        let rel = f.strip_prefix(dir.path()).unwrap();
+        out.push_str(&format!("== {}\n", rel.display()));
+        out.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
+    }
+    out
 }
