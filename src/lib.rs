@@ -17,6 +17,7 @@ pub mod event;
 pub mod net;
 pub mod policy;
 pub mod proto;
+pub mod run;
 pub mod sink;
 pub mod tcp;
 pub mod time;

@@ -68,6 +68,24 @@ pub(crate) struct Ledger {
     pub stats: CaptureStats,
 }
 
+impl CaptureStats {
+    /// Add another input's counters (sizes add up; progress fields too).
+    pub fn merge(&mut self, o: &CaptureStats) {
+        self.frames += o.frames;
+        self.captured_bytes += o.captured_bytes;
+        self.damaged += o.damaged;
+        self.snaplen_truncated += o.snaplen_truncated;
+        self.resyncs += o.resyncs;
+        self.skipped_bytes += o.skipped_bytes;
+        self.unknown_blocks += o.unknown_blocks;
+        self.bytes_read += o.bytes_read;
+        self.total_bytes = match (self.total_bytes, o.total_bytes) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 impl Ledger {
     pub fn new(file: Arc<str>) -> Self {
         Ledger {

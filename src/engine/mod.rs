@@ -1,4 +1,411 @@
 //! Stage 3, engine: reads batches of frames, decodes link and IP layers,
-//! routes each segment to one of a fixed number of shards by its flow key,
-//! runs the shards in parallel (rayon) and merges their events into one
-//! deterministic order.
+//! routes each TCP segment to one of a FIXED number of shards by a hash of its
+//! canonical flow key, runs the shards in parallel (rayon; each shard owns its
+//! flow table, no locks on the hot path) and merges their events into one
+//! deterministic order before anything reaches a sink.
+//!
+//! Determinism: the shard count, the batch boundaries (a fixed number of
+//! frames) and the merge key never depend on the thread count, so the output
+//! is byte-identical at `--threads 1` and `--threads N`.
+//!
+//! Pipelining: with more than one thread, a reader thread reads and decodes
+//! the next batch while the shards work on this one; the queue between them
+//! holds one batch, so memory stays bounded whatever the input size.
+
+mod shard;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::capture::{
+    Batch, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameRef, InputSummary,
+    ReadOptions, SourceId,
+};
+use crate::event::{Event, IdentityFact, LocalId};
+use crate::net::{NetConfig, NetDecoder, NetStats, Packet, Selection};
+use crate::proto::{ProtoConfig, ProtoStats};
+use crate::tcp::export::StreamExport;
+use crate::tcp::{TcpConfig, TcpStats};
+use crate::time::Timestamp;
+
+use shard::Shard;
+pub use shard::{PayloadRef, SegWork};
+
+/// Number of shards. Fixed: it must not depend on the thread count.
+pub const SHARDS: usize = 64;
+
+/// Open files the `--streams` exporter may keep across all flows.
+const STREAM_FILES_OPEN: usize = 256;
+
+/// Why a run could not go on.
+#[derive(Debug)]
+pub enum EngineError {
+    /// An input could not be opened or is not a capture.
+    Input(CaptureError),
+    /// An output file or directory could not be written.
+    Output {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    /// More inputs than a `SourceId` can number.
+    TooManyInputs(usize),
+}
+
+impl EngineError {
+    fn output(path: &std::path::Path, error: std::io::Error) -> EngineError {
+        EngineError::Output {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Input(e) => write!(f, "{e}"),
+            EngineError::Output { path, error } => write!(f, "{}: {error}", path.display()),
+            EngineError::TooManyInputs(n) => {
+                write!(
+                    f,
+                    "{n} inputs given; at most {} can be read in one run",
+                    u32::from(SourceId::MAX) + 1
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<CaptureError> for EngineError {
+    fn from(e: CaptureError) -> Self {
+        EngineError::Input(e)
+    }
+}
+
+/// Everything the engine needs to know for one run.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Worker threads; 1 runs everything on the calling thread.
+    pub threads: usize,
+    /// Frames per batch (fixed per run: part of the determinism contract).
+    pub batch_frames: usize,
+    /// Soft cap on captured bytes per batch.
+    pub batch_bytes: usize,
+    pub net: NetConfig,
+    pub tcp: TcpConfig,
+    pub proto: ProtoConfig,
+    pub selection: Selection,
+    /// Compute each input's SHA-256 while reading (for the manifest).
+    pub hash_inputs: bool,
+    /// Write each TCP flow's bytes here (`--streams DIR`).
+    pub streams_dir: Option<std::path::PathBuf>,
+    /// Reassemble every stream and discard the bytes, decoding nothing: a
+    /// measure of the stages below proto (benchmarks).
+    pub reassemble_only: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            batch_frames: 8192,
+            batch_bytes: 16 << 20,
+            net: NetConfig::default(),
+            tcp: TcpConfig::run_wide(),
+            proto: ProtoConfig::default(),
+            selection: Selection::default(),
+            hash_inputs: false,
+            streams_dir: None,
+            reassemble_only: false,
+        }
+    }
+}
+
+/// Counters of a whole run, one section per stage.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunStats {
+    pub capture: CaptureStats,
+    pub net: NetStats,
+    pub tcp: TcpStats,
+    pub proto: ProtoStats,
+    /// Segments outside the `--host/--net/--port` selection.
+    pub deselected: u64,
+    /// Events emitted, after the merge.
+    pub events: u64,
+    /// Events whose local user was known only by a token no fact resolved.
+    pub unresolved_identities: u64,
+}
+
+/// What a run leaves behind besides its events.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub inputs: Vec<InputSummary>,
+    pub stats: RunStats,
+}
+
+/// Receives the engine's output in merge order, on the calling thread.
+pub trait EngineOutput {
+    fn event(&mut self, ev: Event);
+    fn warning(&mut self, w: &CaptureWarning);
+    /// Called after each batch with the bytes consumed so far of the current input.
+    fn progress(&mut self, _consumed: u64) {}
+    /// Called when an input is finished, with its size in bytes.
+    fn input_done(&mut self, _size: u64) {}
+}
+
+/// A decoded batch on its way to the shards.
+struct Work {
+    batch: Batch,
+    per_shard: Vec<Vec<SegWork>>,
+    /// Time and frame of the batch's last frame: advances every shard's clock.
+    end: Option<(Timestamp, FrameRef)>,
+}
+
+/// The part of the engine that runs on the reading side of the pipeline.
+struct Reader {
+    net: NetDecoder,
+    selection: Selection,
+    deselected: u64,
+}
+
+impl Reader {
+    fn decode(&mut self, batch: Batch) -> Work {
+        let mut per_shard: Vec<Vec<SegWork>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        let base = batch.data.bytes();
+        let mut end = None;
+        for frame in batch.iter() {
+            end = Some((frame.ts, frame.frame_ref()));
+            let Some(packet) = self.net.decode(&frame) else {
+                continue;
+            };
+            let Packet::Tcp(seg) = packet else {
+                continue;
+            };
+            if !self.selection.matches(&seg.key) {
+                self.deselected += 1;
+                continue;
+            }
+            let shard = (seg.key.stable_hash() % SHARDS as u64) as usize;
+            per_shard[shard].push(SegWork::new(&seg, base));
+        }
+        Work {
+            batch,
+            per_shard,
+            end,
+        }
+    }
+}
+
+/// Run the whole pipeline over `inputs` (paths as given; `-` is stdin).
+///
+/// Returns an error only when an input cannot be opened or is not a capture
+/// at all; damage inside an input is counted and reported through `out`.
+pub fn run(
+    inputs: &[String],
+    config: &EngineConfig,
+    out: &mut dyn EngineOutput,
+) -> Result<RunSummary, EngineError> {
+    // Open every input first: a typo in the third file must not cost a long
+    // run over the first two.
+    let mut readers = Vec::with_capacity(inputs.len());
+    for (i, path) in inputs.iter().enumerate() {
+        let Ok(source) = SourceId::try_from(i) else {
+            return Err(EngineError::TooManyInputs(inputs.len()));
+        };
+        readers.push(CaptureReader::open(
+            path,
+            source,
+            ReadOptions {
+                hash: config.hash_inputs,
+            },
+        )?);
+    }
+
+    let proto_config = Arc::new(config.proto.clone());
+    let export = match &config.streams_dir {
+        Some(dir) => Some(
+            StreamExport::create(dir, STREAM_FILES_OPEN)
+                .map_err(|e| EngineError::output(dir, e))?,
+        ),
+        None => None,
+    };
+    let tcp = config.tcp.per_shard(SHARDS);
+    let mut shards: Vec<Shard> = (0..SHARDS)
+        .map(|_| {
+            Shard::new(
+                tcp.clone(),
+                proto_config.clone(),
+                export.clone(),
+                config.reassemble_only,
+            )
+        })
+        .collect();
+    let mut reader = Reader {
+        net: NetDecoder::new(config.net),
+        selection: config.selection.clone(),
+        deselected: 0,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.max(1))
+        .build()
+        .expect("building the rayon thread pool");
+    let mut merger = Merger::default();
+    let mut summary = RunSummary::default();
+    let mut last_frame = FrameRef::default();
+
+    for mut capture in readers {
+        if config.threads <= 1 {
+            while let Some(batch) = capture.next_batch(config.batch_frames, config.batch_bytes) {
+                for w in capture.take_warnings() {
+                    out.warning(&w);
+                }
+                let work = reader.decode(batch);
+                process(&pool, &mut shards, work, &mut merger, out, &mut last_frame);
+                out.progress(capture.stats().bytes_read);
+            }
+        } else {
+            // Read and decode the next batch while the shards work on this one.
+            let (tx, rx) = crossbeam_channel::bounded::<(Work, Vec<CaptureWarning>, u64)>(1);
+            let (batch_frames, batch_bytes) = (config.batch_frames, config.batch_bytes);
+            let (capture_back, reader_back) = std::thread::scope(|scope| {
+                let handle = scope.spawn(move || {
+                    let mut capture = capture;
+                    let mut reader = reader;
+                    while let Some(batch) = capture.next_batch(batch_frames, batch_bytes) {
+                        let warnings = capture.take_warnings();
+                        let consumed = capture.stats().bytes_read;
+                        let work = reader.decode(batch);
+                        if tx.send((work, warnings, consumed)).is_err() {
+                            break;
+                        }
+                    }
+                    (capture, reader)
+                });
+                for (work, warnings, consumed) in rx.iter() {
+                    for w in &warnings {
+                        out.warning(w);
+                    }
+                    process(&pool, &mut shards, work, &mut merger, out, &mut last_frame);
+                    out.progress(consumed);
+                }
+                handle.join().expect("reader thread panicked")
+            });
+            capture = capture_back;
+            reader = reader_back;
+        }
+        for w in capture.take_warnings() {
+            out.warning(&w);
+        }
+        summary.stats.capture.merge(capture.stats());
+        out.input_done(capture.stats().bytes_read);
+        summary.inputs.push(capture.finish());
+    }
+
+    // End of input: flush every flow, gaps included.
+    pool.install(|| {
+        use rayon::prelude::*;
+        shards.par_iter_mut().for_each(|s| s.finish(last_frame));
+    });
+    merger.collect(&mut shards);
+    merger.emit(out);
+
+    for shard in &shards {
+        summary.stats.tcp.merge(shard.tcp_stats());
+        summary.stats.proto.merge(shard.proto_stats());
+    }
+    if let Some(export) = &export {
+        let mut records = Vec::new();
+        for shard in &mut shards {
+            records.append(&mut shard.take_stream_records());
+        }
+        export
+            .write_index(records)
+            .map_err(|e| EngineError::output(export.root(), e))?;
+    }
+    summary.stats.net = reader.net.stats().clone();
+    summary.stats.deselected = reader.deselected;
+    summary.stats.events = merger.emitted;
+    summary.stats.unresolved_identities = merger.unresolved;
+    Ok(summary)
+}
+
+/// Run one batch through the shards and hand its events to `out` in order.
+fn process(
+    pool: &rayon::ThreadPool,
+    shards: &mut [Shard],
+    work: Work,
+    merger: &mut Merger,
+    out: &mut dyn EngineOutput,
+    last_frame: &mut FrameRef,
+) {
+    let Work {
+        batch,
+        per_shard,
+        end,
+    } = work;
+    if let Some((_, f)) = end {
+        *last_frame = f;
+    }
+    let data = batch.data.bytes();
+    pool.install(|| {
+        use rayon::prelude::*;
+        shards
+            .par_iter_mut()
+            .zip(per_shard.into_par_iter())
+            .for_each(|(shard, segs)| shard.process(data, &segs, end));
+    });
+    merger.collect(shards);
+    merger.emit(out);
+}
+
+/// Puts the shards' events into one order and resolves identity tokens.
+///
+/// Every event a shard emits while processing a batch was completed by a
+/// frame of that batch (chunks are stamped with the frame that completed
+/// them), so sorting each batch's events by their merge key gives one total
+/// capture order for the whole run.
+#[derive(Default)]
+struct Merger {
+    events: Vec<Event>,
+    facts: Vec<IdentityFact>,
+    identities: std::collections::HashMap<(crate::event::Protocol, String), String>,
+    emitted: u64,
+    unresolved: u64,
+}
+
+impl Merger {
+    fn collect(&mut self, shards: &mut [Shard]) {
+        for shard in shards {
+            shard.drain(&mut self.events, &mut self.facts);
+        }
+    }
+
+    fn emit(&mut self, out: &mut dyn EngineOutput) {
+        // Facts first, in capture order, so a login seen in this batch
+        // resolves the events of this batch too.
+        self.facts.sort_by_key(|f| (f.frame, f.time));
+        for fact in self.facts.drain(..) {
+            self.identities
+                .insert((fact.protocol, fact.token), fact.user);
+        }
+        self.events.sort_by_key(|e| e.merge_key());
+        for mut ev in self.events.drain(..) {
+            if let LocalId::Token(token) = &ev.local_id {
+                match self.identities.get(&(ev.protocol, token.clone())) {
+                    Some(user) => ev.local_id = LocalId::Known(user.clone()),
+                    None => {
+                        self.unresolved += 1;
+                        ev.local_id = LocalId::Unknown;
+                    }
+                }
+            }
+            self.emitted += 1;
+            out.event(ev);
+        }
+    }
+}

@@ -118,6 +118,41 @@ impl<A: StreamConsumer, B: StreamConsumer> StreamConsumer for Tee<A, B> {
     }
 }
 
+/// A boxed consumer (keeps rarely used, large consumers out of the flow entry).
+impl<C: StreamConsumer + ?Sized> StreamConsumer for Box<C> {
+    fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        (**self).on_chunk(chunk, info);
+    }
+
+    fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef) {
+        (**self).on_close(reason, ts, frame);
+    }
+
+    fn wants_data(&self) -> bool {
+        (**self).wants_data()
+    }
+}
+
+/// An optional consumer (e.g. the stream exporter when `--streams` is off):
+/// `None` takes nothing and wants no data.
+impl<C: StreamConsumer> StreamConsumer for Option<C> {
+    fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
+        if let Some(c) = self {
+            c.on_chunk(chunk, info);
+        }
+    }
+
+    fn on_close(&mut self, reason: CloseReason, ts: Timestamp, frame: FrameRef) {
+        if let Some(c) = self {
+            c.on_close(reason, ts, frame);
+        }
+    }
+
+    fn wants_data(&self) -> bool {
+        self.as_ref().is_some_and(|c| c.wants_data())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::harness::{deliver_whole, Conversation, Recorder};

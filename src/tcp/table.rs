@@ -55,6 +55,29 @@ impl Default for TcpConfig {
     }
 }
 
+impl TcpConfig {
+    /// Run-wide defaults, split over the engine's shards by [`TcpConfig::per_shard`]:
+    /// 262 144 flows and 256 MiB of out-of-order bytes in all.
+    pub fn run_wide() -> TcpConfig {
+        TcpConfig {
+            total_buffered_bytes: 256 << 20,
+            ..TcpConfig::default()
+        }
+    }
+
+    /// One table's share when `self` holds run-wide budgets spread over
+    /// `shards` tables (each keeps at least one flow and one direction's worth
+    /// of out-of-order bytes).
+    pub fn per_shard(&self, shards: usize) -> TcpConfig {
+        let shards = shards.max(1);
+        TcpConfig {
+            max_flows: (self.max_flows / shards).max(1),
+            total_buffered_bytes: (self.total_buffered_bytes / shards).max(self.ooo_bytes_per_dir),
+            ..self.clone()
+        }
+    }
+}
+
 /// Counters of one flow table (merge the shards' with [`TcpStats::merge`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TcpStats {
