@@ -1071,3 +1071,14 @@ fn generated_midstream_capture_with_a_lost_segment() {
         .iter()
         .all(|e| e.flags.midstream && e.client.to_string() == "192.168.1.9:40000"));
 }
+
+// ---- the imscan binary ----------------------------------------------------------
+
+#[test]
+fn binary_reproduces_every_msn_fixture_at_any_thread_count() {
+    assert_eq!(im_capture::check_binary("fixtures/real/msnms"), 0);
+    assert_eq!(im_capture::check_binary("fixtures/msn/switchboard"), 0);
+    assert_eq!(im_capture::check_binary("fixtures/msn/gateway"), 0);
+    // A lost segment is damage: processed, exit code 1.
+    assert_eq!(im_capture::check_binary("fixtures/msn/midstream-gap"), 1);
+}

@@ -811,3 +811,15 @@ fn generated_midstream_capture_on_port_80_with_a_lost_segment() {
         .iter()
         .all(|e| e.flags.midstream && e.client.to_string() == "192.168.0.7:51000"));
 }
+
+// ---- the imscan binary ----------------------------------------------------------
+
+#[test]
+fn binary_reproduces_every_yahoo_fixture_at_any_thread_count() {
+    assert_eq!(im_capture::check_binary("fixtures/yahoo/conversation"), 0);
+    // A lost segment is damage: processed, exit code 1.
+    assert_eq!(
+        im_capture::check_binary("fixtures/yahoo/midstream-port80"),
+        1
+    );
+}

@@ -282,13 +282,21 @@ pub fn render_imspector(events: &[Event]) -> String {
     }
     sink.finish().unwrap();
     drop(sink);
+    flatten_tree(dir.path())
+}
+
+/// A log tree flattened to `== <path>` headers each followed by the file's
+/// lines, paths sorted.
+pub fn flatten_tree(root: &std::path::Path) -> String {
     let mut files = Vec::new();
-    let mut stack = vec![dir.path().to_path_buf()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let p = entry.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "imscan-manifest.json") {
+                // The run manifest (arguments, paths, counters) is not a log.
             } else {
                 files.push(p);
             }
@@ -297,9 +305,57 @@ pub fn render_imspector(events: &[Event]) -> String {
     files.sort();
     let mut out = String::new();
     for f in files {
-        let rel = f.strip_prefix(dir.path()).unwrap();
+        let rel = f.strip_prefix(root).unwrap();
         out.push_str(&format!("== {}\n", rel.display()));
         out.push_str(&String::from_utf8_lossy(&std::fs::read(&f).unwrap()));
     }
     out
+}
+
+/// Run the `imscan` binary from the repository root on `<fixture>.pcap` and
+/// check that `-F jsonl` gives `<fixture>.expected.jsonl` and `-F imspector`
+/// gives `<fixture>.imspector.txt`, at one and at two threads; returns the
+/// exit code (0 clean, 1 when the capture has damage such as lost segments).
+pub fn check_binary(fixture: &str) -> i32 {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let exe = env!("CARGO_BIN_EXE_imscan");
+    let input = format!("{fixture}.pcap");
+    let want_jsonl = std::fs::read_to_string(format!("{root}/{fixture}.expected.jsonl")).unwrap();
+    let want_tree = std::fs::read_to_string(format!("{root}/{fixture}.imspector.txt")).unwrap();
+    let mut codes = Vec::new();
+    for threads in ["1", "2"] {
+        let out = std::process::Command::new(exe)
+            .current_dir(root)
+            .args(["-F", "jsonl", "--threads", threads, &input])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want_jsonl,
+            "{fixture} at {threads} threads; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        codes.push(out.status.code().unwrap_or(-1));
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().to_path_buf();
+        let out = std::process::Command::new(exe)
+            .current_dir(root)
+            .args(["-F", "imspector", "--threads", threads, "-o"])
+            .arg(&tree)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code().unwrap_or(-1) <= 1,
+            "{fixture}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            flatten_tree(&tree),
+            want_tree,
+            "{fixture} IMSpector tree at {threads} threads"
+        );
+    }
+    assert!(codes.windows(2).all(|w| w[0] == w[1]));
+    codes[0]
 }
