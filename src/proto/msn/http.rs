@@ -421,4 +421,43 @@ mod tests {
         assert_eq!(resync_http(b"POST /"), Some(0));
         assert_eq!(resync_http(b"junk"), None);
     }
+
+    mod arbitrary_bytes {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn http_framing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                if let HttpFrame::Unit(n) = frame_http(&bytes) {
+                    prop_assert!(n <= bytes.len());
+                    let m = parse_http(&bytes[..n]);
+                    prop_assert!(m.is_some_and(|m| m.body.len() <= MAX_BODY));
+                }
+                let _ = resync_http(&bytes);
+                let text = String::from_utf8_lossy(&bytes);
+                let _ = gateway_target(&text);
+                let _ = messenger_header(&text);
+            }
+
+            #[test]
+            fn chunked_bodies_survive_any_chunk_sizes(body in proptest::collection::vec(any::<u8>(), 0..600), sizes in proptest::collection::vec(1usize..64, 1..20)) {
+                let mut msg = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                let mut rest = &body[..];
+                let mut i = 0;
+                while !rest.is_empty() {
+                    let n = sizes[i % sizes.len()].min(rest.len());
+                    msg.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                    msg.extend_from_slice(&rest[..n]);
+                    msg.extend_from_slice(b"\r\n");
+                    rest = &rest[n..];
+                    i += 1;
+                }
+                msg.extend_from_slice(b"0\r\n\r\n");
+                prop_assert_eq!(frame_http(&msg), HttpFrame::Unit(msg.len()));
+                let parsed = parse_http(&msg).unwrap();
+                prop_assert_eq!(&*parsed.body, &body[..]);
+            }
+        }
+    }
 }

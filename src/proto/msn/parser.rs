@@ -993,4 +993,31 @@ mod tests {
         assert_eq!(normalize_id("Bob@Live.COM;{1234-abcd}"), "bob@live.com");
         assert_eq!(normalize_id("a@b.c"), "a@b.c");
     }
+
+    mod arbitrary_bytes {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn framing_resync_and_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                match frame_command(&bytes) {
+                    Frame::Unit(n) => {
+                        prop_assert!(n <= bytes.len());
+                        let _ = parse_command(&bytes[..n]);
+                    }
+                    Frame::NeedMore(Some(n)) => prop_assert!(n > bytes.len() && n <= MAX_PAYLOAD + MAX_LINE),
+                    _ => {}
+                }
+                match resync(&bytes) {
+                    Boundary::At(p) | Boundary::NeedMore(p) => prop_assert!(p < bytes.len()),
+                    Boundary::Skip(p) => prop_assert!(p <= bytes.len()),
+                }
+                let _ = classify(&bytes);
+                let _ = SlpInvite::find(&bytes).map(|i| i.offer());
+                let _ = file_context(&bytes);
+                prop_assert!(base64_decode(&bytes, 100).len() <= 100);
+            }
+        }
+    }
 }

@@ -430,4 +430,35 @@ pub(crate) mod tests {
         let bad = decode(b"caf\xe9", true);
         assert!(bad.lossy);
     }
+
+    mod arbitrary_bytes {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn framing_resync_and_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                if let Frame::Unit(n) = frame_packet(&bytes) {
+                    prop_assert!(n <= bytes.len() && n <= MAX_PACKET);
+                    let p = Packet::parse(&bytes[..n]);
+                    prop_assert!(p.is_some_and(|p| p.pairs.len() <= MAX_PAIRS));
+                }
+                match resync(&bytes) {
+                    Boundary::At(p) | Boundary::NeedMore(p) => prop_assert!(p < bytes.len()),
+                    Boundary::Skip(p) => prop_assert!(p <= bytes.len()),
+                }
+                let d = decode(&bytes, bytes.first() == Some(&1));
+                let stripped = strip_markup(&d.text);
+                prop_assert!(stripped.len() <= d.text.len());
+            }
+
+            #[test]
+            fn any_packet_round_trips(pairs in proptest::collection::vec((0u32..100_000, proptest::collection::vec(0u8..0xC0, 0..40)), 0..20)) {
+                let refs: Vec<(u32, &[u8])> = pairs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+                let p = super::packet(6, 0, &refs);
+                prop_assert_eq!(frame_packet(&p), Frame::Unit(p.len()));
+                prop_assert_eq!(Packet::parse(&p).unwrap().pairs, refs);
+            }
+        }
+    }
 }
