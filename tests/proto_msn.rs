@@ -570,6 +570,29 @@ fn midstream_pickup_on_a_non_standard_port() {
 }
 
 #[test]
+fn midstream_local_user_is_learned_from_its_own_typing() {
+    let mut f = Flow::new("192.168.1.9:40000", "10.1.1.1:1863", false, false);
+    f.send(
+        false,
+        1,
+        msg_in("bob@hotmail.com", &text("before")).as_bytes(),
+    );
+    f.send(true, 2, msg_out(7, &typing("Alice@Hotmail.com")).as_bytes());
+    f.send(
+        false,
+        3,
+        msg_in("bob@hotmail.com", &text("after")).as_bytes(),
+    );
+    let (ev, _) = f.close();
+    let locals: Vec<Option<&str>> = ev.iter().map(|e| e.local_id_str()).collect();
+    assert_eq!(
+        locals,
+        [None, Some("alice@hotmail.com"), Some("alice@hotmail.com")]
+    );
+    assert_eq!(ev[1].kind, Kind::Typing);
+}
+
+#[test]
 fn notification_server_facts_and_yahoo_interop() {
     let mut f = Flow::new(CLIENT, SERVER, true, false);
     f.send(true, 1, b"VER 1 MSNP15 MSNP14 CVR0\r\n");

@@ -230,6 +230,13 @@ impl MsnpState {
         payload: &[u8],
         out: &mut Emitter<'_>,
     ) {
+        if side == Side::Client && self.local.is_none() {
+            if let MsgContent::Typing { user } = parser::classify(payload) {
+                // Our own typing notification names us: on a switchboard
+                // picked up mid-stream it is often the only clue.
+                self.learn_local(user, out);
+            }
+        }
         let draft = self.draft(Kind::Message, side, from);
         self.content_event(side, draft, payload, out);
     }
