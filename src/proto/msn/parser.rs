@@ -363,10 +363,33 @@ impl<'a> Mime<'a> {
             })
     }
 
+    /// The value of the first header called `name` (case-insensitive).
+    /// Only lines that start with the name are trimmed (the hot path: a
+    /// payload has a handful of headers and is looked up two or three times).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let name = name.as_bytes();
+        let head: &'a [u8] = self.head;
+        let mut start = 0usize;
+        for _ in 0..MAX_HEADERS {
+            if start >= head.len() {
+                break;
+            }
+            let end = memchr::memchr(b'\n', &head[start..]).map_or(head.len(), |i| start + i);
+            let line = trim_cr(&head[start..end]);
+            start = end + 1;
+            let line = &line[line.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+            if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
+                let rest = &line[name.len()..];
+                let rest = &rest[rest
+                    .iter()
+                    .take_while(|&&b| b == b' ' || b == b'\t')
+                    .count()..];
+                if let Some(value) = rest.strip_prefix(b":") {
+                    return Some(trim(value));
+                }
+            }
+        }
+        None
     }
 
     pub fn header_str(&self, name: &str) -> Option<&'a str> {
@@ -376,25 +399,33 @@ impl<'a> Mime<'a> {
     /// The media type of `Content-Type`, without parameters (compare it
     /// case-insensitively).
     pub fn media_type(&self) -> &'a [u8] {
-        let ct = self.header("Content-Type").unwrap_or_default();
-        trim(ct.split(|&b| b == b';').next().unwrap_or_default())
+        media_type_of(self.header("Content-Type").unwrap_or_default())
     }
 
     /// The `charset` parameter of `Content-Type`.
     pub fn charset(&self) -> Option<&'a str> {
-        let ct = self.header("Content-Type")?;
-        ct.split(|&b| b == b';').skip(1).find_map(|p| {
-            let p = trim(p);
-            let eq = memchr::memchr(b'=', p)?;
-            if p[..eq].eq_ignore_ascii_case(b"charset") {
-                std::str::from_utf8(trim(&p[eq + 1..]))
-                    .ok()
-                    .map(|v| v.trim_matches('"'))
-            } else {
-                None
-            }
-        })
+        charset_of(self.header("Content-Type")?)
     }
+}
+
+/// The media type of a `Content-Type` value.
+fn media_type_of(ct: &[u8]) -> &[u8] {
+    trim(ct.split(|&b| b == b';').next().unwrap_or_default())
+}
+
+/// The `charset` parameter of a `Content-Type` value.
+fn charset_of(ct: &[u8]) -> Option<&str> {
+    ct.split(|&b| b == b';').skip(1).find_map(|p| {
+        let p = trim(p);
+        let eq = memchr::memchr(b'=', p)?;
+        if p[..eq].eq_ignore_ascii_case(b"charset") {
+            std::str::from_utf8(trim(&p[eq + 1..]))
+                .ok()
+                .map(|v| v.trim_matches('"'))
+        } else {
+            None
+        }
+    })
 }
 
 /// The first blank line: its offset and length (`\r\n\r\n` or `\n\n`).
@@ -452,11 +483,12 @@ pub enum MsgContent<'a> {
 /// Classify a `MSG` payload by its `Content-Type`.
 pub fn classify(payload: &[u8]) -> MsgContent<'_> {
     let mime = Mime::parse(payload);
-    let media = mime.media_type();
+    let ct = mime.header("Content-Type").unwrap_or_default();
+    let media = media_type_of(ct);
     let is = |t: &str| media.eq_ignore_ascii_case(t.as_bytes());
     if is("text/plain") {
         MsgContent::Text {
-            charset: mime.charset(),
+            charset: charset_of(ct),
             body: mime.body,
         }
     } else if is("text/x-msmsgscontrol") {

@@ -423,11 +423,19 @@ fn sdg_address(v: &str) -> String {
 
 /// Decode chat text in `charset` (UTF-8 when absent or unknown).
 fn fill_text(d: &mut EventDraft, charset: Option<&str>, body: &[u8], keep_raw: bool) {
-    let enc = charset
-        .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
-        .unwrap_or(encoding_rs::UTF_8);
-    let (text, _, had_errors) = enc.decode(body);
-    d.text = Some(text.into_owned());
+    let enc = match charset {
+        None => encoding_rs::UTF_8,
+        Some(c) if c.eq_ignore_ascii_case("utf-8") => encoding_rs::UTF_8,
+        Some(c) => encoding_rs::Encoding::for_label(c.as_bytes()).unwrap_or(encoding_rs::UTF_8),
+    };
+    let (text, had_errors) = match (enc == encoding_rs::UTF_8, std::str::from_utf8(body)) {
+        (true, Ok(s)) => (s.to_owned(), false),
+        _ => {
+            let (t, _, e) = enc.decode(body);
+            (t.into_owned(), e)
+        }
+    };
+    d.text = Some(text);
     d.text_encoding = Some(if enc == encoding_rs::UTF_8 {
         "utf-8"
     } else {
