@@ -190,15 +190,8 @@ impl<'a> Packet<'a> {
 
 /// The offset of the next `C0 80` separator.
 fn find_sep(b: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(SEP[0], &b[from..]) {
-        let at = from + i;
-        if b.get(at + 1) == Some(&SEP[1]) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    // Keys and most values are a few bytes: a plain scan beats memchr's setup.
+    b.windows(2).position(|w| w == SEP)
 }
 
 /// Split `k C0 80 v C0 80 ...` into ordered pairs.

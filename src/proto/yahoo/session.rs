@@ -38,10 +38,9 @@ impl YahooSession {
 
     /// Local id of an event: the login, else the packet's own-side key.
     fn local_for(&self, own: Option<&[u8]>) -> LocalId {
-        match (&self.local, own.and_then(id)) {
-            (Some(l), _) => LocalId::Known(l.clone()),
-            (None, Some(o)) => LocalId::Known(o),
-            (None, None) => LocalId::Unknown,
+        match &self.local {
+            Some(l) => LocalId::Known(l.clone()),
+            None => own.and_then(id).map_or(LocalId::Unknown, LocalId::Known),
         }
     }
 
