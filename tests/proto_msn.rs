@@ -593,6 +593,33 @@ fn midstream_local_user_is_learned_from_its_own_typing() {
 }
 
 #[test]
+fn own_message_from_another_endpoint_is_outgoing() {
+    let mut f = Flow::new(CLIENT, SERVER, true, false);
+    f.send(true, 1, b"USR 1 alice@live.com 1234.5678.9012\r\n");
+    f.send(
+        false,
+        2,
+        b"JOI bob@live.com;{b1} Bob\r\nJOI alice@live.com;{a2} Alice\r\n",
+    );
+    f.send(
+        false,
+        3,
+        msg_in("alice@live.com;{a2}", &text("from my phone")).as_bytes(),
+    );
+    let (ev, _) = f.close();
+    let got: Vec<Seen> = ev.iter().map(seen).collect();
+    let mut want = s(
+        Kind::Message,
+        true,
+        "bob@live.com",
+        "alice@live.com",
+        Some("from my phone"),
+    );
+    want.local = Some("alice@live.com".into());
+    assert_eq!(got, [want]);
+}
+
+#[test]
 fn notification_server_facts_and_yahoo_interop() {
     let mut f = Flow::new(CLIENT, SERVER, true, false);
     f.send(true, 1, b"VER 1 MSNP15 MSNP14 CVR0\r\n");

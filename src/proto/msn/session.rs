@@ -178,7 +178,14 @@ impl MsnpState {
                 }
                 if let Some(payload) = cmd.payload {
                     let from = parser::normalize_id(from);
-                    self.on_payload(side, Some(&from), payload, out);
+                    if self.local.as_deref() == Some(from.as_str()) {
+                        // MSNP16+ multiple points of presence: what the local
+                        // user wrote on another endpoint, relayed here. The
+                        // wire says s→c, the event is outgoing (protocols.md §0).
+                        self.on_payload(Side::Client, None, payload, out);
+                    } else {
+                        self.on_payload(side, Some(&from), payload, out);
+                    }
                 }
             }
             (b"UUM", Side::Client) => {
