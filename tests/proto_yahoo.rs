@@ -636,6 +636,30 @@ fn midstream_pickup_on_a_fallback_port() {
 }
 
 #[test]
+fn web_client_form_is_decoded_like_binary_packets() {
+    let out = b"content-length: 86\r\n\r\n<Ymsg Command=\"6\" Status=\"1515563606\" Version=\"102\" VendorId=\"402\" SessionId=\"5\">1^$alice_y^$5^$bob_y^$97^$1^$14^$hi from the web^$</Ymsg>\0";
+    let inc = b"<Ymsg Command=\"75\" Status=\"22\" SessionId=\"5\">5^$alice_y^$4^$bob_y^$13^$1^$49^$TYPING^$</Ymsg>\0";
+    let script = vec![(true, 1, out.to_vec()), (false, 2, inc.to_vec())];
+    for client in ["10.0.0.9:2201", "10.0.0.9:2202"] {
+        let ev = run(&script, client, "66.163.181.170:80", true, false);
+        let got: Vec<Seen> = ev.iter().map(seen).collect();
+        assert_eq!(
+            got,
+            [
+                s(
+                    Kind::Message,
+                    true,
+                    "bob_y",
+                    "alice_y",
+                    Some("hi from the web")
+                ),
+                s(Kind::Typing, false, "bob_y", "bob_y", None),
+            ]
+        );
+    }
+}
+
+#[test]
 fn messages_without_a_peer_are_dropped() {
     let ev = run(
         &[(

@@ -29,6 +29,9 @@ fn new_session() -> Box<dyn Session> {
 /// Does this direction look like YMSG? At the stream start the first bytes
 /// must be a plausible header; mid-stream the first plausible header counts.
 pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
+    if start == ProbeStart::Stream && matches!(buf.first(), Some(b'<' | b'c' | b'C')) {
+        return probe_web(buf);
+    }
     let at = match start {
         ProbeStart::Stream => {
             let n = buf.len().min(4);
@@ -41,7 +44,7 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
                 Some(_) => 0,
             }
         }
-        ProbeStart::Midstream => match parser::resync(buf) {
+        ProbeStart::Midstream => match parser::resync_unit(buf) {
             Boundary::At(i) => i,
             Boundary::NeedMore(_) => return Verdict::NeedMore,
             Boundary::Skip(_) if buf.len() >= crate::proto::PROBE_LIMIT => return Verdict::No,
@@ -49,6 +52,23 @@ pub fn probe(buf: &[u8], start: ProbeStart) -> Verdict {
         },
     };
     Verdict::Yes(role(&buf[at..]))
+}
+
+/// The web client's form at the stream start: `<Ymsg Command="…"`, maybe
+/// after a `content-length:` block.
+fn probe_web(buf: &[u8]) -> Verdict {
+    match parser::frame_web(buf) {
+        parser::Frame::Invalid => return Verdict::No,
+        parser::Frame::NeedMore if buf.len() < 64 => return Verdict::NeedMore,
+        _ => {}
+    }
+    let window = &buf[..buf.len().min(128)];
+    match memchr::memmem::find(window, parser::WEB_OPEN) {
+        Some(i) if memchr::memmem::find(&window[i..], b" Command=\"").is_some() => {
+            Verdict::Yes(Role::Unknown)
+        }
+        _ => Verdict::No,
+    }
 }
 
 /// Who wrote a packet, when its service and keys say it.
@@ -105,5 +125,16 @@ mod tests {
         );
         assert_eq!(probe(&mid, ProbeStart::Stream), Verdict::No);
         assert_eq!(probe(&[0u8; 5000], ProbeStart::Midstream), Verdict::No);
+        let web = b"<Ymsg Command=\"6\" Status=\"1\">1^$a^$5^$b^$14^$hi^$</Ymsg>\0";
+        assert_eq!(probe(web, ProbeStart::Stream), Verdict::Yes(Role::Unknown));
+        assert_eq!(probe(&web[..10], ProbeStart::Stream), Verdict::NeedMore);
+        assert_eq!(
+            probe(b"<?xml version='1.0'?><stream:stream>", ProbeStart::Stream),
+            Verdict::No
+        );
+        assert_eq!(
+            probe(b"content-type: text/html\r\n\r\n", ProbeStart::Stream),
+            Verdict::No
+        );
     }
 }

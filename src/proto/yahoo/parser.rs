@@ -159,6 +159,177 @@ pub fn resync(buf: &[u8]) -> Boundary {
     Boundary::Skip(buf.len())
 }
 
+/// The web (Flash) client's form: an optional `content-length: N` block,
+/// then `<Ymsg Command=".." Status=".." SessionId="..">k^$v^$...</Ymsg>`
+/// and a NUL, with `^$` in place of `C0 80` (imspector-0.9
+/// `yahooprotocolplugin.cpp`, summarised in protocols.md §2 "Variants").
+pub const WEB_OPEN: &[u8] = b"<Ymsg";
+const WEB_CLOSE: &[u8] = b"</Ymsg>";
+const WEB_SEP: &[u8] = b"^$";
+const WEB_LENGTH: &[u8] = b"content-length:";
+
+fn starts_with_prefix_ci(buf: &[u8], pat: &[u8]) -> bool {
+    let n = buf.len().min(pat.len());
+    buf[..n].eq_ignore_ascii_case(&pat[..n])
+}
+
+/// Cut the next unit, binary (`YMSG`) or web form (`<Ymsg`).
+pub fn frame_unit(buf: &[u8]) -> Frame {
+    match buf.first() {
+        None => Frame::NeedMore,
+        Some(b'Y') => frame_packet(buf),
+        Some(b'<') | Some(b'c') | Some(b'C') => frame_web(buf),
+        Some(_) => Frame::Invalid,
+    }
+}
+
+/// Cut a web-form unit.
+pub fn frame_web(buf: &[u8]) -> Frame {
+    let mut start = 0;
+    if starts_with_prefix_ci(buf, WEB_LENGTH) && !buf.starts_with(b"<") {
+        let window = &buf[..buf.len().min(64)];
+        match memchr::memmem::find(window, b"\r\n\r\n") {
+            Some(i) => start = i + 4,
+            None if buf.len() < 64 => return Frame::NeedMore,
+            None => return Frame::Invalid,
+        }
+    }
+    let body = &buf[start..];
+    if !starts_with_prefix_ci(body, WEB_OPEN) {
+        return Frame::Invalid;
+    }
+    let limit = body.len().min(MAX_PACKET);
+    match memchr::memmem::find(&body[..limit], WEB_CLOSE) {
+        Some(i) => {
+            let mut end = start + i + WEB_CLOSE.len();
+            if buf.get(end) == Some(&0) {
+                end += 1;
+            }
+            Frame::Unit(end)
+        }
+        None if body.len() < MAX_PACKET => Frame::NeedMore,
+        None => Frame::Invalid,
+    }
+}
+
+/// The value of `name="..."` inside a tag.
+fn web_attr<'a>(tag: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&tag[from..], name.as_bytes()) {
+        let at = from + i;
+        let rest = &tag[at + name.len()..];
+        if at > 0 && tag[at - 1] == b' ' && rest.starts_with(b"=\"") {
+            let v = &rest[2..];
+            return Some(&v[..memchr::memchr(b'"', v).unwrap_or(v.len())]);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+fn web_number(tag: &[u8], name: &str) -> u32 {
+    web_attr(tag, name)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
+/// Parse a web-form unit into a [`Packet`] (header fields from the tag).
+pub fn parse_web(unit: &[u8]) -> Option<Packet<'_>> {
+    let open = memchr::memmem::find(unit, WEB_OPEN)?;
+    let tag_end = open + memchr::memchr(b'>', &unit[open..])?;
+    let tag = &unit[open..tag_end];
+    let close = tag_end + memchr::memmem::find(&unit[tag_end..], WEB_CLOSE)?;
+    let body = &unit[tag_end + 1..close];
+    let mut pairs = Vec::with_capacity(8);
+    let mut fields = body.split(|&b| b == 0).next().unwrap_or_default();
+    while !fields.is_empty() && pairs.len() < MAX_PAIRS {
+        let Some(k_end) = memchr::memmem::find(fields, WEB_SEP) else {
+            break;
+        };
+        let key = &fields[..k_end];
+        let rest = &fields[k_end + 2..];
+        let (value, next) = match memchr::memmem::find(rest, WEB_SEP) {
+            Some(v_end) => (&rest[..v_end], &rest[v_end + 2..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        fields = next;
+        if let Some(k) = decimal_key(key) {
+            pairs.push((k, value));
+        }
+    }
+    Some(Packet {
+        header: Header {
+            version: web_number(tag, "Version") as u16,
+            vendor: 0,
+            len: body.len().min(0xFFFF) as u16,
+            service: web_number(tag, "Command") as u16,
+            status: web_number(tag, "Status"),
+            session: web_number(tag, "SessionId"),
+        },
+        pairs,
+    })
+}
+
+/// Parse a whole unit of either form.
+pub fn parse_unit(unit: &[u8]) -> Option<Packet<'_>> {
+    if unit.starts_with(MAGIC) {
+        Packet::parse(unit)
+    } else {
+        parse_web(unit)
+    }
+}
+
+/// The next web-form start (`<Ymsg` followed by a space and an attribute).
+fn resync_web(buf: &[u8]) -> Boundary {
+    let mut from = 0;
+    while from < buf.len() {
+        let Some(i) = memchr::memmem::find(&buf[from..], WEB_OPEN).map(|i| i + from) else {
+            let keep = (1..WEB_OPEN.len())
+                .rev()
+                .find(|&k| buf.len() >= k && buf[buf.len() - k..] == WEB_OPEN[..k])
+                .unwrap_or(0);
+            return if keep > 0 {
+                Boundary::NeedMore(buf.len() - keep)
+            } else {
+                Boundary::Skip(buf.len())
+            };
+        };
+        let tag = &buf[i..buf.len().min(i + 64)];
+        if tag.len() < 16 {
+            return Boundary::NeedMore(i);
+        }
+        if tag.get(5) == Some(&b' ') && memchr::memmem::find(tag, b"Command=\"").is_some() {
+            return Boundary::At(i);
+        }
+        from = i + 1;
+    }
+    Boundary::Skip(buf.len())
+}
+
+/// The next unit start of either form: the earliest candidate wins.
+pub fn resync_unit(buf: &[u8]) -> Boundary {
+    let pos = |b: Boundary| match b {
+        Boundary::At(p) | Boundary::NeedMore(p) => (p, 0),
+        Boundary::Skip(n) => (n, 1),
+    };
+    let (a, b) = (resync(buf), resync_web(buf));
+    let (pa, ka) = pos(a);
+    let (pb, kb) = pos(b);
+    if (ka, pa) <= (kb, pb) && (ka == 0 || pa <= pb) {
+        a
+    } else {
+        b
+    }
+}
+
+fn decimal_key(key: &[u8]) -> Option<u32> {
+    (!key.is_empty() && key.len() <= 9 && key.iter().all(u8::is_ascii_digit)).then(|| {
+        key.iter()
+            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+    })
+}
+
 /// One packet: its header and its ordered key/value pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
@@ -209,10 +380,7 @@ pub fn parse_pairs(payload: &[u8]) -> Vec<(u32, &[u8])> {
             None => (rest, &rest[rest.len()..]),
         };
         rest = next;
-        if !key.is_empty() && key.len() <= 9 && key.iter().all(u8::is_ascii_digit) {
-            let k = key
-                .iter()
-                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+        if let Some(k) = decimal_key(key) {
             out.push((k, value));
         }
     }
@@ -395,6 +563,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn web_form_units_frame_and_parse() {
+        let unit = b"content-length: 95\r\n\r\n<Ymsg Command=\"6\" Status=\"1\" Version=\"102\" VendorId=\"402\" SessionId=\"77\">1^$alice^$5^$bob^$14^$hi web^$</Ymsg>\0";
+        assert_eq!(frame_unit(unit), Frame::Unit(unit.len()));
+        for cut in 0..unit.len() - 1 {
+            assert_eq!(frame_unit(&unit[..cut]), Frame::NeedMore, "cut {cut}");
+        }
+        let p = parse_unit(unit).unwrap();
+        assert_eq!(
+            (p.header.service, p.header.status, p.header.session),
+            (6, 1, 77)
+        );
+        assert_eq!(p.get_str(14), Some("hi web"));
+        assert_eq!(p.get_str(5), Some("bob"));
+        let bare = b"<Ymsg Command=\"75\" Status=\"22\">49^$TYPING^$13^$1^$</Ymsg>";
+        assert_eq!(frame_unit(bare), Frame::Unit(bare.len()));
+        assert_eq!(parse_unit(bare).unwrap().header.service, 0x4B);
+        assert_eq!(frame_unit(b"<html>"), Frame::Invalid);
+        // Resync finds whichever form comes first.
+        let mut mixed = b"junk ".to_vec();
+        mixed.extend_from_slice(bare);
+        mixed.extend_from_slice(&packet(6, 0, &[(4, b"x"), (14, b"y")]));
+        assert_eq!(resync_unit(&mixed), Boundary::At(5));
+        let bin_first = [&b"zz"[..], &packet(6, 0, &[(4, b"x")]), bare].concat();
+        assert_eq!(resync_unit(&bin_first), Boundary::At(2));
+        assert_eq!(resync_unit(b"nothing"), Boundary::Skip(7));
+    }
+
+    #[test]
     fn markup_is_stripped_and_other_text_kept() {
         assert_eq!(
             strip_markup("\u{1b}[1m\u{1b}[#ff0000m<font face=\"Arial\" size=\"10\">hi <b>there</b></font>\u{1b}[x1m"),
@@ -437,6 +633,15 @@ pub(crate) mod tests {
                     prop_assert!(p.is_some_and(|p| p.pairs.len() <= MAX_PAIRS));
                 }
                 match resync(&bytes) {
+                    Boundary::At(p) | Boundary::NeedMore(p) => prop_assert!(p < bytes.len()),
+                    Boundary::Skip(p) => prop_assert!(p <= bytes.len()),
+                }
+                if let Frame::Unit(n) = frame_unit(&bytes) {
+                    prop_assert!(n <= bytes.len());
+                    let _ = parse_unit(&bytes[..n]);
+                }
+                let _ = parse_web(&bytes);
+                match resync_unit(&bytes) {
                     Boundary::At(p) | Boundary::NeedMore(p) => prop_assert!(p < bytes.len()),
                     Boundary::Skip(p) => prop_assert!(p <= bytes.len()),
                 }

@@ -274,12 +274,12 @@ fn fill_text(d: &mut EventDraft, bytes: &[u8], utf8: bool, keep_raw: bool) {
 
 impl Session for YahooSession {
     fn next_unit(&mut self, _side: Side, buf: &[u8]) -> Step {
-        match parser::frame_packet(buf) {
+        match parser::frame_unit(buf) {
             Frame::Unit(n) => Step::Unit(n),
             Frame::NeedMore => Step::NeedMore,
             Frame::Invalid => {
                 let rest = buf.get(1..).unwrap_or_default();
-                match parser::resync(rest) {
+                match parser::resync_unit(rest) {
                     Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => {
                         Step::Skip(p + 1)
                     }
@@ -289,14 +289,14 @@ impl Session for YahooSession {
     }
 
     fn resync(&mut self, _side: Side, buf: &[u8], _cause: ResyncCause) -> Resync {
-        match parser::resync(buf) {
+        match parser::resync_unit(buf) {
             Boundary::At(p) => Resync::At(p),
             Boundary::NeedMore(p) | Boundary::Skip(p) => Resync::Skip(p),
         }
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        match Packet::parse(unit) {
+        match parser::parse_unit(unit) {
             Some(p) => self.on_packet(side, &p, out),
             None => out.count_decode_error(),
         }
