@@ -609,9 +609,9 @@ impl Gateway {
             d.pending.clear();
             d.out_of_step = true;
         }
-        if side == Side::Client {
-            self.waiting.clear();
-        }
+        // Requests and responses pair up in order: after a loss on either
+        // side that pairing cannot be trusted.
+        self.waiting.clear();
     }
 }
 
