@@ -879,6 +879,39 @@ fn http_gateway_split_invariance() {
 }
 
 #[test]
+fn gateway_recovers_after_lost_bytes() {
+    let script = gateway_script();
+    let mut f = Flow::new("10.0.0.5:3000", "65.54.239.140:80", true, false);
+    f.send(script[0].0, script[0].1, &script[0].2);
+    f.send(script[1].0, script[1].1, &script[1].2);
+    // Half of a response and all of the next request's start are lost.
+    let lost = reply(
+        "1234.2",
+        msg_in("bob@hotmail.com", &text("lost")).as_bytes(),
+        false,
+    );
+    f.send(false, 3, &lost[..40]);
+    f.gap(false, 3, (lost.len() - 40) as u64);
+    f.gap(true, 3, 77);
+    f.send(true, 4, &post("/gateway/gateway.dll?SessionID=1234.3", b""));
+    f.send(
+        false,
+        5,
+        &reply(
+            "1234.4",
+            msg_in("bob@hotmail.com", &text("found")).as_bytes(),
+            true,
+        ),
+    );
+    let (ev, _) = f.close();
+    let got: Vec<(Option<String>, bool, &str)> = ev
+        .iter()
+        .map(|e| (e.text.clone(), e.flags.gap_before, e.remote_id.as_str()))
+        .collect();
+    assert_eq!(got, [(Some("found".to_string()), true, "bob@hotmail.com")]);
+}
+
+#[test]
 fn gateway_session_without_its_login_refers_to_a_token() {
     let mut f = Flow::new("10.0.0.5:3001", "65.54.239.140:80", true, false);
     f.send(
