@@ -180,6 +180,58 @@ pub fn man_page() -> Vec<u8> {
     out
 }
 
+/// The flag table as Markdown (for the README), from the same definitions as
+/// `--help` and the man page.
+pub fn flag_table_markdown() -> String {
+    let cmd = command();
+    let mut out = String::from("| flag | meaning |\n|---|---|\n");
+    for arg in cmd.get_arguments() {
+        if arg.is_hide_set() {
+            continue;
+        }
+        let mut names = Vec::new();
+        if let Some(s) = arg.get_short() {
+            names.push(format!("-{s}"));
+        }
+        if let Some(l) = arg.get_long() {
+            names.push(format!("--{l}"));
+        }
+        let value = arg
+            .get_value_names()
+            .map(|v| v.iter().map(|n| format!(" {n}")).collect::<String>())
+            .unwrap_or_default();
+        let flag = if names.is_empty() {
+            value.trim().to_string()
+        } else if arg.get_action().takes_values() {
+            format!("{}{value}", names.join(", "))
+        } else {
+            names.join(", ")
+        };
+        let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        if !defaults.is_empty() && !arg.is_hide_default_value_set() {
+            help.push_str(&format!(" [default: {}]", defaults.join(",")));
+        }
+        let possible: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|p| !p.is_hide_set())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        if arg.get_action().takes_values() && !possible.is_empty() && possible.len() <= 12 {
+            help.push_str(&format!(" (one of: {})", possible.join(", ")));
+        }
+        out.push_str(&format!("| `{}` | {} |\n", flag, help.replace('|', "\\|")));
+    }
+    out.push_str("| `-h, --help` | Print help (`--help` for the long form) |\n");
+    out.push_str("| `-V, --version` | Print the version |\n");
+    out
+}
+
 /// Write a completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     clap_complete::generate(shell, &mut command(), "imscan", out);

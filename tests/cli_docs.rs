@@ -37,3 +37,25 @@ fn completions_mention_every_long_flag() {
         }
     }
 }
+
+#[test]
+fn readme_flag_table_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = ("<!-- flags:begin -->\n", "<!-- flags:end -->");
+    let start = readme
+        .find(begin)
+        .expect("README has the flags:begin marker")
+        + begin.len();
+    let stop = readme.find(end).expect("README has the flags:end marker");
+    let table = imscan::cli::flag_table_markdown();
+    if std::env::var_os("IMSCAN_BLESS").is_some() {
+        let updated = format!("{}{}{}", &readme[..start], table, &readme[stop..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert!(
+        readme[start..stop] == table,
+        "README.md's flag table is out of date; regenerate with IMSCAN_BLESS=1 cargo test --test cli_docs"
+    );
+}

@@ -182,6 +182,8 @@ enum Input {
         hasher: Option<Sha256>,
         /// The map is warmed (each cache line touched) up to here.
         warmed: usize,
+        /// Pages before this offset were released from the resident set.
+        released: usize,
     },
     Stream(Box<StreamWindow>),
 }
@@ -189,6 +191,12 @@ enum Input {
 /// How far ahead of the parser the map is warmed, and in what steps.
 const WARM_AHEAD: usize = 512 << 10;
 const WARM_STEP: usize = 128 << 10;
+
+/// How far behind the parser mapped pages stay resident (batches still in
+/// flight use them; releasing earlier would only cost page faults), and the
+/// step in which they are released.
+const RELEASE_BEHIND: usize = 64 << 20;
+const RELEASE_STEP: usize = 16 << 20;
 
 /// Touches one byte per cache line of `map[from..to]` and returns where it
 /// stopped. Record headers sit at unpredictable strides, so the CPU cannot
@@ -312,6 +320,7 @@ impl CaptureReader {
                 hashed: 0,
                 hasher: opts.hash.then(Sha256::new),
                 warmed: 0,
+                released: 0,
             },
             container,
             format,
@@ -462,6 +471,7 @@ impl CaptureReader {
                 hashed,
                 hasher,
                 warmed,
+                released,
             } => {
                 let all: &[u8] = map;
                 while frames.len() < max_frames && bytes < max_bytes {
@@ -490,6 +500,9 @@ impl CaptureReader {
                 if let Some(h) = hasher.as_mut() {
                     h.update(&all[*hashed..*pos]);
                     *hashed = *pos;
+                }
+                if *pos > *released + RELEASE_BEHIND + RELEASE_STEP {
+                    *released = source::release(map, *released, *pos - RELEASE_BEHIND);
                 }
                 BatchData::Mapped(map.clone())
             }

@@ -35,3 +35,23 @@ pub(crate) fn map_file(file: &File) -> io::Result<Mmap> {
     let _ = map.advise(Advice::Sequential);
     Ok(map)
 }
+
+/// Drops the pages of `map[from..to]` (rounded inward to whole pages) from
+/// this process's resident set, so that reading a file far larger than RAM
+/// keeps a small footprint. Returns how far it released (page aligned).
+pub(crate) fn release(map: &Mmap, from: usize, to: usize) -> usize {
+    const PAGE: usize = 4096;
+    let start = from.div_ceil(PAGE) * PAGE;
+    let end = (to / PAGE) * PAGE;
+    if end <= start || end > map.len() {
+        return from;
+    }
+    // SAFETY: MADV_DONTNEED on a read-only, never-written file mapping only
+    // unmaps pages: a later access (a frame of a batch still in flight)
+    // faults them back in from the file with the same contents, so every
+    // slice into the map stays valid and unchanged.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+    };
+    end
+}

@@ -250,7 +250,10 @@ struct Flow<C> {
 /// One shard's flow table. `C` is the consumer of each flow's chunks.
 pub struct FlowTable<C: StreamConsumer> {
     cfg: TcpConfig,
-    index: HashMap<FlowKey, u32>,
+    /// Keyed with a per-process random seed (flow keys are attacker-chosen,
+    /// so the hash must not be predictable); never iterated, so the seed cannot
+    /// change the output.
+    index: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
     slots: Vec<Option<Flow<C>>>,
     free: Vec<u32>,
     /// Least recently seen entry, and most recently seen.
@@ -272,7 +275,7 @@ impl<C: StreamConsumer> FlowTable<C> {
     pub fn new(cfg: TcpConfig) -> Self {
         FlowTable {
             cfg,
-            index: HashMap::new(),
+            index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
