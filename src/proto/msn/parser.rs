@@ -665,12 +665,6 @@ impl SlpInvite {
         Some(inv)
     }
 
-    /// Whether the text after the INVITE holds the body's end (CRLF CRLF NUL
-    /// or the Context line complete), so reassembly can stop.
-    pub fn looks_complete(data: &[u8]) -> bool {
-        memchr::memmem::find(data, b"\r\n\r\n\0").is_some()
-    }
-
     pub fn offer(&self) -> SlpOffer {
         let guid = self.euf_guid.as_deref().unwrap_or_default();
         if guid.eq_ignore_ascii_case(GUID_FILE) && self.app_id.unwrap_or(2) == 2 {
@@ -972,7 +966,6 @@ mod tests {
                 size: Some(123_456)
             }
         );
-        assert!(SlpInvite::looks_complete(slp.as_bytes()));
         // A truncated Context still gives the size.
         let cut = &slp[..slp.find("Context: ").unwrap() + 9 + 24];
         let inv = SlpInvite::find(cut.as_bytes()).unwrap();
