@@ -472,9 +472,9 @@ struct GatewaySession {
 #[derive(Debug, Default)]
 pub struct Gateway {
     sessions: Vec<GatewaySession>,
-    /// For each request not yet answered: the session it named, and the body
-    /// of an `Action=open` request (whose session the response names).
-    waiting: VecDeque<(Option<String>, Vec<u8>)>,
+    /// One entry per request not yet answered: the body of an `Action=open`
+    /// request (whose session only the response names), `None` for others.
+    waiting: VecDeque<Option<Vec<u8>>>,
 }
 
 impl Gateway {
@@ -504,40 +504,35 @@ impl Gateway {
         };
         match (side, &msg.start) {
             (Side::Client, StartLine::Request { target, .. }) => {
-                let Some(t) = http::gateway_target(target) else {
-                    return;
-                };
                 if self.waiting.len() >= MAX_OPEN_QUEUE {
                     self.waiting.pop_front();
                 }
-                match t.session {
-                    Some(id) => {
-                        self.feed(&id, Side::Client, &msg.body, out);
-                        self.waiting.push_back((Some(id), Vec::new()));
-                    }
-                    None => {
-                        let body = if msg.body.len() <= MAX_OPEN_BODY {
-                            msg.body.to_vec()
-                        } else {
-                            Vec::new()
-                        };
-                        self.waiting.push_back((None, body));
-                    }
-                }
+                // Every request takes its place in the queue, gateway or not,
+                // so that the responses pair up in order.
+                let open_body = match http::gateway_target(target) {
+                    Some(t) => match t.session {
+                        Some(id) => {
+                            self.feed(&id, Side::Client, &msg.body, out);
+                            None
+                        }
+                        None if msg.body.len() <= MAX_OPEN_BODY => Some(msg.body.to_vec()),
+                        None => Some(Vec::new()),
+                    },
+                    None => None,
+                };
+                self.waiting.push_back(open_body);
             }
             (Side::Server, StartLine::Response { .. }) => {
-                let asked = self.waiting.pop_front();
+                let asked = self.waiting.pop_front().flatten();
                 let Some((id, closed)) = msg
                     .header("X-MSN-Messenger")
                     .and_then(http::messenger_header)
                 else {
                     return;
                 };
-                if let Some((None, body)) = asked {
+                if let Some(body) = asked {
                     // The open request's body belongs to the session its answer names.
-                    if !body.is_empty() {
-                        self.feed(&id, Side::Client, &body, out);
-                    }
+                    self.feed(&id, Side::Client, &body, out);
                 }
                 self.feed(&id, Side::Server, &msg.body, out);
                 if closed {
