@@ -135,6 +135,34 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Reading plus link/IP decoding only, on this thread (the 2 GB/s
+/// per core target for the capture and net stages).
+fn child_read_decode(path: &str) {
+    use imscan::capture::{CaptureReader, ReadOptions};
+    use imscan::net::{NetConfig, NetDecoder};
+    let size = std::fs::metadata(path).expect("bench capture").len();
+    let start = Instant::now();
+    let mut reader =
+        CaptureReader::open(path, 0, ReadOptions { hash: false }).expect("open bench capture");
+    let mut net = NetDecoder::new(NetConfig::default());
+    let mut segments = 0u64;
+    while let Some(batch) = reader.next_batch(8192, 16 << 20) {
+        for frame in batch.iter() {
+            if net.decode(&frame).is_some() {
+                segments += 1;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{:<10} read+decode only, 1 thread {:>8.1} MB in {secs:>6.2} s = {:>5.2} GB/s  peak RSS {:>6.1} MB  segments {segments}",
+        Path::new(path).file_name().unwrap().to_string_lossy(),
+        size as f64 / 1e6,
+        size as f64 / secs / 1e9,
+        peak_rss_mb(),
+    );
+}
+
 /// Run one scenario in this process and print one result line.
 fn child(path: &str, threads: usize, decode: bool) {
     let config = EngineConfig {
@@ -168,6 +196,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let path = &args[i + 1];
+        if args[i + 3] == "read-decode" {
+            child_read_decode(path);
+            return;
+        }
         let threads: usize = args[i + 2].parse().expect("threads");
         let decode = args[i + 3] == "decode";
         child(path, threads, decode);
@@ -197,7 +229,8 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let me = std::env::current_exe().expect("bench binary");
-    let scenarios: [(&Path, usize, &str); 6] = [
+    let scenarios: [(&Path, usize, &str); 7] = [
+        (&flows, 1, "read-decode"),
         (&flows, 1, "discard"),
         (&flows, 2, "discard"),
         (&flows, 1, "decode"),

@@ -14,7 +14,9 @@ use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, S
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
 use proptest::prelude::*;
-use proto_support::{compare, essence, is_echo, pipeline, read_truth, replay, run_split, Flow};
+use proto_support::{
+    compare, essence, expect_jsonl, is_echo, pipeline, read_truth, replay, run_split, Flow,
+};
 
 const C: &str = "192.0.2.10:41000";
 const S: &str = "198.51.100.1:6667";
@@ -175,6 +177,12 @@ fn decodes_a_whole_session() {
     assert_eq!(ev[5].raw, None);
     assert_eq!(ev[6].text_encoding, Some("windows-1252"));
     assert_eq!(ev[6].raw.as_deref(), Some(&b"caf\xe9 latin-1"[..]));
+    // The DCC CHAT offer is noted, not reported as chat.
+    let mut f = Flow::new(cfg(), C, S, true);
+    for (c, b) in conversation() {
+        f.data(c, b);
+    }
+    assert_eq!(f.dec.stats().chat_offers, 1);
     for (i, e) in ev.iter().enumerate() {
         assert_eq!(e.protocol, Protocol::Irc);
         assert_eq!(e.seq, i as u64);
@@ -482,6 +490,7 @@ fn an_endless_line_hits_the_cap_and_decoding_recovers() {
     let block = vec![b'x'; 64 * 1024];
     for _ in 0..32 {
         f.data(true, &block);
+        assert!(f.dec.buffered_bytes() <= CAP, "{}", f.dec.buffered_bytes());
     }
     f.data(true, b"\r\nPRIVMSG #x :after\r\n");
     let ev = f.events();
@@ -489,6 +498,19 @@ fn an_endless_line_hits_the_cap_and_decoding_recovers() {
     assert_eq!(ev[0].text.as_deref(), Some("after"));
     assert!(ev[0].flags.gap_before);
     assert_eq!(f.dec.stats().caps_hit, 1);
+}
+
+#[test]
+fn a_line_to_thousands_of_targets_gives_a_bounded_number_of_events() {
+    let mut line = b"PRIVMSG ".to_vec();
+    for i in 0..3000 {
+        line.extend_from_slice(format!("n{i},").as_bytes());
+    }
+    line.extend_from_slice(b" :hello\r\n");
+    let mut f = Flow::new(cfg(), C, S, true);
+    f.data(true, b"NICK a\r\nUSER a 0 * :a\r\n");
+    f.data(true, &line);
+    assert_eq!(f.events().len(), 32);
 }
 
 #[test]
@@ -574,7 +596,7 @@ fn generated_fixtures() {
         );
     }
     s.close();
-    let ev = proto_support::generated::check("irc", "irc-6667-session", &s, cfg());
+    let ev = proto_support::generated::check("irc", "irc-6667-session", &s);
     assert_eq!(ev.len(), 9);
 
     // Port 80 (firewall tunnelling), picked up mid-line, lines cut into
@@ -590,7 +612,7 @@ fn generated_fixtures() {
         b"PRIVMSG #ops :got it\r\nPRIVMSG eve :\x01ACTION nods\x01\r\n",
         7,
     );
-    let ev = proto_support::generated::check("irc", "irc-80-midstream", &s, cfg());
+    let ev = proto_support::generated::check("irc", "irc-80-midstream", &s);
     assert_eq!(ev.len(), 3);
     assert!(ev
         .iter()
@@ -613,7 +635,7 @@ fn generated_fixtures() {
     // Segments: 0-2 handshake, 3 NICK/USER, 4 001, 5 one, 6-8 two (cut) and
     // three, 9 lost, 10 kept: lose 7 (inside "two") and 9 (a whole line).
     s.drop_segment(7).drop_segment(8);
-    let ev = proto_support::generated::check("irc", "irc-443-gaps", &s, cfg());
+    let ev = proto_support::generated::check("irc", "irc-443-gaps", &s);
     let texts: Vec<_> = ev.iter().map(|e| e.text.as_deref().unwrap()).collect();
     assert_eq!(texts, ["one", "three", "kept"]);
     assert!(ev[1].flags.gap_before && ev[1].lost_bytes == 8);
@@ -624,7 +646,7 @@ fn generated_fixtures() {
     s.handshake();
     s.send(PSide::Client, b"NICK v6user\r\nUSER v6 0 * :V\r\nPRIVMSG peer :\x01DCC SEND report.pdf 3232235777 40001 52431\x01\r\n", 1460);
     s.close();
-    let ev = proto_support::generated::check("irc", "irc-ipv6-dcc", &s, cfg());
+    let ev = proto_support::generated::check("irc", "irc-ipv6-dcc", &s);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].file_size, Some(52431));
     assert_eq!(ev[0].text.as_deref(), Some("192.168.1.1:40001"));
@@ -642,12 +664,18 @@ fn fixture(name: &str) -> String {
 /// Check a real capture against its truth file: every row must be matched
 /// by an event, except echo copies (dropped by design) and the frames in
 /// `not_decodable` (the reasons are in PROVENANCE-irc-xmpp.md); no event may
-/// lack a row. The capture runs through the real capture, net and tcp
-/// stages; a capture too large to keep as a fixture runs from its tshark
-/// test vector instead.
+/// lack a row. The capture runs through the `imscan` binary (its JSON Lines
+/// must equal `<name>.expected.jsonl` at one and two threads); a capture too
+/// large to keep as a fixture runs from its tshark test vector instead.
 fn check_real(name: &str, capture: Option<&str>, not_decodable: &[u64]) {
     let (events, stats) = match capture {
-        Some(file) => pipeline(&fixture_path(file), cfg()),
+        Some(file) => {
+            let events = expect_jsonl(
+                &format!("fixtures/real/{file}"),
+                &format!("fixtures/real/{name}.expected.jsonl"),
+            );
+            (events, pipeline(&fixture_path(file), cfg()).1)
+        }
         None => {
             let r = replay(&fixture(&format!("{name}.chunks.tsv")), cfg());
             (r.events, r.stats)
@@ -736,6 +764,10 @@ fn real_inspircd_port7000_ircv3() {
     );
 }
 
+/// Starts a session of this test's protocol.
+const HELLO: &[u8] = b"NICK a\r\nUSER a 0 * :a\r\nPRIVMSG #a :";
+const CAP: usize = imscan::proto::irc::session::LINE_CAP;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -766,5 +798,24 @@ proptest! {
         }
         f.close();
         let _ = f.events();
+    }
+}
+
+proptest! {
+    // Few cases, large inputs: enough bytes to reach the caps.
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
+        let mut f = Flow::new(cfg(), C, S, true);
+        f.data(true, HELLO);
+        for (client, mut c) in chunks {
+            if newline_free {
+                // No line or tag ever ends: units only grow.
+                c.retain(|b| *b != b'\n' && *b != b'>');
+            }
+            f.data(client, &c);
+            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
+        }
     }
 }

@@ -16,7 +16,9 @@ use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, S
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{compare, essence, is_echo, pipeline, read_truth, run_split, Flow};
+use proto_support::{
+    compare, essence, expect_jsonl, is_echo, pipeline, read_truth, run_split, Flow,
+};
 
 const C: &str = "192.0.2.21:52236";
 const S: &str = "198.51.100.1:5222";
@@ -258,6 +260,29 @@ fn carbons_are_the_inner_message_and_only_from_our_own_account() {
 }
 
 #[test]
+fn room_reflections_without_ids_are_recognised_by_body() {
+    let mut f = Flow::new(cfg(), C, S, true);
+    f.data(true, C_HEADER);
+    f.data(false, S_HEADER);
+    f.data(false, b"<iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>dave@x/laptop</jid></bind></iq>");
+    f.data(
+        true,
+        b"<presence to='tea@conf.x/dave'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    );
+    f.data(
+        true,
+        b"<message to='tea@conf.x' type='groupchat'><body>no id</body></message>",
+    );
+    f.data(false, b"<message from='tea@conf.x/dave' to='dave@x/laptop' type='groupchat'><body>no id</body></message>");
+    // Our nick, but nothing we sent on this connection: another device of ours.
+    f.data(false, b"<message from='tea@conf.x/dave' to='dave@x/laptop' type='groupchat'><body>from my phone</body></message>");
+    let ev = f.events();
+    let got: Vec<_> = ev.iter().map(|e| (e.outgoing, e.text.as_deref())).collect();
+    assert_eq!(got, [(true, Some("no id")), (true, Some("from my phone"))]);
+    assert_eq!(f.dec.stats().echoes_dropped, 1);
+}
+
+#[test]
 fn starttls_stops_decoding() {
     let mut f = Flow::new(cfg(), C, S, true);
     f.data(true, C_HEADER);
@@ -332,6 +357,7 @@ fn oversized_stanza_hits_the_cap_and_decoding_recovers() {
     let block = vec![b'A'; 64 * 1024];
     for _ in 0..8 {
         f.data(true, &block);
+        assert!(f.dec.buffered_bytes() <= CAP, "{}", f.dec.buffered_bytes());
     }
     f.data(
         true,
@@ -443,7 +469,7 @@ fn generated_fixtures() {
         );
     }
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-5222-session", &s, cfg());
+    let ev = proto_support::generated::check("xmpp", "xmpp-5222-session", &s);
     assert_eq!(ev.len(), 7);
 
     // Mid-stream on 443 (no handshake, no stream header), a segment lost
@@ -473,7 +499,7 @@ fn generated_fixtures() {
     // Segments: 0 first, 1 reply, 2-4 cut/after, 5 lost, 6 composing.
     s.drop_segment(3).drop_segment(4);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-443-midstream-gaps", &s, cfg());
+    let ev = proto_support::generated::check("xmpp", "xmpp-443-midstream-gaps", &s);
     let got: Vec<_> = ev
         .iter()
         .map(|e| (e.kind, e.text.as_deref(), e.flags.gap_before))
@@ -510,7 +536,7 @@ fn generated_fixtures() {
         1460,
     );
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-5222-starttls", &s, cfg());
+    let ev = proto_support::generated::check("xmpp", "xmpp-5222-starttls", &s);
     assert!(ev.is_empty());
 
     // Port 80, every segment 5 bytes: group chat, typing and an SI offer.
@@ -520,7 +546,7 @@ fn generated_fixtures() {
         s.send(if client { PSide::Client } else { PSide::Server }, part, 5);
     }
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-80-tiny-segments", &s, cfg());
+    let ev = proto_support::generated::check("xmpp", "xmpp-80-tiny-segments", &s);
     assert_eq!(ev.len(), 7);
 }
 
@@ -533,12 +559,16 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Run a real capture through the real capture, net and tcp stages and
-/// check every truth row (see `proto_irc.rs`): only MUC reflections of a
+/// Run a real capture through the `imscan` binary (its JSON Lines must equal
+/// `<name>.expected.jsonl` at one and two threads) and check every truth row (see `proto_irc.rs`): only MUC reflections of a
 /// message the same connection sent may be missing, and no event may lack a
 /// row.
 fn check_real(name: &str, file: &str, released: &[(u64, u64)]) -> ProtoStats {
-    let (events, stats) = pipeline(&fixture_path(file), cfg());
+    let events = expect_jsonl(
+        &format!("fixtures/real/{file}"),
+        &format!("fixtures/real/{name}.expected.jsonl"),
+    );
+    let (_, stats) = pipeline(&fixture_path(file), cfg());
     let mut rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
     for row in &mut rows {
         row.released_at = released
@@ -585,6 +615,10 @@ fn real_prosody_three_clients() {
 fn real_prosody_port8080() {
     check_real("xmpp-prosody-port8080", "xmpp-prosody-port8080.pcapng", &[]);
 }
+
+/// Starts a session of this test's protocol.
+const HELLO: &[u8] = C_HEADER;
+const CAP: usize = imscan::proto::xmpp::session::STANZA_CAP;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
@@ -635,5 +669,24 @@ proptest! {
         }
         f.close();
         let _ = f.events();
+    }
+}
+
+proptest! {
+    // Few cases, large inputs: enough bytes to reach the caps.
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
+        let mut f = Flow::new(cfg(), C, S, true);
+        f.data(true, HELLO);
+        for (client, mut c) in chunks {
+            if newline_free {
+                // No line or tag ever ends: units only grow.
+                c.retain(|b| *b != b'\n' && *b != b'>');
+            }
+            f.data(client, &c);
+            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
+        }
     }
 }

@@ -397,7 +397,14 @@ impl Merger {
         for mut ev in self.events.drain(..) {
             if let LocalId::Token(token) = &ev.local_id {
                 match self.identities.get(&(ev.protocol, token.clone())) {
-                    Some(user) => ev.local_id = LocalId::Known(user.clone()),
+                    Some(user) => {
+                        // The local user sent an outgoing event: name them
+                        // as its sender too, now that they are known.
+                        if ev.outgoing && ev.sender.is_none() {
+                            ev.sender = Some(user.clone());
+                        }
+                        ev.local_id = LocalId::Known(user.clone());
+                    }
                     None => {
                         self.unresolved += 1;
                         ev.local_id = LocalId::Unknown;

@@ -14,6 +14,19 @@
 //! `Gap`, and the bookkeeping every event carries (time, addresses, frames,
 //! flags, lost bytes, per-flow sequence). Sessions never see TCP and never
 //! buffer stream bytes themselves. Nothing here reads the wall clock.
+//!
+//! Adding a protocol (see `irc/` and `xmpp/`):
+//! - `mod.rs`: a `probe(first bytes of one direction, ProbeStart) -> Verdict`
+//!   that says yes only on evidence other protocols cannot produce, no as
+//!   soon as the bytes cannot be this protocol, and which end wrote them
+//!   when it can tell; and a `DECODER` entry (classic, usual and TLS ports,
+//!   probe, session constructor) listed in [`DECODERS`].
+//! - `parser.rs`: pure functions that find where a unit ends ("need more"
+//!   otherwise), where decoding may restart after a gap, and what a complete
+//!   unit says. No state beyond a scan position, no panics on any input.
+//! - `session.rs`: a [`Session`] that keeps identities and other state
+//!   across units and hands [`EventDraft`]s to the [`Emitter`], which fills
+//!   in time, addresses, frames, flags, lost bytes and sequence.
 
 pub mod irc;
 pub mod msn;
@@ -26,7 +39,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{FrameRef, SourceId};
-use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, Protocol};
+use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, PolicyMarks, Protocol};
 use crate::net::{Dir, FlowKey};
 use crate::tcp::{Chunk, ChunkInfo, CloseReason, StreamConsumer};
 use crate::time::Timestamp;
@@ -66,6 +79,10 @@ pub struct FlowStart {
 /// is declared "not IM" and stops costing anything.
 pub const PROBE_LIMIT: usize = 4096;
 
+/// Bytes of a new chunk first appended to a pending unit (doubling while the
+/// unit is still incomplete).
+const PENDING_STEP: usize = 512;
+
 /// How many chunks (data or gaps) the probing phase keeps for replay: IM
 /// sessions identify themselves within their first few segments, and a flow
 /// cut into slivers must not hold thousands of tiny copies.
@@ -90,6 +107,9 @@ pub struct ProtoStats {
     pub gaps: u64,
     /// Echoed or reflected copies of the local user's own messages dropped.
     pub echoes_dropped: u64,
+    /// Offers of a direct chat connection that is not decoded (IRC DCC CHAT):
+    /// noted here, not reported as chat.
+    pub chat_offers: u64,
 }
 
 impl ProtoStats {
@@ -105,6 +125,7 @@ impl ProtoStats {
         self.caps_hit += other.caps_hit;
         self.gaps += other.gaps;
         self.echoes_dropped += other.echoes_dropped;
+        self.chat_offers += other.chat_offers;
     }
 }
 
@@ -270,10 +291,6 @@ pub struct Decoder {
 /// The protocols imscan can decode, in probe order.
 pub const DECODERS: &[Decoder] = &[irc::DECODER, xmpp::DECODER, msn::DECODER, yahoo::DECODER];
 
-fn decoder_for(p: Protocol) -> Option<&'static Decoder> {
-    DECODERS.iter().find(|d| d.protocol == p)
-}
-
 /// Per-direction bookkeeping shared by every protocol.
 #[derive(Default)]
 struct DirState {
@@ -308,8 +325,8 @@ struct Probing {
     total: [usize; 2],
     /// Every chunk so far, in arrival order, with its bytes.
     log: Vec<(ChunkInfo, LoggedChunk)>,
-    /// Per decoder (index into the enabled list): ruled out per direction.
-    ruled_out: Vec<[bool; 2]>,
+    /// Per decoder (index into [`DECODERS`]): ruled out per direction.
+    ruled_out: [[bool; 2]; MAX_DECODERS],
 }
 
 enum LoggedChunk {
@@ -317,54 +334,76 @@ enum LoggedChunk {
     Gap(u64),
 }
 
+/// A decided flow: its protocol session and the per-direction state.
+struct Decoding {
+    protocol: Protocol,
+    session: Box<dyn Session>,
+    client_dir: Dir,
+    dirs: [DirState; 2],
+}
+
+/// Where a flow is. The big states live on the heap, allocated when the
+/// first bytes come: a flow table entry must stay small (a SYN flood is a
+/// table full of flows that never carry a byte).
 enum Phase {
-    Probing(Probing),
-    Decoding {
-        protocol: Protocol,
-        session: Box<dyn Session>,
-        client_dir: Dir,
-    },
+    /// Looking for a protocol; `None` until the first chunk.
+    Probing(Option<Box<Probing>>),
+    Decoding(Box<Decoding>),
     /// Not IM, encrypted, or finished: bytes are ignored.
     Idle,
 }
+
+/// Most decoders the detection table may hold.
+const MAX_DECODERS: usize = 8;
+
+/// Counters of a flow that never counted anything.
+static NO_STATS: ProtoStats = ProtoStats {
+    flows: BTreeMap::new(),
+    undetected: 0,
+    encrypted: 0,
+    units: 0,
+    decode_errors: 0,
+    caps_hit: 0,
+    gaps: 0,
+    echoes_dropped: 0,
+    chat_offers: 0,
+};
 
 /// Detection and decoding of one TCP flow.
 pub struct FlowDecoder {
     config: Arc<ProtoConfig>,
     start: FlowStart,
-    enabled: Vec<&'static Decoder>,
+    /// Bit `i` set: `DECODERS[i]` is enabled.
+    enabled: u8,
     phase: Phase,
-    dirs: [DirState; 2],
     seq: u64,
     events: Vec<Event>,
     facts: Vec<IdentityFact>,
-    stats: ProtoStats,
+    /// Allocated on the first count.
+    stats: Option<Box<ProtoStats>>,
 }
 
 impl FlowDecoder {
     pub fn new(config: Arc<ProtoConfig>, start: FlowStart) -> Self {
-        let enabled: Vec<&'static Decoder> = config
-            .protocols
+        let enabled = DECODERS
             .iter()
-            .filter_map(|p| decoder_for(*p))
-            .collect();
+            .enumerate()
+            .take(MAX_DECODERS)
+            .filter(|(_, d)| config.protocols.contains(&d.protocol))
+            .fold(0u8, |m, (i, _)| m | (1 << i));
         let mut dec = FlowDecoder {
             config,
             start,
-            phase: Phase::Probing(Probing {
-                ruled_out: vec![[false; 2]; enabled.len()],
-                ..Probing::default()
-            }),
+            phase: Phase::Probing(None),
             enabled,
-            dirs: [DirState::default(), DirState::default()],
             seq: 0,
             events: Vec::new(),
             facts: Vec::new(),
-            stats: ProtoStats::default(),
+            stats: None,
         };
         if dec.config.ports_only {
             dec.decide_by_ports();
-        } else if dec.enabled.is_empty() {
+        } else if dec.enabled == 0 {
             dec.give_up();
         }
         dec
@@ -382,71 +421,118 @@ impl FlowDecoder {
         facts.append(&mut self.facts);
     }
 
+    /// Stream bytes this decoder holds: the probe window and replay log
+    /// while detecting, the pending unit of each direction while decoding.
+    /// Never more than [`PROBE_LIMIT`] per direction plus the largest chunk
+    /// while probing, nor more than the protocol's unit cap per direction
+    /// after a chunk was decoded.
+    pub fn buffered_bytes(&self) -> usize {
+        match &self.phase {
+            Phase::Probing(Some(p)) => {
+                let logged: usize = p
+                    .log
+                    .iter()
+                    .map(|(_, c)| match c {
+                        LoggedChunk::Data(d) => d.len(),
+                        LoggedChunk::Gap(_) => 0,
+                    })
+                    .sum();
+                logged + p.window.iter().map(Vec::len).sum::<usize>()
+            }
+            Phase::Decoding(d) => d.dirs.iter().map(|s| s.pending.len()).sum(),
+            _ => 0,
+        }
+    }
+
     /// This flow's counters.
     pub fn stats(&self) -> &ProtoStats {
-        &self.stats
+        self.stats.as_deref().unwrap_or(&NO_STATS)
+    }
+
+    fn stats_mut(&mut self) -> &mut ProtoStats {
+        self.stats.get_or_insert_with(Box::default)
     }
 
     /// The protocol this flow was found to speak, once decided.
     pub fn protocol(&self) -> Option<Protocol> {
         match &self.phase {
-            Phase::Decoding { protocol, .. } => Some(*protocol),
+            Phase::Decoding(d) => Some(d.protocol),
             _ => None,
         }
     }
 
+    /// The enabled decoders with their index in [`DECODERS`].
+    fn enabled(&self) -> impl Iterator<Item = (usize, &'static Decoder)> {
+        let mask = self.enabled;
+        DECODERS
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i < MAX_DECODERS && mask & (1 << i) != 0)
+    }
+
     fn give_up(&mut self) {
         let tls = match &self.phase {
-            Phase::Probing(p) => p.window.iter().any(|w| is_tls_record(w)),
+            Phase::Probing(Some(p)) => p.window.iter().any(|w| is_tls_record(w)),
             _ => false,
         };
         let key = self.start.key;
         let tls_port = self
-            .enabled
-            .iter()
-            .any(|d| d.tls_ports.contains(&key.lo.port) || d.tls_ports.contains(&key.hi.port));
+            .enabled()
+            .any(|(_, d)| d.tls_ports.contains(&key.lo.port) || d.tls_ports.contains(&key.hi.port));
         if tls && tls_port {
-            self.stats.encrypted += 1;
+            self.stats_mut().encrypted += 1;
         } else {
-            self.stats.undetected += 1;
+            self.stats_mut().undetected += 1;
         }
         self.phase = Phase::Idle;
-        for d in &mut self.dirs {
-            d.pending = Vec::new();
-        }
     }
 
     /// `--ports-only`: IMSpector's classic detection, the server being the
     /// end on the protocol's port.
     fn decide_by_ports(&mut self) {
         let key = self.start.key;
-        for dec in &self.enabled {
-            for (server, client_dir) in [(key.hi, Dir::LoToHi), (key.lo, Dir::HiToLo)] {
-                if dec.classic_ports.contains(&server.port) {
-                    let client_dir = self.start.client_dir.unwrap_or(client_dir);
-                    self.start_session(dec, client_dir);
-                    return;
-                }
-            }
+        let found = self.enabled().find_map(|(_, dec)| {
+            [(key.hi, Dir::LoToHi), (key.lo, Dir::HiToLo)]
+                .into_iter()
+                .find(|(server, _)| dec.classic_ports.contains(&server.port))
+                .map(|(_, client_dir)| (dec, client_dir))
+        });
+        if let Some((dec, client_dir)) = found {
+            let client_dir = self.start.client_dir.unwrap_or(client_dir);
+            self.start_session(dec, client_dir);
+            return;
         }
         self.give_up();
     }
 
     fn start_session(&mut self, dec: &'static Decoder, client_dir: Dir) {
         let session = (dec.session)();
-        *self.stats.flows.entry(dec.protocol.name()).or_insert(0) += 1;
-        self.phase = Phase::Decoding {
+        *self
+            .stats_mut()
+            .flows
+            .entry(dec.protocol.name())
+            .or_insert(0) += 1;
+        self.phase = Phase::Decoding(Box::new(Decoding {
             protocol: dec.protocol,
             session,
             client_dir,
-        };
+            dirs: [DirState::default(), DirState::default()],
+        }));
     }
 
     /// Probe the new chunk; decide, give up, or keep it for later.
     fn probe_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
-        let Phase::Probing(p) = &mut self.phase else {
+        let mask = self.enabled;
+        let enabled = move || {
+            DECODERS
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| *i < MAX_DECODERS && mask & (1 << i) != 0)
+        };
+        let Phase::Probing(slot) = &mut self.phase else {
             return;
         };
+        let p = slot.get_or_insert_with(Box::default);
         let di = info.dir.index();
         let data = match chunk {
             Chunk::Gap(len) => {
@@ -472,13 +558,13 @@ impl FlowDecoder {
             ProbeStart::Stream
         };
         let mut found = None;
-        for (i, dec) in self.enabled.iter().enumerate() {
+        for (i, dec) in enabled() {
             if p.ruled_out[i][di] {
                 continue;
             }
             match (dec.probe)(&p.window[di], start) {
                 Verdict::Yes(role) => {
-                    found = Some((*dec, role));
+                    found = Some((dec, role));
                     break;
                 }
                 // From the stream's start, a "no" from either end is final:
@@ -490,7 +576,7 @@ impl FlowDecoder {
         }
         if let Some((dec, role)) = found {
             let mut p = match std::mem::replace(&mut self.phase, Phase::Idle) {
-                Phase::Probing(p) => p,
+                Phase::Probing(Some(p)) => p,
                 _ => return,
             };
             let client_dir = self.choose_client(dec, info.dir, role);
@@ -504,7 +590,7 @@ impl FlowDecoder {
             self.decode_chunk(chunk, info);
             return;
         }
-        let all_out = p.ruled_out.iter().all(|r| r[0] && r[1]);
+        let all_out = enabled().all(|(i, _)| p.ruled_out[i] == [true; 2]);
         if all_out || p.total[di] > PROBE_LIMIT || p.log.len() >= PROBE_CHUNKS {
             self.give_up();
             return;
@@ -536,14 +622,16 @@ impl FlowDecoder {
     }
 
     fn decode_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
-        let Phase::Decoding {
+        let Phase::Decoding(dec) = &mut self.phase else {
+            return;
+        };
+        let stats = self.stats.get_or_insert_with(Box::default);
+        let Decoding {
             protocol,
             session,
             client_dir,
-        } = &mut self.phase
-        else {
-            return;
-        };
+            dirs,
+        } = &mut **dec;
         let side = if info.dir == *client_dir {
             Side::Client
         } else {
@@ -551,7 +639,7 @@ impl FlowDecoder {
         };
         let client = self.start.key.src(*client_dir).socket_addr();
         let server = self.start.key.dst(*client_dir).socket_addr();
-        let d = &mut self.dirs[info.dir.index()];
+        let d = &mut dirs[info.dir.index()];
         d.overlap |= info.flags.overlap_conflict;
         d.midstream |= info.flags.midstream;
         let data = match chunk {
@@ -560,7 +648,7 @@ impl FlowDecoder {
                 d.lost = d.lost.saturating_add(len);
                 d.pending.clear();
                 d.resync = Some(ResyncCause::Gap);
-                self.stats.gaps += 1;
+                stats.gaps += 1;
                 return;
             }
             Chunk::Data(data) => data,
@@ -591,29 +679,44 @@ impl FlowDecoder {
             seq: &mut self.seq,
             events: &mut self.events,
             facts: &mut self.facts,
-            stats: &mut self.stats,
+            stats,
         };
-        if d.pending.is_empty() {
-            let used = ctx.run(d, data, 0);
-            if used < data.len() {
-                d.pending.extend_from_slice(&data[used..]);
-                d.pending_first = info.first_frame;
-            }
-        } else {
+        // Complete the pending unit by appending the chunk in growing
+        // steps, so that only the bytes up to its end are copied; the rest
+        // of the chunk is then decoded in place.
+        let mut taken = 0;
+        while !d.pending.is_empty() && taken < data.len() {
+            let step = (data.len() - taken).min(d.pending.len().max(PENDING_STEP));
             let old_len = d.pending.len();
             let mut buf = std::mem::take(&mut d.pending);
-            buf.extend_from_slice(data);
-            let used = ctx.run(d, &buf, old_len);
+            buf.extend_from_slice(&data[taken..taken + step]);
+            taken += step;
+            let used = ctx.run(d, &buf, old_len).min(buf.len());
+            if used >= old_len && d.resync.is_none() {
+                // The carried unit is done: what is left came from this
+                // chunk and is decoded in place below.
+                taken -= buf.len() - used;
+                buf.clear();
+                d.pending = buf;
+                break;
+            }
             if used >= old_len {
                 d.pending_first = info.first_frame;
             }
-            buf.drain(..used.min(buf.len()));
+            buf.drain(..used);
             d.pending = buf;
         }
+        if taken < data.len() && !ctx.session.encrypted() {
+            let rest = &data[taken..];
+            let used = ctx.run(d, rest, 0);
+            if used < rest.len() {
+                d.pending.extend_from_slice(&rest[used..]);
+                d.pending_first = info.first_frame;
+            }
+        }
         if ctx.session.encrypted() {
-            self.stats.encrypted += 1;
+            ctx.stats.encrypted += 1;
             self.phase = Phase::Idle;
-            self.dirs = [DirState::default(), DirState::default()];
         }
     }
 }
@@ -739,6 +842,11 @@ impl Emitter<'_> {
         self.stats.echoes_dropped += 1;
     }
 
+    /// Count an offer of a direct chat connection (not itself an event).
+    pub fn count_chat_offer(&mut self) {
+        self.stats.chat_offers += 1;
+    }
+
     /// Record an identity fact (token → user) learned now.
     pub fn fact(&mut self, token: String, user: String) {
         self.facts.push(IdentityFact {
@@ -787,7 +895,7 @@ impl Emitter<'_> {
             flags,
             lost_bytes: self.dir.lost,
             seq: *self.seq,
-            policy: Default::default(),
+            policy: PolicyMarks::default(),
         };
         *self.seq += 1;
         self.dir.gap_before = false;
@@ -805,22 +913,18 @@ impl StreamConsumer for FlowDecoder {
     fn on_chunk(&mut self, chunk: Chunk<'_>, info: &ChunkInfo) {
         match self.phase {
             Phase::Probing(_) => self.probe_chunk(chunk, info),
-            Phase::Decoding { .. } => self.decode_chunk(chunk, info),
+            Phase::Decoding(_) => self.decode_chunk(chunk, info),
             Phase::Idle => {}
         }
     }
 
     fn on_close(&mut self, _reason: CloseReason, _ts: Timestamp, _frame: FrameRef) {
-        if let Phase::Probing(p) = &self.phase {
-            if p.total.iter().any(|t| *t > 0) {
-                self.give_up();
-            } else {
-                self.phase = Phase::Idle;
-            }
-        } else {
-            self.phase = Phase::Idle;
+        let saw_data =
+            matches!(&self.phase, Phase::Probing(Some(p)) if p.total.iter().any(|t| *t > 0));
+        if saw_data {
+            self.give_up();
         }
-        self.dirs = [DirState::default(), DirState::default()];
+        self.phase = Phase::Idle;
     }
 }
 

@@ -216,6 +216,7 @@ fn stats_merge_adds_every_counter() {
         caps_hit: 5,
         gaps: 6,
         echoes_dropped: 7,
+        chat_offers: 8,
         ..ProtoStats::default()
     };
     b.flows.insert("irc", 1);
@@ -278,4 +279,37 @@ fn probing_keeps_a_bounded_number_of_chunks() {
     assert!(!d.wants_data());
     assert!(n <= PROBE_CHUNKS / 2 + 1, "{n}");
     assert_eq!(d.stats().undetected, 1);
+}
+
+#[test]
+fn a_long_unit_completes_across_many_chunks_and_the_rest_decodes_in_place() {
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:6667", true);
+    d.on_chunk(
+        Chunk::Data(b"NICK a\r\nUSER a 0 * :a\r\n"),
+        &info(c2s, 2, 2),
+    );
+    let long = "x".repeat(3000);
+    let stream = format!("PRIVMSG #a :{long}\r\nPRIVMSG #a :next\r\nPRIVMSG #a :par");
+    let bytes = stream.as_bytes();
+    for (i, piece) in bytes.chunks(700).enumerate() {
+        d.on_chunk(Chunk::Data(piece), &info(c2s, 3 + i as u64, 3 + i as u64));
+    }
+    d.on_chunk(Chunk::Data(b"tial\r\n"), &info(c2s, 20, 20));
+    let ev = drain(&mut d);
+    let got: Vec<_> = ev
+        .iter()
+        .map(|e| (e.text.as_deref().unwrap().len(), e.frames))
+        .collect();
+    assert_eq!(got, [(3000, (3, 7)), (4, (7, 7)), (7, (7, 20))]);
+}
+
+#[test]
+fn an_idle_flow_decoder_is_small_and_allocates_nothing_until_bytes_come() {
+    // The flow table keeps one per flow, SYN floods included.
+    let size = std::mem::size_of::<FlowDecoder>();
+    assert!(size <= 200, "FlowDecoder grew to {size} bytes");
+    let (d, _) = decoder("10.0.0.1:40000", "10.0.0.2:6667", true);
+    assert!(matches!(d.phase, Phase::Probing(None)));
+    assert!(d.stats.is_none());
+    assert_eq!(d.stats(), &ProtoStats::default());
 }

@@ -532,79 +532,138 @@ pub fn pipeline(path: &str, config: ProtoConfig) -> (Vec<Event>, ProtoStats) {
 }
 
 /// Generated fixtures: a scripted conversation written as a pcap with the
-/// project's fixture generator (`tests/support`), run through the real
-/// stages, and compared with the events checked in next to it
-/// (`<case>.events.txt`, one line per event). `IMSCAN_BLESS=1` rewrites both
-/// files; review the diff before committing it.
+/// project's fixture generator (`tests/support`), run through the `imscan`
+/// binary, and compared with the JSON Lines checked in next to it
+/// (`<case>.expected.jsonl`). `IMSCAN_BLESS=1` rewrites both files; review
+/// the diff before committing it.
 pub mod generated {
     use super::*;
     use crate::support::packet::Conversation as Script;
     use crate::support::pcapfile::pcap;
 
-    /// One event as a stable line: everything the decoder decides.
-    pub fn event_line(e: &Event) -> String {
-        format!(
-            "{} frames={}-{} {} out={} local={} remote={:?} group={} sender={:?} text={:?} enc={:?} raw={} file={:?}/{:?} client={} server={} flags={:?} lost={} seq={}",
-            e.time,
-            e.frames.0,
-            e.frames.1,
-            e.kind.name(),
-            e.outgoing,
-            match &e.local_id {
-                imscan::event::LocalId::Known(s) => format!("{s:?}"),
-                other => format!("{other:?}"),
-            },
-            e.remote_id,
-            e.group,
-            e.sender,
-            e.text,
-            e.text_encoding,
-            e.raw.as_deref().map_or("-".to_owned(), |r| r.iter().map(|b| format!("{b:02x}")).collect()),
-            e.file_name,
-            e.file_size,
-            e.client,
-            e.server,
-            e.flags.names(),
-            e.lost_bytes,
-            e.seq,
-        )
-    }
-
-    /// Write (bless) or check `fixtures/<dir>/<name>.pcap` and its events.
-    pub fn check(dir: &str, name: &str, script: &Script, config: ProtoConfig) -> Vec<Event> {
+    /// Write (bless) or check `fixtures/<dir>/<name>.pcap`, then run the
+    /// `imscan` binary on it and check its JSON Lines against
+    /// `<name>.expected.jsonl`. Returns the events read back from the output.
+    pub fn check(dir: &str, name: &str, script: &Script) -> Vec<Event> {
         let frames = script.frames();
         let records: Vec<(Timestamp, &[u8], u32)> = frames
             .iter()
             .map(|(ts, data, _)| (*ts, &data[..], data.len() as u32))
             .collect();
         let bytes = pcap(1, &records);
-        let base = format!("{}/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
-        let pcap_path = format!("{base}.pcap");
-        let events_path = format!("{base}.events.txt");
-        let bless = std::env::var_os("IMSCAN_BLESS").is_some();
-        if bless {
-            std::fs::create_dir_all(format!("{}/fixtures/{dir}", env!("CARGO_MANIFEST_DIR")))
-                .unwrap();
-            std::fs::write(&pcap_path, &bytes).unwrap();
+        let rel = format!("fixtures/{dir}/{name}.pcap");
+        let path = format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"));
+        if bless() {
+            std::fs::write(&path, &bytes).unwrap();
         } else {
-            let on_disk = std::fs::read(&pcap_path).unwrap_or_else(|e| panic!("{pcap_path}: {e}"));
+            let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert!(
                 on_disk == bytes,
-                "{pcap_path} is not what the script generates (IMSCAN_BLESS=1 to rewrite)"
+                "{path} is not what the script generates (IMSCAN_BLESS=1 to rewrite)"
             );
         }
-        let (events, _) = pipeline(&pcap_path, config);
-        let mut text: String = events.iter().map(|e| event_line(e) + "\n").collect();
-        if text.is_empty() {
-            text.push_str("(no events)\n");
-        }
-        if bless {
-            std::fs::write(&events_path, &text).unwrap();
-        } else {
-            let want = std::fs::read_to_string(&events_path)
-                .unwrap_or_else(|e| panic!("{events_path}: {e}"));
-            assert_eq!(text, want, "{events_path}");
-        }
-        events
+        expect_jsonl(&rel, &format!("fixtures/{dir}/{name}.expected.jsonl"))
     }
+}
+
+/// `IMSCAN_BLESS` is set: rewrite expected files instead of checking them.
+pub fn bless() -> bool {
+    std::env::var_os("IMSCAN_BLESS").is_some()
+}
+
+/// Run the `imscan` binary from the crate root with `args`; its stdout.
+pub fn imscan(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("run imscan");
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "imscan {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("JSON Lines are UTF-8")
+}
+
+/// `imscan -F jsonl <capture>` at one and at two threads (the output must
+/// not depend on it), compared with (or, blessing, written to) `expected`
+/// (paths relative to the crate root). Returns the events read back.
+pub fn expect_jsonl(capture: &str, expected: &str) -> Vec<Event> {
+    let one = imscan(&["-F", "jsonl", "--threads", "1", "-q", capture]);
+    let two = imscan(&["-F", "jsonl", "--threads", "2", "-q", capture]);
+    assert_eq!(one, two, "{capture}: output depends on the thread count");
+    let path = format!("{}/{expected}", env!("CARGO_MANIFEST_DIR"));
+    if bless() {
+        std::fs::write(&path, &one).unwrap();
+    } else {
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(want == one, "{capture}: JSON Lines differ from {expected} (IMSCAN_BLESS=1 to rewrite)\n--- got\n{one}");
+    }
+    events_from_jsonl(&one)
+}
+
+/// Read `imscan -F jsonl` output back into events (the fields JSON Lines
+/// carry; `seq` and `source` are not in it and stay 0).
+pub fn events_from_jsonl(jsonl: &str) -> Vec<Event> {
+    use imscan::event::{EventFlags, LocalId, Protocol};
+    use serde_json::Value;
+    let str_of = |v: &Value| v.as_str().map(str::to_owned);
+    jsonl
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a JSON object per line");
+            let time: jiff::Timestamp = v["time"].as_str().unwrap().parse().unwrap();
+            let protocol = Protocol::from_name(v["protocol"].as_str().unwrap()).unwrap();
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| k.name() == v["kind"].as_str().unwrap())
+                .unwrap();
+            let addr = |k: &str| v[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
+            let mut e = Event::new(
+                Timestamp(time.as_nanosecond() as i64),
+                protocol,
+                kind,
+                v["outgoing"].as_bool().unwrap(),
+                addr("client"),
+                addr("server"),
+            );
+            e.local_id = match str_of(&v["local_id"]) {
+                Some(s) => LocalId::Known(s),
+                None => LocalId::Unknown,
+            };
+            e.remote_id = str_of(&v["remote_id"]).unwrap_or_default();
+            e.group = v["group"].as_bool().unwrap();
+            e.sender = str_of(&v["sender"]);
+            e.text = str_of(&v["text"]);
+            e.text_encoding = match v["text_encoding"].as_str() {
+                Some("utf-8") => Some("utf-8"),
+                Some("windows-1252") => Some("windows-1252"),
+                Some(other) => panic!("unexpected text_encoding {other}"),
+                None => None,
+            };
+            e.raw = v["raw"].as_str().map(unhex);
+            e.file_name = str_of(&v["file_name"]);
+            e.file_size = v["file_size"].as_u64();
+            e.frames = (
+                v["frames"][0].as_u64().unwrap(),
+                v["frames"][1].as_u64().unwrap(),
+            );
+            let names: Vec<&str> = v["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            e.flags = EventFlags {
+                gap_before: names.contains(&"gap_before"),
+                overlap_conflict: names.contains(&"overlap_conflict"),
+                midstream: names.contains(&"midstream"),
+                decode_error: names.contains(&"decode_error"),
+            };
+            e.lost_bytes = v["lost_bytes"].as_u64().unwrap();
+            e
+        })
+        .collect()
 }

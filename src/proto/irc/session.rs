@@ -13,6 +13,11 @@ use crate::proto::{decode_text, Emitter, EventDraft, Resync, ResyncCause, Sessio
 /// with room to spare.
 pub const LINE_CAP: usize = 16 * 1024;
 
+/// Most targets of one PRIVMSG/NOTICE that become events (servers allow a
+/// handful, ISUPPORT `TARGMAX`): a line naming thousands must not multiply
+/// its text into thousands of events.
+pub const MAX_TARGETS: usize = 32;
+
 /// Outgoing lines remembered to recognise their echo-message copies.
 const ECHO_MEMORY: usize = 32;
 
@@ -63,7 +68,7 @@ impl IrcSession {
             let (Some(targets), text) = (line.param(0), line.param(1)) else {
                 return;
             };
-            for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+            for target in target_list(targets) {
                 if line.is("TAGMSG") {
                     if typing_tag(line) {
                         let mut d =
@@ -131,7 +136,7 @@ impl IrcSession {
             return;
         };
         let text = text.unwrap_or_default();
-        for target in targets.split(|&b| b == b',').filter(|t| !t.is_empty()) {
+        for target in target_list(targets) {
             let channel = parser::is_channel(target, &self.chantypes);
             if !channel && self.nick.is_none() {
                 // A private line to us names us.
@@ -244,8 +249,15 @@ impl IrcSession {
                 d.raw = Some(text.to_vec());
                 d.decode_error = !exact;
             }
-            // DCC CHAT is an out-of-band chat offer, not chat; other CTCP is noise.
-            Ctcp::DccChat(_) | Ctcp::Other => return,
+            // DCC CHAT offers a direct connection for chat: noted, not chat.
+            Ctcp::DccChat(_) => {
+                if !line.is("NOTICE") {
+                    out.count_chat_offer();
+                }
+                return;
+            }
+            // Other CTCP (VERSION, PING, TIME ...) is noise.
+            Ctcp::Other => return,
         }
         if d.decode_error {
             out.count_decode_error();
@@ -254,16 +266,33 @@ impl IrcSession {
     }
 }
 
-/// A 64-bit FNV-1a digest of a line's target (case-folded) and text, to
-/// recognise its echo without keeping a copy.
+/// A 64-bit digest of a line's target (case-folded) and text, to recognise
+/// its echo without keeping a copy. Eight bytes per step: it runs on every
+/// line the client sends.
 fn echo_key(target: &[u8], text: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let fold = target.iter().map(|b| b.to_ascii_lowercase());
-    for b in fold.chain([0]).chain(text.iter().copied()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (text.len() as u64).wrapping_mul(K);
+    for &b in target {
+        h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(K);
     }
-    h
+    let mut words = text.chunks_exact(8);
+    for w in &mut words {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(x)).wrapping_mul(K).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 32)
+}
+
+/// The comma-separated targets of a line, at most [`MAX_TARGETS`].
+fn target_list(targets: &[u8]) -> impl Iterator<Item = &[u8]> {
+    targets
+        .split(|&b| b == b',')
+        .filter(|t| !t.is_empty())
+        .take(MAX_TARGETS)
 }
 
 /// IRCv3 typing client tag (`+typing`, draft `+draft/typing`) saying "active".
@@ -356,6 +385,18 @@ mod tests {
         assert!(irc_eq(b"Nick[a]", b"nick{A}"));
         assert!(irc_eq(b"a\\~", b"A|^"));
         assert!(!irc_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn echo_keys_fold_the_target_and_see_every_text_byte() {
+        assert_eq!(echo_key(b"#Rust", b"hello"), echo_key(b"#rust", b"hello"));
+        assert_ne!(echo_key(b"#rust", b"hello"), echo_key(b"#rust", b"hellp"));
+        assert_ne!(
+            echo_key(b"#rust", b"0123456789a"),
+            echo_key(b"#rust", b"0123456789b")
+        );
+        assert_ne!(echo_key(b"#rust", b""), echo_key(b"#rust", b"\0"));
+        assert_ne!(echo_key(b"a", b"b"), echo_key(b"b", b"a"));
     }
 
     #[test]

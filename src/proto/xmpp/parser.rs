@@ -79,16 +79,18 @@ impl Splitter {
             let tag_at = pos + lt;
             let tag = &buf[tag_at..];
             // Comments, CDATA, PIs inside a stanza: skip whole.
-            match special_end(tag) {
-                Some(Some(end)) => {
-                    pos = tag_at + end;
-                    continue;
+            if matches!(tag.get(1), Some(b'!' | b'?') | None) {
+                match special_end(tag) {
+                    Some(Some(end)) => {
+                        pos = tag_at + end;
+                        continue;
+                    }
+                    Some(None) => {
+                        self.pos = tag_at;
+                        return Split::NeedMore;
+                    }
+                    None => {}
                 }
-                Some(None) => {
-                    self.pos = tag_at;
-                    return Split::NeedMore;
-                }
-                None => {}
             }
             let Some(close) = tag_close(tag) else {
                 self.pos = tag_at;
@@ -198,8 +200,9 @@ pub const START_TAG_PREFIX: usize = 16;
 /// The fields of one top-level element that events are made of.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stanza {
-    /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...).
-    pub name: String,
+    /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...);
+    /// empty for names no event or state depends on.
+    pub name: &'static str,
     pub to: Option<String>,
     pub from: Option<String>,
     pub kind: Option<String>,
@@ -272,7 +275,9 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
     // Per open element: what its text is captured into, and whether it is
     // inside a Jingle file-transfer description.
     let mut stack: Vec<(Capture, bool)> = Vec::new();
-    let mut bodies: Vec<(bool, String)> = Vec::new();
+    // The chosen body and whether it had `xml:lang` (RFC 6121 §5.2.3: prefer
+    // the body without it, else the first).
+    let mut body: Option<(bool, String)> = None;
     let mut body_text = String::new();
     let mut text_buf = String::new();
     let mut oob_url: Option<String> = None;
@@ -299,7 +304,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                 }
                 if empty {
                     if let Capture::Body { lang } = cap {
-                        bodies.push((lang, String::new()));
+                        choose_body(&mut body, lang, String::new());
                     }
                     if depth == 0 {
                         break;
@@ -319,7 +324,9 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                 };
                 depth = depth.saturating_sub(1);
                 match cap {
-                    Capture::Body { lang } => bodies.push((lang, std::mem::take(&mut body_text))),
+                    Capture::Body { lang } => {
+                        choose_body(&mut body, lang, std::mem::take(&mut body_text))
+                    }
                     Capture::Jid => st.bound_jid = Some(std::mem::take(&mut text_buf)),
                     Capture::FileName => {
                         st.file.get_or_insert_with(FileOffer::default).name =
@@ -361,12 +368,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
             _ => {}
         }
     }
-    // RFC 6121 §5.2.3: prefer the body without xml:lang.
-    st.body = bodies
-        .iter()
-        .position(|(lang, _)| !lang)
-        .or(if bodies.is_empty() { None } else { Some(0) })
-        .map(|i| std::mem::take(&mut bodies[i].1));
+    st.body = body.map(|(_, b)| b);
     if st.file.is_none() {
         if let Some(url) = oob_url {
             let url = url.trim();
@@ -379,6 +381,16 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
         }
     }
     st
+}
+
+fn choose_body(chosen: &mut Option<(bool, String)>, lang: bool, text: String) {
+    let better = match chosen {
+        None => true,
+        Some((had_lang, _)) => *had_lang && !lang,
+    };
+    if better {
+        *chosen = Some((lang, text));
+    }
 }
 
 fn push_text(
@@ -448,7 +460,17 @@ fn open_element(
     }
     let ns = xmlns.as_deref().unwrap_or_default();
     if depth == 0 {
-        st.name = String::from_utf8_lossy(local).into_owned();
+        st.name = match local {
+            b"message" => "message",
+            b"iq" => "iq",
+            b"presence" => "presence",
+            b"stream" => "stream",
+            b"proceed" => "proceed",
+            b"success" => "success",
+            b"auth" => "auth",
+            b"starttls" => "starttls",
+            _ => "",
+        };
         return (Capture::Own, false);
     }
     match local {
@@ -508,6 +530,47 @@ fn open_element(
         }
         _ => (Capture::None, false),
     }
+}
+
+/// Can this unit give an event or change the session's state? A cheap look
+/// at its start tag, so the common stanzas that cannot (presence broadcasts
+/// from the server, `get` queries and their errors, stream-management acks)
+/// are not parsed at all. `from_client`: the unit is from the client.
+pub fn may_matter(from_client: bool, unit: &[u8]) -> bool {
+    let name = tag_name(unit.get(1..).unwrap_or_default());
+    match name {
+        // Only the client's own MUC joins (our room nick) matter.
+        b"presence" => from_client,
+        b"iq" => {
+            let head = match tag_close(unit) {
+                Some(end) => &unit[..end],
+                None => unit,
+            };
+            !(attr_is(head, b"type", b"get") || attr_is(head, b"type", b"error"))
+        }
+        // XEP-0198 acks and requests.
+        b"r" | b"a" => false,
+        _ => true,
+    }
+}
+
+/// The start tag `head` has attribute `name` with exactly `value` (either quote).
+fn attr_is(head: &[u8], name: &[u8], value: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Some(i) = memchr::memmem::find(&head[pos..], name) {
+        let at = pos + i;
+        let before_ok = at > 0 && head[at - 1].is_ascii_whitespace();
+        let rest = &head[at + name.len()..];
+        if before_ok {
+            if let [b'=', q @ (b'\'' | b'"'), tail @ ..] = rest {
+                if tail.starts_with(value) && tail.get(value.len()) == Some(q) {
+                    return true;
+                }
+            }
+        }
+        pos = at + 1;
+    }
+    false
 }
 
 /// The bytes of the `<message>` element nested in a forwarded copy (`unit`
@@ -658,6 +721,31 @@ mod tests {
         assert_eq!(oob.file.unwrap().name.as_deref(), Some("c.png"));
         let v = read_stanza(b"<iq type='set'><jingle xmlns='urn:xmpp:jingle:1'><content><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'/></content></jingle></iq>");
         assert!(v.video_call);
+    }
+
+    #[test]
+    fn skips_stanzas_that_cannot_matter() {
+        assert!(!may_matter(
+            false,
+            b"<presence from='a@b/c'><show>away</show></presence>"
+        ));
+        assert!(may_matter(
+            true,
+            b"<presence to='room@muc/nick'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ));
+        assert!(!may_matter(
+            true,
+            b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        assert!(!may_matter(false, b"<iq id='1' type=\"error\"/>"));
+        assert!(may_matter(false, b"<iq type='result' id='b'><bind/></iq>"));
+        assert!(may_matter(true, b"<iq xtype='get' type='set'><si/></iq>"));
+        assert!(!may_matter(true, b"<r xmlns='urn:xmpp:sm:3'/>"));
+        assert!(may_matter(
+            true,
+            b"<message to='a@b'><body>x</body></message>"
+        ));
+        assert!(may_matter(true, b"<"));
     }
 
     #[test]

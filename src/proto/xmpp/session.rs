@@ -30,8 +30,8 @@ pub struct XmppSession {
     domain: Option<String>,
     /// (room bare JID, our nick) from our MUC join presences.
     rooms: VecDeque<(String, String)>,
-    /// Ids of our recent groupchat messages.
-    sent_group: VecDeque<String>,
+    /// Our recent groupchat messages.
+    sent_group: VecDeque<ReflectKey>,
     /// The server said `<success/>`: each side must restart its stream next.
     after_success: [bool; 2],
     encrypted: bool,
@@ -50,7 +50,7 @@ impl XmppSession {
     }
 
     fn stream_level(&mut self, side: Side, st: &Stanza) {
-        match (side, st.name.as_str()) {
+        match (side, st.name) {
             (Side::Client, "stream") => {
                 if let Some(to) = &st.to {
                     self.domain = Some(to.clone());
@@ -101,24 +101,24 @@ impl XmppSession {
             remote,
             sender,
         } = who;
-        if outgoing && side == Side::Server && group {
-            // Our own group message reflected by the room.
-            if let Some(i) = st
-                .id
-                .as_ref()
-                .and_then(|id| self.sent_group.iter().position(|s| s == id))
-            {
-                self.sent_group.remove(i);
-                out.count_echo();
-                return;
-            }
-        }
-        if side == Side::Client && group {
-            if let Some(id) = &st.id {
+        if group && (side == Side::Client || outgoing) {
+            // Our own group message, and the room's reflection of it: known
+            // by its stanza id, or by room and body when it has none.
+            let key = match &st.id {
+                Some(id) => ReflectKey::Id(id.clone()),
+                None => ReflectKey::Body(remote.clone(), st.body.clone().unwrap_or_default()),
+            };
+            if side == Side::Server {
+                if let Some(i) = self.sent_group.iter().position(|k| *k == key) {
+                    self.sent_group.remove(i);
+                    out.count_echo();
+                    return;
+                }
+            } else {
                 if self.sent_group.len() == REFLECT_MEMORY {
                     self.sent_group.pop_front();
                 }
-                self.sent_group.push_back(id.clone());
+                self.sent_group.push_back(key);
             }
         }
         let draft = |kind| {
@@ -271,6 +271,14 @@ impl XmppSession {
     }
 }
 
+/// How a room's reflection of our group message is recognised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReflectKey {
+    Id(String),
+    /// Room and body of a message sent without an id.
+    Body(String, String),
+}
+
 struct Who {
     outgoing: bool,
     remote: String,
@@ -325,11 +333,14 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
+        if !parser::may_matter(side == Side::Client, unit) {
+            return;
+        }
         let mut st = parser::read_stanza(unit);
         if st.decode_error {
             out.count_decode_error();
         }
-        match st.name.as_str() {
+        match st.name {
             "message" => self.message(side, &mut st, unit, out),
             "iq" => self.iq(side, &st, unit, out),
             "presence" => self.presence(side, &st),
