@@ -151,7 +151,12 @@ pub fn frame_command(buf: &[u8]) -> Frame {
     }
     let name = &line[..3];
     let last = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-    let tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty()).count();
+    // Tokens, counted only as far as the rules below need (at most 3).
+    let tokens = line
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty())
+        .take(3)
+        .count();
     let declared = if PAYLOAD_COMMANDS.iter().any(|c| &c[..] == name) {
         match parse_len(last).filter(|_| tokens >= 2) {
             Some(n) => Some(n),
