@@ -314,7 +314,7 @@ pub fn flatten_tree(root: &std::path::Path) -> String {
 
 /// Run the `imscan` binary from the repository root on `<fixture>.pcap` and
 /// check that `-F jsonl` gives `<fixture>.expected.jsonl` and `-F imspector`
-/// gives `<fixture>.imspector.txt`, at one and at two threads; returns the
+/// gives `<fixture>.imspector.txt`, at one, two and five threads; returns the
 /// exit code (0 clean, 1 when the capture has damage such as lost segments).
 pub fn check_binary(fixture: &str) -> i32 {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -323,7 +323,7 @@ pub fn check_binary(fixture: &str) -> i32 {
     let want_jsonl = std::fs::read_to_string(format!("{root}/{fixture}.expected.jsonl")).unwrap();
     let want_tree = std::fs::read_to_string(format!("{root}/{fixture}.imspector.txt")).unwrap();
     let mut codes = Vec::new();
-    for threads in ["1", "2"] {
+    for threads in ["1", "2", "5"] {
         let out = std::process::Command::new(exe)
             .current_dir(root)
             .args(["-F", "jsonl", "--threads", threads, &input])
