@@ -30,8 +30,10 @@
 
 pub mod gadugadu;
 pub mod irc;
+pub mod msn;
 pub mod oscar;
 pub mod xmpp;
+pub mod yahoo;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -303,6 +305,8 @@ pub struct Decoder {
 pub const DECODERS: &[Decoder] = &[
     irc::DECODER,
     xmpp::DECODER,
+    msn::DECODER,
+    yahoo::DECODER,
     oscar::DECODER,
     gadugadu::DECODER,
 ];

@@ -186,8 +186,9 @@ fn close_counts_undetected_flows_with_data_only() {
 #[test]
 fn no_enabled_protocol_means_no_interest() {
     let (key, _) = key("10.0.0.1:1", "10.0.0.2:2");
+    // No protocol enabled at all (MSN, once assumed unregistered, now is).
     let cfg = ProtoConfig {
-        protocols: vec![Protocol::Msn],
+        protocols: vec![],
         ..ProtoConfig::default()
     };
     let d = FlowDecoder::new(

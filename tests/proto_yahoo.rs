@@ -1,0 +1,849 @@
+//! Yahoo (YMSG) decoding from the outside: byte streams fed through the proto
+//! framework's front door (`FlowDecoder`), checked event by event.
+
+mod im_capture;
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use imscan::capture::FrameRef;
+use imscan::event::{Event, FlowId, IdentityFact, Kind, LocalId, Protocol};
+use imscan::net::{Dir, Endpoint, FlowKey, Transport};
+use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
+use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
+use imscan::time::Timestamp;
+
+const CLIENT: &str = "10.0.0.9:2201";
+const SERVER: &str = "66.163.181.170:5050";
+
+struct Flow {
+    dec: FlowDecoder,
+    client_dir: Dir,
+    frame: u64,
+    events: Vec<Event>,
+    facts: Vec<IdentityFact>,
+}
+
+fn endpoint(s: &str) -> Endpoint {
+    let a: SocketAddr = s.parse().unwrap();
+    Endpoint {
+        ip: a.ip(),
+        port: a.port(),
+    }
+}
+
+impl Flow {
+    fn new(client: &str, server: &str, syn_seen: bool, raw: bool) -> Flow {
+        let (key, client_dir) = FlowKey::new(Transport::Tcp, endpoint(client), endpoint(server));
+        let config = Arc::new(ProtoConfig {
+            raw,
+            ..ProtoConfig::default()
+        });
+        let start = FlowStart {
+            key,
+            flow: FlowId(FrameRef {
+                source: 0,
+                index: 1,
+            }),
+            source: 0,
+            client_dir: syn_seen.then_some(client_dir),
+        };
+        Flow {
+            dec: FlowDecoder::new(config, start),
+            client_dir,
+            frame: 0,
+            events: Vec::new(),
+            facts: Vec::new(),
+        }
+    }
+
+    fn info(&mut self, from_client: bool, ts: i64) -> ChunkInfo {
+        self.frame += 1;
+        let f = FrameRef {
+            source: 0,
+            index: self.frame,
+        };
+        ChunkInfo {
+            dir: if from_client {
+                self.client_dir
+            } else {
+                self.client_dir.reverse()
+            },
+            ts: Timestamp::from_secs_nanos(ts, 0),
+            frame: f,
+            first_frame: f,
+            offset: 0,
+            flags: ChunkFlags::default(),
+        }
+    }
+
+    fn send(&mut self, from_client: bool, ts: i64, bytes: &[u8]) {
+        let info = self.info(from_client, ts);
+        self.dec.on_chunk(Chunk::Data(bytes), &info);
+    }
+
+    fn gap(&mut self, from_client: bool, ts: i64, len: u64) {
+        let info = self.info(from_client, ts);
+        self.dec.on_chunk(Chunk::Gap(len), &info);
+    }
+
+    fn close(mut self) -> Vec<Event> {
+        self.dec.on_close(
+            CloseReason::EndOfInput,
+            Timestamp::default(),
+            FrameRef::default(),
+        );
+        self.dec.drain(&mut self.events, &mut self.facts);
+        self.events
+    }
+}
+
+/// A YMSG packet (big-endian header, `k C0 80 v C0 80` pairs).
+fn packet(service: u16, status: u32, session: u32, pairs: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (k, v) in pairs {
+        payload.extend_from_slice(k.to_string().as_bytes());
+        payload.extend_from_slice(&[0xC0, 0x80]);
+        payload.extend_from_slice(v);
+        payload.extend_from_slice(&[0xC0, 0x80]);
+    }
+    let mut p = b"YMSG".to_vec();
+    p.extend_from_slice(&0x0010u16.to_be_bytes());
+    p.extend_from_slice(&0u16.to_be_bytes());
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&service.to_be_bytes());
+    p.extend_from_slice(&status.to_be_bytes());
+    p.extend_from_slice(&session.to_be_bytes());
+    p.extend_from_slice(&payload);
+    p
+}
+
+const SID: u32 = 0x0042_1337;
+
+fn script() -> Vec<(bool, i64, Vec<u8>)> {
+    vec![
+        // Login: AUTH (session 0) then AUTHRESP.
+        (true, 100, packet(0x57, 0, 0, &[(1, b"Alice_Y")])),
+        (
+            false,
+            100,
+            packet(0x57, 1, SID, &[(1, b"alice_y"), (94, b"challenge")]),
+        ),
+        (
+            true,
+            101,
+            packet(
+                0x54,
+                0,
+                SID,
+                &[
+                    (0, b"alice_y"),
+                    (6, b"xx"),
+                    (96, b"yy"),
+                    (2, b"alice_y"),
+                    (1, b"alice_y"),
+                ],
+            ),
+        ),
+        // Outgoing message, UTF-8, with markup.
+        (
+            true,
+            102,
+            packet(
+                6,
+                0x5A55_AA56,
+                SID,
+                &[
+                    (1, b"alice_y"),
+                    (5, b"Bob_Y"),
+                    (97, b"1"),
+                    (
+                        14,
+                        "\x1b[1m<font face=\"Arial\" size=\"10\">h\u{e9}llo bob</font>".as_bytes(),
+                    ),
+                ],
+            ),
+        ),
+        // Incoming message in the legacy code page.
+        (
+            false,
+            103,
+            packet(
+                6,
+                1,
+                SID,
+                &[
+                    (5, b"alice_y"),
+                    (4, b"bob_y"),
+                    (14, b"caf\xe9?"),
+                    (63, b";0"),
+                    (64, b"0"),
+                ],
+            ),
+        ),
+        // Typing start (event) and stop (no event), both directions.
+        (
+            false,
+            104,
+            packet(
+                0x4B,
+                0x16,
+                SID,
+                &[
+                    (5, b"alice_y"),
+                    (4, b"bob_y"),
+                    (14, b" "),
+                    (13, b"1"),
+                    (49, b"TYPING"),
+                ],
+            ),
+        ),
+        (
+            false,
+            105,
+            packet(
+                0x4B,
+                0x16,
+                SID,
+                &[
+                    (5, b"alice_y"),
+                    (4, b"bob_y"),
+                    (14, b" "),
+                    (13, b"0"),
+                    (49, b"TYPING"),
+                ],
+            ),
+        ),
+        (
+            true,
+            106,
+            packet(
+                0x4B,
+                0x16,
+                SID,
+                &[
+                    (49, b"TYPING"),
+                    (1, b"alice_y"),
+                    (14, b" "),
+                    (13, b"1"),
+                    (5, b"bob_y"),
+                ],
+            ),
+        ),
+        // Webcam invitation, outgoing.
+        (
+            true,
+            107,
+            packet(
+                0x4B,
+                0,
+                SID,
+                &[
+                    (1, b"alice_y"),
+                    (5, b"bob_y"),
+                    (13, b"0"),
+                    (49, b"WEBCAMINVITE"),
+                ],
+            ),
+        ),
+        // A game notify: no event.
+        (
+            false,
+            108,
+            packet(
+                0x4B,
+                0,
+                SID,
+                &[(4, b"bob_y"), (5, b"alice_y"), (13, b"1"), (49, b"GAME")],
+            ),
+        ),
+        // File offer (v15): two files in one offer, incoming.
+        (
+            false,
+            109,
+            packet(
+                0xDC,
+                1,
+                SID,
+                &[
+                    (4, b"bob_y"),
+                    (5, b"alice_y"),
+                    (265, b"tid1"),
+                    (222, b"1"),
+                    (302, b"268"),
+                    (300, b"268"),
+                    (27, "r\u{e9}sum\u{e9}.pdf".as_bytes()),
+                    (28, b"1024"),
+                    (301, b"268"),
+                    (300, b"268"),
+                    (27, b"b.zip"),
+                    (28, b"99"),
+                    (301, b"268"),
+                    (303, b"268"),
+                ],
+            ),
+        ),
+        // The same transfer accepted: not an offer.
+        (
+            true,
+            110,
+            packet(
+                0xDC,
+                0,
+                SID,
+                &[(1, b"alice_y"), (5, b"bob_y"), (265, b"tid1"), (222, b"3")],
+            ),
+        ),
+        // Older P2P file transfer service, outgoing.
+        (
+            true,
+            111,
+            packet(
+                0x4D,
+                0,
+                SID,
+                &[
+                    (1, b"alice_y"),
+                    (5, b"bob_y"),
+                    (27, b"old.txt"),
+                    (28, b"12"),
+                ],
+            ),
+        ),
+        // Offline batch: two messages in one packet with their own times.
+        (
+            false,
+            112,
+            packet(
+                6,
+                5,
+                SID,
+                &[
+                    (31, b"6"),
+                    (32, b"6"),
+                    (4, b"carol_y"),
+                    (5, b"alice_y"),
+                    (15, b"1248000000"),
+                    (14, b"first"),
+                    (4, b"dave_y"),
+                    (5, b"alice_y"),
+                    (15, b"1248000001"),
+                    (97, b"1"),
+                    (14, b"second"),
+                ],
+            ),
+        ),
+        // Conference message, both directions.
+        (
+            true,
+            113,
+            packet(
+                0x1D,
+                0,
+                SID,
+                &[
+                    (1, b"alice_y"),
+                    (57, b"Alice-Room"),
+                    (53, b"bob_y"),
+                    (14, b"hi room"),
+                    (97, b"1"),
+                ],
+            ),
+        ),
+        (
+            false,
+            114,
+            packet(
+                0x1D,
+                1,
+                SID,
+                &[
+                    (1, b"alice_y"),
+                    (57, b"alice-room"),
+                    (3, b"bob_y"),
+                    (14, b"hi alice"),
+                    (97, b"1"),
+                ],
+            ),
+        ),
+        // Chat room comment, incoming.
+        (
+            false,
+            115,
+            packet(
+                0xA8,
+                1,
+                SID,
+                &[
+                    (104, b"Linux:1"),
+                    (109, b"eve_y"),
+                    (117, b"any linux fans?"),
+                    (124, b"1"),
+                ],
+            ),
+        ),
+    ]
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    kind: Kind,
+    outgoing: bool,
+    local: Option<String>,
+    remote: String,
+    group: bool,
+    sender: Option<String>,
+    text: Option<String>,
+    file: Option<(Option<String>, Option<u64>)>,
+}
+
+fn seen(e: &Event) -> Seen {
+    Seen {
+        kind: e.kind,
+        outgoing: e.outgoing,
+        local: e.local_id_str().map(str::to_string),
+        remote: e.remote_id.clone(),
+        group: e.group,
+        sender: e.sender.clone(),
+        text: e.text.clone(),
+        file: (e.kind == Kind::File).then(|| (e.file_name.clone(), e.file_size)),
+    }
+}
+
+fn s(kind: Kind, outgoing: bool, remote: &str, sender: &str, text: Option<&str>) -> Seen {
+    Seen {
+        kind,
+        outgoing,
+        local: Some("alice_y".into()),
+        remote: remote.into(),
+        group: false,
+        sender: Some(sender.into()),
+        text: text.map(str::to_string),
+        file: None,
+    }
+}
+
+fn file(outgoing: bool, remote: &str, sender: &str, name: &str, size: u64) -> Seen {
+    let mut f = s(Kind::File, outgoing, remote, sender, None);
+    f.file = Some((Some(name.into()), Some(size)));
+    f
+}
+
+fn group(outgoing: bool, room: &str, sender: &str, text: &str) -> Seen {
+    let mut g = s(Kind::Message, outgoing, room, sender, Some(text));
+    g.group = true;
+    g
+}
+
+fn expected() -> Vec<Seen> {
+    vec![
+        s(
+            Kind::Message,
+            true,
+            "bob_y",
+            "alice_y",
+            Some("h\u{e9}llo bob"),
+        ),
+        s(Kind::Message, false, "bob_y", "bob_y", Some("caf\u{e9}?")),
+        s(Kind::Typing, false, "bob_y", "bob_y", None),
+        s(Kind::Typing, true, "bob_y", "alice_y", None),
+        s(Kind::Webcam, true, "bob_y", "alice_y", None),
+        file(false, "bob_y", "bob_y", "r\u{e9}sum\u{e9}.pdf", 1024),
+        file(false, "bob_y", "bob_y", "b.zip", 99),
+        file(true, "bob_y", "alice_y", "old.txt", 12),
+        s(Kind::Message, false, "carol_y", "carol_y", Some("first")),
+        s(Kind::Message, false, "dave_y", "dave_y", Some("second")),
+        group(true, "alice-room", "alice_y", "hi room"),
+        group(false, "alice-room", "bob_y", "hi alice"),
+        group(false, "linux:1", "eve_y", "any linux fans?"),
+    ]
+}
+
+fn run(
+    sc: &[(bool, i64, Vec<u8>)],
+    client: &str,
+    server: &str,
+    syn: bool,
+    raw: bool,
+) -> Vec<Event> {
+    let mut f = Flow::new(client, server, syn, raw);
+    for (c, t, b) in sc {
+        f.send(*c, *t, b);
+    }
+    f.close()
+}
+
+#[test]
+fn every_event_kind_in_both_directions() {
+    let ev = run(&script(), CLIENT, SERVER, true, false);
+    let got: Vec<Seen> = ev.iter().map(seen).collect();
+    assert_eq!(got, expected());
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(e.protocol, Protocol::Yahoo);
+        assert_eq!(e.client.to_string(), CLIENT);
+        assert_eq!(e.seq, i as u64);
+    }
+    assert_eq!(ev[0].text_encoding, Some("utf-8"));
+    assert_eq!(ev[1].text_encoding, Some("windows-1252"));
+    // Without --raw the markup-free text is all that is kept.
+    assert_eq!(ev[0].raw, None);
+}
+
+#[test]
+fn raw_text_keeps_the_markup() {
+    let ev = run(&script(), CLIENT, SERVER, true, true);
+    assert_eq!(
+        ev[0].raw.as_deref(),
+        Some("\x1b[1m<font face=\"Arial\" size=\"10\">h\u{e9}llo bob</font>".as_bytes())
+    );
+}
+
+#[test]
+fn sender_and_recipient_are_not_swapped_without_a_login() {
+    // No login seen: the local id comes from the side of each message that
+    // matches the connection direction (msgsnarf swaps them; we must not).
+    let sc: Vec<_> = script().into_iter().skip(3).take(2).collect();
+    let ev = run(&sc, CLIENT, SERVER, true, false);
+    let ends: Vec<(bool, Option<&str>, &str)> = ev
+        .iter()
+        .map(|e| (e.outgoing, e.local_id_str(), e.remote_id.as_str()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            (true, Some("alice_y"), "bob_y"),
+            (false, Some("alice_y"), "bob_y")
+        ]
+    );
+}
+
+#[test]
+fn every_split_gives_the_same_events() {
+    let sc = script();
+    let whole: Vec<Seen> = run(&sc, CLIENT, SERVER, true, false)
+        .iter()
+        .map(seen)
+        .collect();
+    for step in 0..sc.len() {
+        for cut in 1..sc[step].2.len() {
+            let mut split = Vec::new();
+            for (i, (c, t, b)) in sc.iter().enumerate() {
+                if i == step {
+                    split.push((*c, *t, b[..cut].to_vec()));
+                    split.push((*c, *t, b[cut..].to_vec()));
+                } else {
+                    split.push((*c, *t, b.clone()));
+                }
+            }
+            let got: Vec<Seen> = run(&split, CLIENT, SERVER, true, false)
+                .iter()
+                .map(seen)
+                .collect();
+            assert_eq!(got, whole, "step {step} cut {cut}");
+        }
+    }
+}
+
+#[test]
+fn coalesced_packets_in_one_chunk() {
+    let sc = script();
+    let client: Vec<u8> = sc
+        .iter()
+        .filter(|x| x.0)
+        .flat_map(|x| x.2.clone())
+        .collect();
+    let server: Vec<u8> = sc
+        .iter()
+        .filter(|x| !x.0)
+        .flat_map(|x| x.2.clone())
+        .collect();
+    let ev = run(
+        &[(true, 1, client), (false, 2, server)],
+        CLIENT,
+        SERVER,
+        true,
+        false,
+    );
+    assert_eq!(ev.len(), expected().len());
+}
+
+#[test]
+fn gaps_inside_and_between_packets() {
+    let sc = script();
+    let mut f = Flow::new(CLIENT, SERVER, true, false);
+    for (c, t, b) in &sc[..3] {
+        f.send(*c, *t, b);
+    }
+    // Outgoing message cut in the middle by a gap: lost; the next packet after
+    // the hole starts mid-packet with junk that contains "YMSG"-like bytes.
+    let out = &sc[3].2;
+    f.send(true, 102, &out[..25]);
+    f.gap(true, 102, (out.len() - 25) as u64);
+    f.send(true, 106, b"junkYMSG\x00\x10\x05\x05 more junk");
+    f.send(true, 106, &sc[7].2); // typing start
+                                 // A gap between whole packets on the server side.
+    f.gap(false, 103, 500);
+    f.send(false, 104, &sc[5].2);
+    let ev = f.close();
+    let got: Vec<(Kind, bool, bool, u64)> = ev
+        .iter()
+        .map(|e| (e.kind, e.outgoing, e.flags.gap_before, e.lost_bytes))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Kind::Typing, true, true, (sc[3].2.len() - 25) as u64),
+            (Kind::Typing, false, true, 500),
+        ]
+    );
+}
+
+#[test]
+fn midstream_pickup_on_a_fallback_port() {
+    // No SYN, port 80, the capture starts inside a packet.
+    let sc = script();
+    let mut first = sc[4].2[7..].to_vec();
+    first.extend_from_slice(&sc[4].2);
+    let steps = vec![(false, 10, first), (true, 11, sc[3].2.clone())];
+    let ev = run(
+        &steps,
+        "192.168.0.7:51000",
+        "66.163.181.170:80",
+        false,
+        false,
+    );
+    let got: Vec<(bool, Option<&str>, &str, Option<&str>)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e.outgoing,
+                e.local_id_str(),
+                e.remote_id.as_str(),
+                e.text.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (false, Some("alice_y"), "bob_y", Some("caf\u{e9}?")),
+            (true, Some("alice_y"), "bob_y", Some("h\u{e9}llo bob")),
+        ]
+    );
+    assert!(ev.iter().all(|e| e.flags.midstream));
+    assert_eq!(ev[0].client.to_string(), "192.168.0.7:51000");
+}
+
+#[test]
+fn web_client_form_is_decoded_like_binary_packets() {
+    let out = b"content-length: 86\r\n\r\n<Ymsg Command=\"6\" Status=\"1515563606\" Version=\"102\" VendorId=\"402\" SessionId=\"5\">1^$alice_y^$5^$bob_y^$97^$1^$14^$hi from the web^$</Ymsg>\0";
+    let inc = b"<Ymsg Command=\"75\" Status=\"22\" SessionId=\"5\">5^$alice_y^$4^$bob_y^$13^$1^$49^$TYPING^$</Ymsg>\0";
+    let script = vec![(true, 1, out.to_vec()), (false, 2, inc.to_vec())];
+    for client in ["10.0.0.9:2201", "10.0.0.9:2202"] {
+        let ev = run(&script, client, "66.163.181.170:80", true, false);
+        let got: Vec<Seen> = ev.iter().map(seen).collect();
+        assert_eq!(
+            got,
+            [
+                s(
+                    Kind::Message,
+                    true,
+                    "bob_y",
+                    "alice_y",
+                    Some("hi from the web")
+                ),
+                s(Kind::Typing, false, "bob_y", "bob_y", None),
+            ]
+        );
+    }
+}
+
+#[test]
+fn messages_without_a_peer_are_dropped() {
+    let ev = run(
+        &[(
+            true,
+            1,
+            packet(6, 0, SID, &[(1, b"alice_y"), (14, b"to nobody")]),
+        )],
+        CLIENT,
+        SERVER,
+        true,
+        false,
+    );
+    assert!(ev.is_empty());
+    let ev = run(
+        &[(
+            true,
+            1,
+            packet(6, 0, SID, &[(5, b"bob_y"), (14, b"no sender")]),
+        )],
+        CLIENT,
+        SERVER,
+        true,
+        false,
+    );
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].local_id, LocalId::Unknown);
+}
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_streams_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..24),
+            syn in any::<bool>(),
+        ) {
+            let mut steps = script();
+            for (pos, byte, op) in edits {
+                let n = steps.len();
+                let b = &mut steps[pos % n].2;
+                if b.is_empty() { continue; }
+                let at = (pos / n) % b.len();
+                match op {
+                    0 => b[at] = byte,
+                    1 => { b.insert(at, byte); }
+                    2 => { b.truncate(at); }
+                    _ => { b.splice(at..at, [0xFF, 0xFF, 0xC0, 0x80]); }
+                }
+            }
+            let mut f = Flow::new(CLIENT, SERVER, syn, false);
+            for (i, (c, t, b)) in steps.iter().enumerate() {
+                f.send(*c, *t, b);
+                if i % 6 == 5 { f.gap(*c, *t, 7); }
+            }
+            for e in f.close() {
+                prop_assert!(e.text.as_ref().map_or(0, String::len) <= 3 * 65535);
+                prop_assert!(e.remote_id.len() <= 65535);
+            }
+        }
+    }
+}
+
+// ---- generated captures (fixtures/yahoo) --------------------------------------
+
+use support::packet::{Conversation, Side as Wire};
+
+fn capture(
+    client: &str,
+    server: &str,
+    handshake: bool,
+    steps: &[(bool, i64, Vec<u8>)],
+    mss: impl Fn(usize) -> usize,
+) -> Conversation {
+    let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
+    if handshake {
+        c.handshake();
+    }
+    for (i, (from_client, _, bytes)) in steps.iter().enumerate() {
+        let side = if *from_client {
+            Wire::Client
+        } else {
+            Wire::Server
+        };
+        c.send(side, bytes, mss(i));
+        c.ack(if *from_client {
+            Wire::Server
+        } else {
+            Wire::Client
+        });
+    }
+    c
+}
+
+fn pcap_of(c: &Conversation) -> Vec<u8> {
+    let frames = c.frames();
+    let records: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, f, _)| (*t, f.as_slice(), f.len() as u32))
+        .collect();
+    support::pcapfile::pcap(1, &records)
+}
+
+#[test]
+fn generated_conversation_capture() {
+    let mut c = capture(CLIENT, SERVER, true, &script(), |i| match i {
+        3 => 9,
+        10 => 40,
+        _ => 1460,
+    });
+    c.close();
+    let events = im_capture::check_fixture("fixtures/yahoo", "conversation", &pcap_of(&c));
+    let got: Vec<Seen> = events.iter().map(seen).collect();
+    assert_eq!(got, expected());
+}
+
+#[test]
+fn generated_midstream_capture_on_port_80_with_a_lost_segment() {
+    let sc = script();
+    let mut first = sc[4].2[11..].to_vec();
+    first.extend_from_slice(&sc[4].2);
+    let long = packet(
+        6,
+        0x5A55_AA56,
+        SID,
+        &[
+            (1, b"alice_y"),
+            (5, b"bob_y"),
+            (14, "y".repeat(300).as_bytes()),
+        ],
+    );
+    let steps = vec![
+        (false, 0, first),
+        (true, 0, long),
+        (true, 0, sc[3].2.clone()),
+        (false, 0, sc[5].2.clone()),
+    ];
+    let mut c = capture(
+        "192.168.0.7:51000",
+        "66.163.181.170:80",
+        false,
+        &steps,
+        |i| if i == 1 { 120 } else { 1460 },
+    );
+    let hole = c
+        .segments()
+        .iter()
+        .position(|s| s.payload.starts_with(b"yyyy"))
+        .unwrap();
+    c.drop_segment(hole);
+    let events = im_capture::check_fixture("fixtures/yahoo", "midstream-port80", &pcap_of(&c));
+    let got: Vec<(Kind, bool, Option<String>, bool)> = events
+        .iter()
+        .map(|e| (e.kind, e.outgoing, e.text.clone(), e.flags.gap_before))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Kind::Message, false, Some("caf\u{e9}?".to_string()), false),
+            (
+                Kind::Message,
+                true,
+                Some("h\u{e9}llo bob".to_string()),
+                true
+            ),
+            (Kind::Typing, false, None, false),
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.flags.midstream && e.client.to_string() == "192.168.0.7:51000"));
+}
+
+// ---- the imscan binary ----------------------------------------------------------
+
+#[test]
+fn binary_reproduces_every_yahoo_fixture_at_any_thread_count() {
+    assert_eq!(im_capture::check_binary("fixtures/yahoo/conversation"), 0);
+    // A lost segment is damage: processed, exit code 1.
+    assert_eq!(
+        im_capture::check_binary("fixtures/yahoo/midstream-port80"),
+        1
+    );
+}
