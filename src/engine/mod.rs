@@ -365,10 +365,14 @@ fn process(
 
 /// Puts the shards' events into one order and resolves identity tokens.
 ///
-/// Every event a shard emits while processing a batch was completed by a
-/// frame of that batch (chunks are stamped with the frame that completed
-/// them), so sorting each batch's events by their merge key gives one total
-/// capture order for the whole run.
+/// An event is emitted while the batch holding the frame that made it
+/// complete is processed, so sorting each batch's events by their merge key
+/// (input, last frame, flow, sequence) gives capture order. The exception is
+/// data released from behind a hole: its events carry the earlier frames that
+/// carried the bytes, and come out with the batch that released them. Batch
+/// boundaries are a fixed number of frames, so the order never depends on the
+/// thread count. (A total order by capture time would need every event of the
+/// run held in memory: clocks in merged captures jump back and forth.)
 #[derive(Default)]
 struct Merger {
     events: Vec<Event>,
