@@ -4,18 +4,16 @@
 //! per-direction packet types, mid-stream starts, gaps, split invariance,
 //! hostile input, and the real captures' truth files.
 
-mod proto_support;
+mod support;
 
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{essence, pipeline, read_truth, run_split, Flow};
-
-/// What a real capture produced through the stages.
-struct Real {
-    events: Vec<Event>,
-    stats: imscan::proto::ProtoStats,
-}
+use support::decode::{as_refs, essence, run_split, Flow};
+use support::golden::{check_jsonl, check_pcap};
+use support::packet::{pcap_of, Conversation, Side as Peer};
+use support::stages::pipeline;
+use support::truth::{read_truth, truth_time};
 
 const C: &str = "192.0.2.20:50000";
 const S: &str = "198.51.100.2:8074";
@@ -202,10 +200,6 @@ fn gg8_session() -> Vec<(bool, Vec<u8>)> {
         // Same type number, other direction: GG_DISCONNECTING, not a message.
         (false, packet(0x0B, &[])),
     ]
-}
-
-fn as_refs(v: &[(bool, Vec<u8>)]) -> Vec<(bool, &[u8])> {
-    v.iter().map(|(c, b)| (*c, &b[..])).collect()
 }
 
 fn run(script: &[(bool, Vec<u8>)], server: &str, syn: bool) -> Vec<Event> {
@@ -441,8 +435,7 @@ fn real_gg11_libgadu_matches_truth() {
         ),
         cfg(),
     );
-    let r = Real { events, stats };
-    let mut used = vec![false; r.events.len()];
+    let mut used = vec![false; events.len()];
     let mut matched = 0;
     for row in &rows {
         let kind = match (row.event.as_str(), &row.text[..]) {
@@ -450,7 +443,7 @@ fn real_gg11_libgadu_matches_truth() {
             ("typing", b"typing-begun") => Kind::Typing,
             _ => continue,
         };
-        let found = r.events.iter().enumerate().position(|(i, e)| {
+        let found = events.iter().enumerate().position(|(i, e)| {
             let outgoing = e.client == row.src;
             !used[i]
                 && e.frames.1 == row.frame
@@ -471,13 +464,13 @@ fn real_gg11_libgadu_matches_truth() {
                 used[i] = true;
                 matched += 1;
             }
-            None => panic!("row {row:?} not found\n{:#?}", essence(&r.events)),
+            None => panic!("row {row:?} not found\n{:#?}", essence(&events)),
         }
     }
     assert_eq!(matched, 17 + 11);
     assert!(used.iter().all(|u| *u), "extra events");
-    assert_eq!(r.stats.flows.get("gadugadu"), Some(&1));
-    assert_eq!(r.stats.decode_errors, 0);
+    assert_eq!(stats.flows.get("gadugadu"), Some(&1));
+    assert_eq!(stats.decode_errors, 0);
 }
 
 /// Only GG_WELCOME and GG_LOGIN80, no SYN: detected, no chat events.
@@ -539,37 +532,18 @@ proptest! {
 // checked-in files are current (`IMSCAN_BLESS=1` rewrites them).
 // tshark reads them without warnings (`-d tcp.port==443,gadu-gadu` for 443).
 
-mod support;
-
 use imscan::time::Timestamp;
-use support::packet::{Conversation, Side as Peer};
-
-fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
-    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
-    frames.sort_by_key(|f| f.0);
-    let recs: Vec<(Timestamp, &[u8], u32)> = frames
-        .iter()
-        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
-        .collect();
-    support::pcapfile::pcap(support::pcapfile::ETHERNET, &recs)
-}
 
 fn conversation(client: &str, server: &str) -> Conversation {
     Conversation::new(client.parse().unwrap(), server.parse().unwrap())
         .start_at(Timestamp::from_secs_nanos(1_700_000_100, 0), 10_000_000)
 }
 
-fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
-    for (c, b) in script {
-        conv.send(if *c { Peer::Client } else { Peer::Server }, b, mss);
-    }
-}
-
 /// GG 8 session on 8074 from SYN to FIN: every event kind both ways.
 fn fixture_gg8() -> Vec<u8> {
     let mut c = conversation("10.2.0.5:40100", "10.2.0.1:8074");
     c.handshake();
-    play(&mut c, &gg8_session(), 1460);
+    c.play(&gg8_session(), 1460);
     c.close();
     pcap_of(&[c])
 }
@@ -586,7 +560,7 @@ fn fixture_gg6_443() -> Vec<u8> {
         (false, msg_old(0x0A, PEER, 8, b"odpowied\x9f")),
         (true, typing(PEER, 3)),
     ];
-    play(&mut c, &script, 9);
+    c.play(&script, 9);
     c.close();
     pcap_of(&[c])
 }
@@ -596,7 +570,7 @@ fn fixture_gg6_443() -> Vec<u8> {
 fn fixture_midstream_gap() -> Vec<u8> {
     let mut c = conversation("10.2.0.7:40300", "10.2.0.3:8074");
     let script: Vec<_> = gg8_session().into_iter().skip(3).collect();
-    play(&mut c, &script, 16);
+    c.play(&script, 16);
     let segs = c.segments().to_vec();
     let victim = segs
         .iter()
@@ -608,39 +582,33 @@ fn fixture_midstream_gap() -> Vec<u8> {
     pcap_of(&[c])
 }
 
-/// Check (or, with `IMSCAN_BLESS=1`, write) `fixtures/<name>.pcap`, and
-/// return the events the real stages (capture → net → tcp → proto) decode
-/// from it. What the binary writes for it is checked against
-/// `<name>.expected.jsonl` by the end-to-end tests below.
-fn check_fixture(name: &str, bytes: &[u8]) -> Vec<Event> {
-    let pcap_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("{name}.pcap"));
-    assert!(bytes.len() < 1 << 20);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::create_dir_all(pcap_path.parent().unwrap()).unwrap();
-        std::fs::write(&pcap_path, bytes).unwrap();
-    }
-    let on_disk = std::fs::read(&pcap_path).unwrap_or_default();
-    assert!(
-        on_disk == bytes,
-        "{name}.pcap is stale: rerun with IMSCAN_BLESS=1"
-    );
-    pipeline(pcap_path.to_str().unwrap(), cfg()).0
-}
-
 #[test]
 fn generated_fixtures_are_current() {
-    let ev = check_fixture("gadugadu/gg8-session-8074", &fixture_gg8());
+    let ev = pipeline(
+        &check_pcap("fixtures/gadugadu/gg8-session-8074.pcap", &fixture_gg8()),
+        cfg(),
+    )
+    .0;
     assert_eq!(essence(&ev).len(), 10);
     assert_eq!(ev.iter().filter(|e| e.group).count(), 3);
     // GG 6 on 443 in 9-byte segments: CP1250 both ways.
-    let ev = check_fixture("gadugadu/gg6-cp1250-443", &fixture_gg6_443());
+    let ev = pipeline(
+        &check_pcap("fixtures/gadugadu/gg6-cp1250-443.pcap", &fixture_gg6_443()),
+        cfg(),
+    )
+    .0;
     let texts: Vec<_> = ev.iter().filter_map(|e| e.text.as_deref()).collect();
     assert_eq!(texts, vec!["Śźż\nnowa linia", "odpowiedź"]);
     assert!(ev.iter().all(|e| e.server.port() == 443));
     // Mid-stream, one lost segment inside an incoming message.
-    let ev = check_fixture("gadugadu/gg8-midstream-gap-8074", &fixture_midstream_gap());
+    let ev = pipeline(
+        &check_pcap(
+            "fixtures/gadugadu/gg8-midstream-gap-8074.pcap",
+            &fixture_midstream_gap(),
+        ),
+        cfg(),
+    )
+    .0;
     assert_eq!(ev.len(), 9);
     assert_eq!(ev.iter().filter(|e| e.flags.gap_before).count(), 1);
 }
@@ -659,49 +627,13 @@ proptest! {
 
 // --- end to end: the imscan binary ----------------------------------------------
 
-/// Run `imscan -F jsonl` from the crate root (exit 0, or 1 for damage).
-fn imscan_jsonl(pcap: &str, threads: u8) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-F", "jsonl", "--threads", &threads.to_string(), pcap])
-        .output()
-        .expect("run imscan");
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{pcap}: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8 JSON Lines")
-}
-
-/// The JSONL of `pcap` equals the checked-in `expected` (`IMSCAN_BLESS=1`
-/// rewrites it) at 1 and 4 threads; returns the parsed lines.
-fn check_jsonl(pcap: &str, expected: &str) -> Vec<serde_json::Value> {
-    let one = imscan_jsonl(pcap, 1);
-    assert_eq!(
-        one,
-        imscan_jsonl(pcap, 4),
-        "{pcap}: thread count changed the output"
-    );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(expected);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::write(&path, &one).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(one, want, "{expected} (IMSCAN_BLESS=1 to rewrite)");
-    one.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn truth_time(epoch: &str) -> String {
-    let (s, us) = epoch.split_once('.').unwrap();
-    Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
-        .rfc3339_micros()
-}
-
 #[test]
 fn binary_real_gg_captures_find_every_truth_event() {
     let lines = check_jsonl(
         "fixtures/real/gg11-finch-libgadu-fakeserver-public.pcap",
         "fixtures/real/gg11-finch-libgadu-fakeserver-public.expected.jsonl",
-    );
+    )
+    .lines();
     let rows = read_truth(include_str!(
         "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
     ));
@@ -738,7 +670,8 @@ fn binary_real_gg_captures_find_every_truth_event() {
     let lines = check_jsonl(
         "fixtures/real/john-ekg-login.pcap",
         "fixtures/real/john-ekg-login.expected.jsonl",
-    );
+    )
+    .lines();
     assert!(lines.is_empty());
 }
 
@@ -752,7 +685,8 @@ fn binary_generated_gg_captures() {
         let lines = check_jsonl(
             &format!("fixtures/gadugadu/{case}.pcap"),
             &format!("fixtures/gadugadu/{case}.expected.jsonl"),
-        );
+        )
+        .lines();
         assert_eq!(lines.len(), n, "{case}");
         assert!(lines.iter().all(|l| l["protocol"] == "gadugadu"));
     }

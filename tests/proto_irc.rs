@@ -2,21 +2,17 @@
 //! ports, directions, mid-stream starts, gaps, split invariance, encodings,
 //! CTCP/DCC, echoes, TLS, hostile input, and the real captures' truth files.
 
-mod proto_support;
 mod support;
-
-use std::sync::Arc;
-
-use imscan::event::FlowId;
-use imscan::proto::{FlowDecoder, FlowStart};
-use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, Side as HSide};
 
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
+use imscan::tcp::harness::{check_split_invariance, Conversation, Side as HSide};
 use proptest::prelude::*;
-use proto_support::{
-    compare, essence, expect_jsonl, is_echo, pipeline, read_truth, replay, run_split, Flow,
-};
+use support::decode::{essence, harness_decoder, harness_events, run_split, Flow};
+use support::golden::{check_generated, check_jsonl};
+use support::packet::{Conversation as Script, Side as PSide};
+use support::stages::{pipeline, replay};
+use support::truth::{compare, is_echo, read_truth};
 
 const C: &str = "192.0.2.10:41000";
 const S: &str = "198.51.100.1:6667";
@@ -529,26 +525,6 @@ fn stats_count_flows_units_and_merge() {
     assert!(json.contains("\"caps_hit\":0"), "{json}");
 }
 
-/// A decoder for the tcp harness's flow (10.0.0.1:40000 → 10.0.0.2:5222, SYN seen).
-fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
-    let nf = harness_flow();
-    FlowDecoder::new(
-        Arc::new(config.clone()),
-        FlowStart {
-            key: nf.key,
-            flow: FlowId(nf.frame),
-            source: nf.frame.source,
-            client_dir: nf.client_dir,
-        },
-    )
-}
-
-fn harness_events(mut d: FlowDecoder) -> Vec<String> {
-    let (mut ev, mut facts) = (Vec::new(), Vec::new());
-    d.drain(&mut ev, &mut facts);
-    essence(&ev)
-}
-
 #[test]
 fn split_invariance_with_gaps_through_the_tcp_harness() {
     let conv = conversation()
@@ -573,8 +549,6 @@ fn split_invariance_with_gaps_through_the_tcp_harness() {
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
 }
 
-use support::packet::{Conversation as Script, Side as PSide};
-
 fn script(client: &str, server: &str) -> Script {
     Script::new(client.parse().unwrap(), server.parse().unwrap())
 }
@@ -588,15 +562,9 @@ fn generated_fixtures() {
     // A full session on 6667, every line its own segment.
     let mut s = script("192.0.2.10:41000", "198.51.100.1:6667");
     s.handshake();
-    for (client, part) in conversation() {
-        s.send(
-            if client { PSide::Client } else { PSide::Server },
-            part,
-            1460,
-        );
-    }
+    s.play(&conversation(), 1460);
     s.close();
-    let ev = proto_support::generated::check("irc", "irc-6667-session", &s);
+    let ev = check_generated("fixtures/irc/irc-6667-session", &[s]);
     assert_eq!(ev.len(), 9);
 
     // Port 80 (firewall tunnelling), picked up mid-line, lines cut into
@@ -612,7 +580,7 @@ fn generated_fixtures() {
         b"PRIVMSG #ops :got it\r\nPRIVMSG eve :\x01ACTION nods\x01\r\n",
         7,
     );
-    let ev = proto_support::generated::check("irc", "irc-80-midstream", &s);
+    let ev = check_generated("fixtures/irc/irc-80-midstream", &[s]);
     assert_eq!(ev.len(), 3);
     assert!(ev
         .iter()
@@ -635,7 +603,7 @@ fn generated_fixtures() {
     // Segments: 0-2 handshake, 3 NICK/USER, 4 001, 5 one, 6-8 two (cut) and
     // three, 9 lost, 10 kept: lose 7 (inside "two") and 9 (a whole line).
     s.drop_segment(7).drop_segment(8);
-    let ev = proto_support::generated::check("irc", "irc-443-gaps", &s);
+    let ev = check_generated("fixtures/irc/irc-443-gaps", &[s]);
     let texts: Vec<_> = ev.iter().map(|e| e.text.as_deref().unwrap()).collect();
     assert_eq!(texts, ["one", "three", "kept"]);
     assert!(ev[1].flags.gap_before && ev[1].lost_bytes == 8);
@@ -646,7 +614,7 @@ fn generated_fixtures() {
     s.handshake();
     s.send(PSide::Client, b"NICK v6user\r\nUSER v6 0 * :V\r\nPRIVMSG peer :\x01DCC SEND report.pdf 3232235777 40001 52431\x01\r\n", 1460);
     s.close();
-    let ev = proto_support::generated::check("irc", "irc-ipv6-dcc", &s);
+    let ev = check_generated("fixtures/irc/irc-ipv6-dcc", &[s]);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].file_size, Some(52431));
     assert_eq!(ev[0].text.as_deref(), Some("192.168.1.1:40001"));
@@ -670,10 +638,11 @@ fn fixture(name: &str) -> String {
 fn check_real(name: &str, capture: Option<&str>, not_decodable: &[u64]) {
     let (events, stats) = match capture {
         Some(file) => {
-            let events = expect_jsonl(
+            let events = check_jsonl(
                 &format!("fixtures/real/{file}"),
                 &format!("fixtures/real/{name}.expected.jsonl"),
-            );
+            )
+            .events();
             (events, pipeline(&fixture_path(file), cfg()).1)
         }
         None => {

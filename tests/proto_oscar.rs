@@ -4,19 +4,18 @@
 //! port 443, gaps, split invariance, OFT2 transfers with carving, hostile
 //! input, and the real capture's truth file.
 
-mod proto_support;
+mod support;
 
 use imscan::event::{Event, IdentityFact, Kind, LocalId, Protocol};
 use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{essence, pipeline, read_truth, run_split, Flow};
+use support::decode::{as_refs, essence, run_split, Flow};
+use support::golden::{check_jsonl, check_pcap, imscan};
+use support::packet::{pcap_of, Conversation, Side as Peer};
+use support::stages::pipeline;
+use support::truth::{read_truth, truth_time};
 
-/// What a real capture produced through the stages.
-struct Real {
-    events: Vec<Event>,
-    stats: imscan::proto::ProtoStats,
-}
 use sha2::{Digest, Sha256};
 
 const C: &str = "192.0.2.10:41000";
@@ -204,21 +203,13 @@ fn bos_connection() -> Vec<(bool, Vec<u8>)> {
     ]
 }
 
-fn as_refs(v: &[(bool, Vec<u8>)]) -> Vec<(bool, &[u8])> {
-    v.iter().map(|(c, b)| (*c, &b[..])).collect()
-}
-
 /// Run a script, returning events and identity facts.
 fn run(script: &[(bool, Vec<u8>)], server: &str, syn: bool) -> (Vec<Event>, Vec<IdentityFact>) {
     let mut f = Flow::new(cfg(), C, server, syn);
     for (c, b) in script {
         f.data(*c, b);
     }
-    f.close();
-    let mut ev = Vec::new();
-    let mut facts = Vec::new();
-    f.dec.drain(&mut ev, &mut facts);
-    (ev, facts)
+    f.finish()
 }
 
 #[test]
@@ -694,16 +685,15 @@ fn real_icq_on_443_with_gaps_matches_truth() {
         ),
         cfg(),
     );
-    let r = Real { events, stats };
-    assert_eq!(r.stats.gaps, 2);
-    let mut used = vec![false; r.events.len()];
+    assert_eq!(stats.gaps, 2);
+    let mut used = vec![false; events.len()];
     for row in &rows {
         let want_event = !(row.event == "typing" && row.text == b"typing-finished");
         let kind = match row.event.as_str() {
             "message" => Kind::Message,
             _ => Kind::Typing,
         };
-        let found = r.events.iter().enumerate().position(|(i, e)| {
+        let found = events.iter().enumerate().position(|(i, e)| {
             let outgoing = e.client == row.src;
             let peer = if outgoing {
                 &row.recipient
@@ -723,23 +713,21 @@ fn real_icq_on_443_with_gaps_matches_truth() {
         match (found, want_event) {
             (Some(i), true) => used[i] = true,
             (None, false) => {}
-            (f, _) => panic!("row {row:?}: found {f:?}\n{:#?}", essence(&r.events)),
+            (f, _) => panic!("row {row:?}: found {f:?}\n{:#?}", essence(&events)),
         }
     }
     assert!(
         used.iter().all(|u| *u),
         "extra events: {:#?}",
-        essence(&r.events)
+        essence(&events)
     );
     // The local UIN is in the capture after all: own user info (0001/000F,
     // frame 19, tshark shows it as the buddy name 157901844).
-    assert!(r
-        .events
+    assert!(events
         .iter()
         .all(|e| e.local_id == LocalId::Known("157901844".into())));
     // Both directions resumed after their gap; the first event after each is flagged.
-    let flagged: Vec<u64> = r
-        .events
+    let flagged: Vec<u64> = events
         .iter()
         .filter(|e| e.flags.gap_before)
         .map(|e| e.lost_bytes)
@@ -792,22 +780,9 @@ proptest! {
 // checks the checked-in files are current (`IMSCAN_BLESS=1` rewrites
 // them). tshark reads them without warnings (`-d tcp.port==443,aim` for 443).
 
-mod support;
-
 use imscan::time::Timestamp;
-use support::packet::{Conversation, Side as Peer};
 
 const FIXTURE_START: i64 = 1_700_000_000;
-
-fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
-    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
-    frames.sort_by_key(|f| f.0);
-    let recs: Vec<(Timestamp, &[u8], u32)> = frames
-        .iter()
-        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
-        .collect();
-    support::pcapfile::pcap(support::pcapfile::ETHERNET, &recs)
-}
 
 fn conversation(client: &str, server: &str, start_s: i64) -> Conversation {
     Conversation::new(client.parse().unwrap(), server.parse().unwrap()).start_at(
@@ -816,19 +791,13 @@ fn conversation(client: &str, server: &str, start_s: i64) -> Conversation {
     )
 }
 
-fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
-    for (c, b) in script {
-        conv.send(if *c { Peer::Client } else { Peer::Server }, b, mss);
-    }
-}
-
 /// Login connection then BOS connection (cookie sign-on), both from SYN to
 /// FIN, on 5190: every unit kind both ways; the long UTF-16 message spans
 /// three segments.
 fn fixture_login_bos() -> Vec<u8> {
     let mut login = conversation("10.1.0.5:40001", "10.1.0.1:5190", 0);
     login.handshake();
-    play(&mut login, &login_connection(), 1460);
+    login.play(&login_connection(), 1460);
     login.close();
     let mut bos = conversation("10.1.0.5:40002", "10.1.0.2:5190", 2);
     bos.handshake();
@@ -845,7 +814,7 @@ fn fixture_login_bos() -> Vec<u8> {
     ));
     s2c_seq += 1;
     script.push((false, flap(2, s2c_seq, &typing("461758769", 0))));
-    play(&mut bos, &script, 500);
+    bos.play(&script, 500);
     bos.close();
     pcap_of(&[login, bos])
 }
@@ -855,7 +824,7 @@ fn fixture_login_bos() -> Vec<u8> {
 fn fixture_midstream_443_gaps() -> Vec<u8> {
     let mut c = conversation("10.1.0.6:51000", "10.1.0.3:443", 0);
     let script: Vec<_> = bos_connection().into_iter().skip(2).collect();
-    play(&mut c, &script, 24);
+    c.play(&script, 24);
     // Segment indices: find the second segment of the first outgoing ICBM
     // and of the first incoming ICBM, and lose them.
     let segs = c.segments().to_vec();
@@ -887,8 +856,7 @@ fn oft_fixture(server: &str, handshake: bool) -> Vec<u8> {
     if handshake {
         c.handshake();
     }
-    play(
-        &mut c,
+    c.play(
         &oft_script(&file_bytes(OFT_FILE_LEN), "Quarterly report.pdf"),
         1448,
     );
@@ -896,31 +864,17 @@ fn oft_fixture(server: &str, handshake: bool) -> Vec<u8> {
     pcap_of(&[c])
 }
 
-/// Check (or, with `IMSCAN_BLESS=1`, write) `fixtures/<name>.pcap`, and
-/// return the events the real stages (capture → net → tcp → proto) decode
-/// from it. What the binary writes for it is checked against
-/// `<name>.expected.jsonl` by the end-to-end tests below.
-fn check_fixture(name: &str, bytes: &[u8]) -> Vec<Event> {
-    let pcap_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("{name}.pcap"));
-    assert!(bytes.len() < 1 << 20);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::create_dir_all(pcap_path.parent().unwrap()).unwrap();
-        std::fs::write(&pcap_path, bytes).unwrap();
-    }
-    let on_disk = std::fs::read(&pcap_path).unwrap_or_default();
-    assert!(
-        on_disk == bytes,
-        "{name}.pcap is stale: rerun with IMSCAN_BLESS=1"
-    );
-    pipeline(pcap_path.to_str().unwrap(), cfg()).0
-}
-
 #[test]
 fn generated_fixtures_are_current() {
     // Login + BOS: every unit kind; the long UTF-16 message spans segments.
-    let ev = check_fixture("oscar/icq-login-bos-5190", &fixture_login_bos());
+    let ev = pipeline(
+        &check_pcap(
+            "fixtures/oscar/icq-login-bos-5190.pcap",
+            &fixture_login_bos(),
+        ),
+        cfg(),
+    )
+    .0;
     assert_eq!(ev.len(), 10);
     let long = ev
         .iter()
@@ -932,21 +886,26 @@ fn generated_fixtures_are_current() {
     assert!(long.unwrap().frames.0 < long.unwrap().frames.1);
     // Mid-stream on 443, one segment lost each way: the rest decodes, roles
     // from the ICBMs, the first event after each hole flagged.
-    let ev = check_fixture(
-        "oscar/bos-midstream-443-gaps",
-        &fixture_midstream_443_gaps(),
-    );
+    let ev = pipeline(
+        &check_pcap(
+            "fixtures/oscar/bos-midstream-443-gaps.pcap",
+            &fixture_midstream_443_gaps(),
+        ),
+        cfg(),
+    )
+    .0;
     assert_eq!(ev.len(), 7);
     assert_eq!(ev.iter().filter(|e| e.flags.gap_before).count(), 2);
     assert!(ev
         .iter()
         .all(|e| e.flags.midstream && e.client.port() == 51000));
-    check_fixture(
-        "oscar/oft-transfer-5190",
+    // The OFT transfers: decoded through the stages by the next test.
+    check_pcap(
+        "fixtures/oscar/oft-transfer-5190.pcap",
         &oft_fixture("10.1.0.8:5190", true),
     );
-    check_fixture(
-        "oscar/oft-transfer-midstream-443",
+    check_pcap(
+        "fixtures/oscar/oft-transfer-midstream-443.pcap",
         &oft_fixture("10.1.0.8:443", false),
     );
 }
@@ -1131,51 +1090,13 @@ proptest! {
 
 // --- end to end: the imscan binary ----------------------------------------------
 
-/// Run `imscan -F jsonl` (from the crate root, so the `file` field is the
-/// relative path) and return its output; exit code 0 or 1 (damage) only.
-fn imscan_jsonl(pcap: &str, threads: u8) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-F", "jsonl", "--threads", &threads.to_string(), pcap])
-        .output()
-        .expect("run imscan");
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{pcap}: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8 JSON Lines")
-}
-
-/// The JSONL of `pcap` equals the checked-in `expected` (`IMSCAN_BLESS=1`
-/// rewrites it) at 1 and 4 threads; returns the parsed lines.
-fn check_jsonl(pcap: &str, expected: &str) -> Vec<serde_json::Value> {
-    let one = imscan_jsonl(pcap, 1);
-    assert_eq!(
-        one,
-        imscan_jsonl(pcap, 4),
-        "{pcap}: thread count changed the output"
-    );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(expected);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::write(&path, &one).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(one, want, "{expected} (IMSCAN_BLESS=1 to rewrite)");
-    one.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// RFC 3339 time of a truth row's epoch (`secs.micros`).
-fn truth_time(epoch: &str) -> String {
-    let (s, us) = epoch.split_once('.').unwrap();
-    Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
-        .rfc3339_micros()
-}
-
 #[test]
 fn binary_real_icq_capture_finds_every_truth_event() {
     let lines = check_jsonl(
         "fixtures/real/ndpi-oscar-icq-port443.pcap",
         "fixtures/real/ndpi-oscar-icq-port443.expected.jsonl",
-    );
+    )
+    .lines();
     let rows = read_truth(include_str!(
         "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
     ));
@@ -1217,7 +1138,8 @@ fn binary_generated_oscar_captures() {
         let lines = check_jsonl(
             &format!("fixtures/oscar/{case}.pcap"),
             &format!("fixtures/oscar/{case}.expected.jsonl"),
-        );
+        )
+        .lines();
         assert!(!lines.is_empty(), "{case}");
         assert!(lines.iter().all(|l| l["protocol"] == "oscar"));
     }
@@ -1226,7 +1148,8 @@ fn binary_generated_oscar_captures() {
     let lines = check_jsonl(
         "fixtures/oscar/icq-login-bos-5190.pcap",
         "fixtures/oscar/icq-login-bos-5190.expected.jsonl",
-    );
+    )
+    .lines();
     assert_eq!(lines.len(), 10);
     assert!(
         lines.iter().all(|l| l["local_id"] == "123456789"),
@@ -1241,8 +1164,7 @@ fn binary_carves_oft_transfers() {
     let sent = hex::encode(Sha256::digest(file_bytes(OFT_FILE_LEN)));
     for case in ["oft-transfer-5190", "oft-transfer-midstream-443"] {
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let out = imscan()
             .args(["-F", "jsonl", "--carve"])
             .arg(dir.path())
             .arg(format!("fixtures/oscar/{case}.pcap"))
@@ -1256,8 +1178,7 @@ fn binary_carves_oft_transfers() {
         assert_eq!(hex::encode(Sha256::digest(&files[0].1)), sent, "{case}");
     }
     // A carve directory that does not exist is a usage error.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = imscan()
         .args([
             "--carve",
             "/nonexistent/imscan-carve",

@@ -4,21 +4,17 @@
 //! gaps and resync, split invariance, hostile input, and the real captures'
 //! truth files.
 
-mod proto_support;
 mod support;
 
-use std::sync::Arc;
-
-use imscan::event::FlowId;
-use imscan::proto::{FlowDecoder, FlowStart, ProtoStats};
-use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, Side as HSide};
-
 use imscan::event::{Kind, LocalId, Protocol};
-use imscan::proto::ProtoConfig;
+use imscan::proto::{ProtoConfig, ProtoStats};
+use imscan::tcp::harness::{check_split_invariance, Conversation, Side as HSide};
 use proptest::prelude::*;
-use proto_support::{
-    compare, essence, expect_jsonl, is_echo, pipeline, read_truth, run_split, Flow,
-};
+use support::decode::{essence, harness_decoder, harness_events, run_split, Flow};
+use support::golden::{check_generated, check_jsonl};
+use support::packet::{Conversation as Script, Side as PSide};
+use support::stages::pipeline;
+use support::truth::{compare, is_echo, read_truth};
 
 const C: &str = "192.0.2.21:52236";
 const S: &str = "198.51.100.1:5222";
@@ -405,26 +401,6 @@ fn generic_xml_is_not_xmpp() {
     assert!(f.events().is_empty());
 }
 
-/// A decoder for the tcp harness's flow (10.0.0.1:40000 → 10.0.0.2:5222, SYN seen).
-fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
-    let nf = harness_flow();
-    FlowDecoder::new(
-        Arc::new(config.clone()),
-        FlowStart {
-            key: nf.key,
-            flow: FlowId(nf.frame),
-            source: nf.frame.source,
-            client_dir: nf.client_dir,
-        },
-    )
-}
-
-fn harness_events(mut d: FlowDecoder) -> Vec<String> {
-    let (mut ev, mut facts) = (Vec::new(), Vec::new());
-    d.drain(&mut ev, &mut facts);
-    essence(&ev)
-}
-
 #[test]
 fn split_invariance_with_gaps_through_the_tcp_harness() {
     let conv = conversation()
@@ -447,8 +423,6 @@ fn split_invariance_with_gaps_through_the_tcp_harness() {
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
 }
 
-use support::packet::{Conversation as Script, Side as PSide};
-
 fn script(client: &str, server: &str) -> Script {
     Script::new(client.parse().unwrap(), server.parse().unwrap())
 }
@@ -461,15 +435,9 @@ fn script(client: &str, server: &str) -> Script {
 fn generated_fixtures() {
     let mut s = script("192.0.2.21:52236", "198.51.100.1:5222");
     s.handshake();
-    for (client, part) in conversation() {
-        s.send(
-            if client { PSide::Client } else { PSide::Server },
-            part,
-            1460,
-        );
-    }
+    s.play(&conversation(), 1460);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-5222-session", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-5222-session", &[s]);
     assert_eq!(ev.len(), 7);
 
     // Mid-stream on 443 (no handshake, no stream header), a segment lost
@@ -499,7 +467,7 @@ fn generated_fixtures() {
     // Segments: 0 first, 1 reply, 2-4 cut/after, 5 lost, 6 composing.
     s.drop_segment(3).drop_segment(4);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-443-midstream-gaps", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-443-midstream-gaps", &[s]);
     let got: Vec<_> = ev
         .iter()
         .map(|e| (e.kind, e.text.as_deref(), e.flags.gap_before))
@@ -536,17 +504,15 @@ fn generated_fixtures() {
         1460,
     );
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-5222-starttls", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-5222-starttls", &[s]);
     assert!(ev.is_empty());
 
     // Port 80, every segment 5 bytes: group chat, typing and an SI offer.
     let mut s = script("192.0.2.24:41080", "198.51.100.4:80");
     s.handshake();
-    for (client, part) in conversation().into_iter().skip(4) {
-        s.send(if client { PSide::Client } else { PSide::Server }, part, 5);
-    }
+    s.play(&conversation()[4..], 5);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-80-tiny-segments", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-80-tiny-segments", &[s]);
     assert_eq!(ev.len(), 7);
 }
 
@@ -564,10 +530,11 @@ fn fixture(name: &str) -> String {
 /// message the same connection sent may be missing, and no event may lack a
 /// row.
 fn check_real(name: &str, file: &str, released: &[(u64, u64)]) -> ProtoStats {
-    let events = expect_jsonl(
+    let events = check_jsonl(
         &format!("fixtures/real/{file}"),
         &format!("fixtures/real/{name}.expected.jsonl"),
-    );
+    )
+    .events();
     let (_, stats) = pipeline(&fixture_path(file), cfg());
     let mut rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
     for row in &mut rows {

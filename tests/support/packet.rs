@@ -698,3 +698,43 @@ impl Conversation {
             .collect()
     }
 }
+
+impl Side {
+    /// The side that sent a script step (`true`: the client).
+    pub fn of(client_sent: bool) -> Side {
+        if client_sent {
+            Side::Client
+        } else {
+            Side::Server
+        }
+    }
+
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+}
+
+impl Conversation {
+    /// Send every step of `script` (client sent, bytes) in segments of at
+    /// most `mss` bytes.
+    pub fn play<B: AsRef<[u8]>>(&mut self, script: &[(bool, B)], mss: usize) -> &mut Conversation {
+        for (client_sent, bytes) in script {
+            self.send(Side::of(*client_sent), bytes.as_ref(), mss);
+        }
+        self
+    }
+}
+
+/// A well-formed pcap (Ethernet) of the frames of `convs` in time order.
+pub fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
+    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
+    frames.sort_by_key(|f| f.0);
+    let records: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
+        .collect();
+    super::pcapfile::pcap(super::pcapfile::ETHERNET, &records)
+}

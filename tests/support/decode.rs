@@ -1,0 +1,307 @@
+//! Drives one `FlowDecoder` straight from chunks (no capture, net, tcp or
+//! engine stage): scripted conversations, cuts at any byte, gaps, and views
+//! of the events that tests compare. Test-only code: it panics on a bad
+//! address. Running whole captures through the stages is `stages.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use imscan::capture::FrameRef;
+use imscan::event::{Event, FlowId, IdentityFact, Kind};
+use imscan::net::{Dir, Endpoint, FlowKey, Transport};
+use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
+use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
+use imscan::time::Timestamp;
+
+/// Capture time of the first chunk of a [`Flow`] unless a test sets it.
+pub const FLOW_EPOCH: i64 = 1_700_000_000;
+
+pub fn endpoint(s: &str) -> Endpoint {
+    let a: SocketAddr = s.parse().expect("test address");
+    Endpoint {
+        ip: a.ip(),
+        port: a.port(),
+    }
+}
+
+/// A decoder for the flow `client` → `server`; `syn` says whether the
+/// handshake was seen (then the client direction is known, and chunks are
+/// not flagged mid-stream). Each chunk is carried by the next frame; its
+/// time is [`FLOW_EPOCH`] plus the frame number, or what [`Flow::at`] set.
+pub struct Flow {
+    pub dec: FlowDecoder,
+    pub key: FlowKey,
+    pub c2s: Dir,
+    frame: u64,
+    offset: [u64; 2],
+    clock: Option<i64>,
+    pub flags: ChunkFlags,
+    events: Vec<Event>,
+    facts: Vec<IdentityFact>,
+}
+
+impl Flow {
+    pub fn new(config: ProtoConfig, client: &str, server: &str, syn: bool) -> Flow {
+        let (key, c2s) = FlowKey::new(Transport::Tcp, endpoint(client), endpoint(server));
+        let start = FlowStart {
+            key,
+            flow: FlowId(FrameRef {
+                source: 0,
+                index: 1,
+            }),
+            source: 0,
+            client_dir: syn.then_some(c2s),
+        };
+        Flow {
+            dec: FlowDecoder::new(Arc::new(config), start),
+            key,
+            c2s,
+            frame: 0,
+            offset: [0; 2],
+            clock: None,
+            flags: ChunkFlags {
+                overlap_conflict: false,
+                midstream: !syn,
+            },
+            events: Vec::new(),
+            facts: Vec::new(),
+        }
+    }
+
+    pub fn dir(&self, client_sent: bool) -> Dir {
+        if client_sent {
+            self.c2s
+        } else {
+            self.c2s.reverse()
+        }
+    }
+
+    /// The chunks that follow carry capture time `secs` (epoch seconds).
+    pub fn at(&mut self, secs: i64) -> &mut Flow {
+        self.clock = Some(secs);
+        self
+    }
+
+    fn next_frame(&mut self) -> (FrameRef, Timestamp) {
+        self.frame += 1;
+        let secs = self.clock.unwrap_or(FLOW_EPOCH + self.frame as i64);
+        (
+            FrameRef {
+                source: 0,
+                index: self.frame,
+            },
+            Timestamp::from_secs_nanos(secs, 0),
+        )
+    }
+
+    fn info(&mut self, client_sent: bool, len: u64) -> ChunkInfo {
+        let dir = self.dir(client_sent);
+        let (frame, ts) = self.next_frame();
+        let offset = self.offset[dir.index()];
+        self.offset[dir.index()] += len;
+        ChunkInfo {
+            dir,
+            ts,
+            frame,
+            first_frame: frame,
+            offset,
+            flags: self.flags,
+        }
+    }
+
+    /// Deliver `bytes` as one chunk carried by the next frame.
+    pub fn data(&mut self, client_sent: bool, bytes: &[u8]) -> &mut Flow {
+        let info = self.info(client_sent, bytes.len() as u64);
+        self.dec.on_chunk(Chunk::Data(bytes), &info);
+        self
+    }
+
+    /// Deliver a gap of `len` bytes.
+    pub fn gap(&mut self, client_sent: bool, len: u64) -> &mut Flow {
+        let info = self.info(client_sent, len);
+        self.dec.on_chunk(Chunk::Gap(len), &info);
+        self
+    }
+
+    /// The capture ends (`CloseReason::EndOfInput`) at the next frame.
+    pub fn close(&mut self) {
+        let (frame, ts) = self.next_frame();
+        self.dec.on_close(CloseReason::EndOfInput, ts, frame);
+    }
+
+    fn drain(&mut self) {
+        self.dec.drain(&mut self.events, &mut self.facts);
+    }
+
+    /// The events decoded so far and not yet taken.
+    pub fn events(&mut self) -> Vec<Event> {
+        self.drain();
+        std::mem::take(&mut self.events)
+    }
+
+    /// Close the flow; every event and identity fact it gave.
+    pub fn finish(mut self) -> (Vec<Event>, Vec<IdentityFact>) {
+        self.close();
+        self.drain();
+        (self.events, self.facts)
+    }
+}
+
+/// Feed a whole conversation, each element (client_sent, bytes) cut into
+/// pieces at the given `cuts` (byte offsets into that element), and return
+/// the events.
+pub fn run_split(
+    config: &ProtoConfig,
+    client: &str,
+    server: &str,
+    syn: bool,
+    script: &[(bool, &[u8])],
+    cut: impl Fn(usize, usize) -> Vec<usize>,
+) -> Vec<Event> {
+    let mut f = Flow::new(config.clone(), client, server, syn);
+    for (i, (c, bytes)) in script.iter().enumerate() {
+        let mut last = 0;
+        for at in cut(i, bytes.len()) {
+            if at > last && at < bytes.len() {
+                f.data(*c, &bytes[last..at]);
+                last = at;
+            }
+        }
+        f.data(*c, &bytes[last..]);
+    }
+    f.close();
+    f.events()
+}
+
+/// Borrow an owned script as `run_split` takes it.
+pub fn as_refs(v: &[(bool, Vec<u8>)]) -> Vec<(bool, &[u8])> {
+    v.iter().map(|(c, b)| (*c, &b[..])).collect()
+}
+
+/// One step of a timed script: (client sent, capture second, bytes).
+pub type Step = (bool, i64, Vec<u8>);
+
+/// Feed a timed script, one chunk per step; every event and identity fact.
+pub fn run_steps(
+    config: ProtoConfig,
+    client: &str,
+    server: &str,
+    syn: bool,
+    script: &[Step],
+) -> (Vec<Event>, Vec<IdentityFact>) {
+    let mut f = Flow::new(config, client, server, syn);
+    for (c, t, b) in script {
+        f.at(*t).data(*c, b);
+    }
+    f.finish()
+}
+
+/// `script` with step `step` delivered as two chunks, cut at byte `cut`.
+pub fn split_step(script: &[Step], step: usize, cut: usize) -> Vec<Step> {
+    let mut split = Vec::with_capacity(script.len() + 1);
+    for (i, (c, t, b)) in script.iter().enumerate() {
+        if i == step {
+            split.push((*c, *t, b[..cut].to_vec()));
+            split.push((*c, *t, b[cut..].to_vec()));
+        } else {
+            split.push((*c, *t, b.clone()));
+        }
+    }
+    split
+}
+
+/// What every split must keep: the events without their frame numbers,
+/// times and sequence (those follow the chunking by design).
+pub fn essence(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{:?} out={} local={:?} remote={} group={} sender={:?} text={:?} enc={:?} raw={:?} file={:?}/{:?} client={} server={} flags={:?} lost={}",
+                e.kind,
+                e.outgoing,
+                e.local_id,
+                e.remote_id,
+                e.group,
+                e.sender,
+                e.text,
+                e.text_encoding,
+                e.raw,
+                e.file_name,
+                e.file_size,
+                e.client,
+                e.server,
+                e.flags,
+                e.lost_bytes
+            )
+        })
+        .collect()
+}
+
+/// A compact view of an event for assertions: who, which way, what.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub kind: Kind,
+    pub outgoing: bool,
+    pub local: Option<String>,
+    pub remote: String,
+    pub group: bool,
+    pub sender: Option<String>,
+    pub text: Option<String>,
+    pub file: Option<(Option<String>, Option<u64>)>,
+}
+
+impl Seen {
+    /// A one-to-one event of local user `local` (no file).
+    pub fn new(
+        local: &str,
+        kind: Kind,
+        outgoing: bool,
+        remote: &str,
+        sender: &str,
+        text: Option<&str>,
+    ) -> Seen {
+        Seen {
+            kind,
+            outgoing,
+            local: Some(local.into()),
+            remote: remote.into(),
+            group: false,
+            sender: Some(sender.into()),
+            text: text.map(str::to_string),
+            file: None,
+        }
+    }
+}
+
+impl From<&Event> for Seen {
+    fn from(e: &Event) -> Seen {
+        Seen {
+            kind: e.kind,
+            outgoing: e.outgoing,
+            local: e.local_id_str().map(str::to_string),
+            remote: e.remote_id.clone(),
+            group: e.group,
+            sender: e.sender.clone(),
+            text: e.text.clone(),
+            file: (e.kind == Kind::File).then(|| (e.file_name.clone(), e.file_size)),
+        }
+    }
+}
+
+pub fn seen(events: &[Event]) -> Vec<Seen> {
+    events.iter().map(Seen::from).collect()
+}
+
+/// A decoder for the tcp harness's flow (`imscan::tcp::harness`, SYN seen).
+pub fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
+    let nf = imscan::tcp::harness::harness_flow();
+    super::stages::decoder_for(&Arc::new(config.clone()), &nf)
+}
+
+/// The [`essence`] of what a harness-driven decoder gave.
+pub fn harness_events(mut d: FlowDecoder) -> Vec<String> {
+    let (mut ev, mut facts) = (Vec::new(), Vec::new());
+    d.drain(&mut ev, &mut facts);
+    essence(&ev)
+}
