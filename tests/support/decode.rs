@@ -305,3 +305,24 @@ pub fn harness_events(mut d: FlowDecoder) -> Vec<String> {
     d.drain(&mut ev, &mut facts);
     essence(&ev)
 }
+
+/// Every step of `script` delivered as two chunks, cut at each offset
+/// `cuts(step length)` gives, must `run` to what the whole script gives;
+/// returns that.
+pub fn check_every_split<T: PartialEq + std::fmt::Debug>(
+    script: &[Step],
+    cuts: impl Fn(usize) -> Vec<usize>,
+    run: impl Fn(&[Step]) -> T,
+) -> T {
+    let whole = run(script);
+    for (step, (_, _, bytes)) in script.iter().enumerate() {
+        for cut in cuts(bytes.len()) {
+            assert_eq!(
+                run(&split_step(script, step, cut)),
+                whole,
+                "step {step} cut {cut}"
+            );
+        }
+    }
+    whole
+}

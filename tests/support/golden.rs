@@ -14,7 +14,8 @@ use imscan::event::{Event, Kind};
 use imscan::time::Timestamp;
 
 use super::packet::{pcap_of, Conversation};
-use super::stages::unhex;
+use super::stages::{pipeline, unhex};
+use super::truth::{truth_row, TRUTH_HEADER};
 
 /// Thread counts every binary check runs at.
 pub const THREADS: [&str; 4] = ["1", "2", "4", "5"];
@@ -305,4 +306,34 @@ pub fn events_from_jsonl(jsonl: &str) -> Vec<Event> {
             e
         })
         .collect()
+}
+
+/// A generated capture through the stages: `bytes` is the checked-in
+/// `<stem>.pcap`; its events, as truth rows, are `<stem>.expected.tsv`; and
+/// the library's sinks write `<stem>.expected.jsonl` and
+/// `<stem>.imspector.txt` for them ([`check_sinks`]). Returns the events.
+pub fn check_decoded(stem: &str, bytes: &[u8]) -> Vec<Event> {
+    let path = check_pcap(&format!("{stem}.pcap"), bytes);
+    let events = pipeline(&path, imscan::proto::ProtoConfig::default()).0;
+    let mut table = format!("{TRUTH_HEADER}\n");
+    for e in &events {
+        table.push_str(&truth_row(e));
+        table.push('\n');
+    }
+    check_file(
+        &format!("{stem}.expected.tsv"),
+        table.as_bytes(),
+        "the events as truth rows",
+    );
+    check_sinks(stem, &events);
+    events
+}
+
+/// The binary on `<stem>.pcap` writes `<stem>.expected.jsonl` and, as an
+/// IMSpector tree, `<stem>.imspector.txt`, at every thread count. Returns
+/// the exit code (0 clean, 1 damaged input such as lost segments).
+pub fn check_binary(stem: &str) -> i32 {
+    let pcap = format!("{stem}.pcap");
+    check_imspector(&pcap, &format!("{stem}.imspector.txt"));
+    check_jsonl(&pcap, &format!("{stem}.expected.jsonl")).code
 }

@@ -726,11 +726,35 @@ impl Conversation {
         }
         self
     }
+
+    /// A connection from `client` to `server` (addresses as text), from
+    /// its handshake or picked up mid-stream, that sends every step of
+    /// `script` (client sent, capture second, bytes: the second is not
+    /// used, frames are `step_ns` apart), step `i` in segments of at most
+    /// `mss(i)` bytes, each step acknowledged by the peer with a bare ACK.
+    pub fn acked(
+        client: &str,
+        server: &str,
+        handshake: bool,
+        script: &[(bool, i64, Vec<u8>)],
+        mss: impl Fn(usize) -> usize,
+    ) -> Conversation {
+        let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
+        if handshake {
+            c.handshake();
+        }
+        for (i, (client_sent, _, bytes)) in script.iter().enumerate() {
+            let side = Side::of(*client_sent);
+            c.send(side, bytes, mss(i));
+            c.ack(side.peer());
+        }
+        c
+    }
 }
 
 /// A well-formed pcap (Ethernet) of the frames of `convs` in time order.
-pub fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
-    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
+pub fn pcap_of<'a>(convs: impl IntoIterator<Item = &'a Conversation>) -> Vec<u8> {
+    let mut frames: Vec<_> = convs.into_iter().flat_map(Conversation::frames).collect();
     frames.sort_by_key(|f| f.0);
     let records: Vec<(Timestamp, &[u8], u32)> = frames
         .iter()

@@ -162,3 +162,54 @@ pub fn truth_time(epoch: &str) -> String {
     Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
         .rfc3339_micros()
 }
+
+/// An event as a truth-file row (the format generated fixtures keep their
+/// decoded events in, `<case>.expected.tsv`).
+pub fn truth_row(e: &Event) -> String {
+    let local = e.local_id_str().unwrap_or("?");
+    let (src, dst, sender, recipient) = if e.outgoing {
+        (
+            e.client,
+            e.server,
+            e.sender.as_deref().unwrap_or(local),
+            e.remote_id.as_str(),
+        )
+    } else {
+        (
+            e.server,
+            e.client,
+            e.sender.as_deref().unwrap_or(e.remote_id.as_str()),
+            local,
+        )
+    };
+    let recipient = if e.group {
+        e.remote_id.as_str()
+    } else {
+        recipient
+    };
+    let text = match e.kind {
+        imscan::event::Kind::File => format!(
+            "{} {} bytes",
+            e.file_name.as_deref().unwrap_or(""),
+            e.file_size.map(|n| n.to_string()).unwrap_or_default()
+        ),
+        _ => e.text.clone().unwrap_or_default(),
+    };
+    let text = text
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t");
+    format!(
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        e.frames.1,
+        e.time.epoch_micros_string(),
+        src,
+        dst,
+        e.kind.name(),
+        sender,
+        recipient,
+        text
+    )
+}
+
+pub const TRUTH_HEADER: &str = "frame\ttimestamp\tsrc\tdst\tevent\tsender\trecipient\ttext";
