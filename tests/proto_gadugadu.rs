@@ -9,7 +9,7 @@ mod support;
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use support::decode::{as_refs, essence, run_split, Flow};
+use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_split, Flow};
 use support::golden::{check_jsonl, check_pcap};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
@@ -342,22 +342,8 @@ fn gg6_login_masks_flag_bits_and_old_messages_are_cp1250() {
 fn split_invariance_at_every_cut() {
     let script = gg8_session();
     let refs = as_refs(&script);
-    let whole = essence(&run(&script, S, true));
+    let whole = check_cut_anywhere(&cfg(), C, S, &refs);
     assert_eq!(whole.len(), 10);
-    for i in 0..refs.len() {
-        for at in 1..refs[i].1.len() {
-            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &refs, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
 }
 
 #[test]
@@ -498,26 +484,7 @@ proptest! {
         cuts in proptest::collection::vec(1usize..300, 0..8),
         gap_at in proptest::option::of(0usize..16),
     ) {
-        let mut script = gg8_session();
-        let total: usize = script.iter().map(|s| s.1.len()).sum();
-        for (pos, val) in flips {
-            let mut p = pos % total;
-            for s in script.iter_mut() {
-                if p < s.1.len() { s.1[p] ^= val; break; }
-                p -= s.1.len();
-            }
-        }
-        let mut f = Flow::new(cfg(), C, S, true);
-        for (i, (c, b)) in script.iter().enumerate() {
-            if Some(i) == gap_at { f.gap(*c, 9); }
-            let mut last = 0;
-            for &at in &cuts {
-                if at > last && at < b.len() { f.data(*c, &b[last..at]); last = at; }
-            }
-            f.data(*c, &b[last..]);
-        }
-        f.close();
-        let ev = f.events();
+        let ev = run_mutated(cfg(), C, S, gg8_session(), &flips, &cuts, gap_at.map(|i| (i, 9)));
         prop_assert!(ev.len() <= 40);
         for e in &ev {
             prop_assert!(e.text.as_ref().map_or(0, |t| t.len()) <= 3 * 0x10000);

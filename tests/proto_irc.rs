@@ -8,7 +8,10 @@ use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
 use imscan::tcp::harness::{check_split_invariance, Conversation, Side as HSide};
 use proptest::prelude::*;
-use support::decode::{essence, harness_decoder, harness_events, run_split, Flow};
+use support::decode::{
+    check_buffering, check_cut_anywhere, harness_decoder, harness_events, run_random_chunks,
+    run_split, Flow,
+};
 use support::golden::{check_generated, check_jsonl};
 use support::packet::{Conversation as Script, Side as PSide};
 use support::stages::{pipeline, replay};
@@ -208,22 +211,8 @@ fn event_time_and_frames_follow_the_completing_chunk() {
 #[test]
 fn every_split_gives_the_same_events() {
     let script = conversation();
-    let whole = essence(&run_split(&cfg(), C, S, true, &script, |_, _| vec![]));
+    let whole = check_cut_anywhere(&cfg(), C, S, &script);
     assert_eq!(whole.len(), 9);
-    for (i, (_, bytes)) in script.iter().enumerate() {
-        for at in 1..bytes.len() {
-            let ev = run_split(&cfg(), C, S, true, &script, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &script, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
 }
 
 #[test]
@@ -742,17 +731,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12), syn in any::<bool>()) {
-        let mut f = Flow::new(cfg(), C, S, syn);
-        f.data(true, b"NICK a\r\nUSER a 0 * :a\r\n");
-        for (i, c) in chunks.iter().enumerate() {
-            if i % 5 == 4 {
-                f.gap(i % 2 == 0, c.len() as u64);
-            } else {
-                f.data(i % 2 == 0, c);
-            }
-        }
-        f.close();
-        let _ = f.events();
+        run_random_chunks(cfg(), C, S, syn, b"NICK a\r\nUSER a 0 * :a\r\n", &chunks);
     }
 
     #[test]
@@ -776,15 +755,6 @@ proptest! {
 
     #[test]
     fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
-        let mut f = Flow::new(cfg(), C, S, true);
-        f.data(true, HELLO);
-        for (client, mut c) in chunks {
-            if newline_free {
-                // No line or tag ever ends: units only grow.
-                c.retain(|b| *b != b'\n' && *b != b'>');
-            }
-            f.data(client, &c);
-            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
-        }
+        check_buffering(cfg(), C, S, HELLO, CAP, chunks, newline_free)?;
     }
 }

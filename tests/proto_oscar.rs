@@ -10,7 +10,7 @@ use imscan::event::{Event, IdentityFact, Kind, LocalId, Protocol};
 use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use support::decode::{as_refs, essence, run_split, Flow};
+use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_split, Flow};
 use support::golden::{check_jsonl, check_pcap, imscan};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
@@ -392,23 +392,8 @@ fn self_info_names_the_user_and_resolves_the_token() {
 fn split_invariance_at_every_cut() {
     let script = bos_connection();
     let refs = as_refs(&script);
-    let whole = essence(&run_split(&cfg(), C, S, true, &refs, |_, _| vec![]));
+    let whole = check_cut_anywhere(&cfg(), C, S, &refs);
     assert_eq!(whole.len(), 9);
-    // Every single cut point inside every element, and bytewise delivery.
-    for i in 0..refs.len() {
-        for at in 1..refs[i].1.len() {
-            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &refs, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
     // Consecutive units of one direction in one chunk.
     let mut merged: Vec<(bool, Vec<u8>)> = Vec::new();
     for (c, b) in &script {
@@ -747,25 +732,7 @@ proptest! {
     ) {
         let mut script = bos_connection();
         script.extend(oft_script(&file_bytes(700), "m.bin").into_iter().skip(2));
-        let total: usize = script.iter().map(|s| s.1.len()).sum();
-        for (pos, val) in flips {
-            let mut p = pos % total;
-            for s in script.iter_mut() {
-                if p < s.1.len() { s.1[p] ^= val; break; }
-                p -= s.1.len();
-            }
-        }
-        let mut f = Flow::new(cfg(), C, S, true);
-        for (i, (c, b)) in script.iter().enumerate() {
-            if Some(i) == gap_at { f.gap(*c, 17); }
-            let mut last = 0;
-            for &at in &cuts {
-                if at > last && at < b.len() { f.data(*c, &b[last..at]); last = at; }
-            }
-            f.data(*c, &b[last..]);
-        }
-        f.close();
-        let ev = f.events();
+        let ev = run_mutated(cfg(), C, S, script, &flips, &cuts, gap_at.map(|i| (i, 17)));
         prop_assert!(ev.len() <= 40);
         for e in &ev {
             prop_assert!(e.text.as_ref().map_or(0, |t| t.len()) <= 3 * 0x10000);

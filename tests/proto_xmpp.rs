@@ -10,7 +10,10 @@ use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, ProtoStats};
 use imscan::tcp::harness::{check_split_invariance, Conversation, Side as HSide};
 use proptest::prelude::*;
-use support::decode::{essence, harness_decoder, harness_events, run_split, Flow};
+use support::decode::{
+    check_buffering, check_cut_anywhere, essence, harness_decoder, harness_events,
+    run_random_chunks, run_split, Flow,
+};
 use support::golden::{check_generated, check_jsonl};
 use support::packet::{Conversation as Script, Side as PSide};
 use support::stages::pipeline;
@@ -132,22 +135,8 @@ fn decodes_a_whole_session() {
 #[test]
 fn every_split_gives_the_same_events() {
     let script = conversation();
-    let whole = essence(&run_split(&cfg(), C, S, true, &script, |_, _| vec![]));
+    let whole = check_cut_anywhere(&cfg(), C, S, &script);
     assert_eq!(whole.len(), 7);
-    for (i, (_, bytes)) in script.iter().enumerate() {
-        for at in 1..bytes.len() {
-            let ev = run_split(&cfg(), C, S, true, &script, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &script, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
     // Everything in one chunk per direction.
     let mut f = Flow::new(cfg(), C, S, true);
     for (c, b) in &script {
@@ -592,17 +581,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12)) {
-        let mut f = Flow::new(cfg(), C, S, true);
-        f.data(true, C_HEADER);
-        for (i, c) in chunks.iter().enumerate() {
-            if i % 5 == 4 {
-                f.gap(i % 2 == 0, c.len() as u64);
-            } else {
-                f.data(i % 2 == 0, c);
-            }
-        }
-        f.close();
-        let _ = f.events();
+        run_random_chunks(cfg(), C, S, true, C_HEADER, &chunks);
     }
 
     #[test]
@@ -645,15 +624,6 @@ proptest! {
 
     #[test]
     fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
-        let mut f = Flow::new(cfg(), C, S, true);
-        f.data(true, HELLO);
-        for (client, mut c) in chunks {
-            if newline_free {
-                // No line or tag ever ends: units only grow.
-                c.retain(|b| *b != b'\n' && *b != b'>');
-            }
-            f.data(client, &c);
-            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
-        }
+        check_buffering(cfg(), C, S, HELLO, CAP, chunks, newline_free)?;
     }
 }

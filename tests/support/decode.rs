@@ -326,3 +326,120 @@ pub fn check_every_split<T: PartialEq + std::fmt::Debug>(
     }
     whole
 }
+
+/// `script` (SYN seen) gives the same [`essence`] delivered whole, with
+/// any one element cut in two at any byte, and byte by byte; returns it.
+pub fn check_cut_anywhere(
+    config: &ProtoConfig,
+    client: &str,
+    server: &str,
+    script: &[(bool, &[u8])],
+) -> Vec<String> {
+    let run = |cut: &dyn Fn(usize, usize) -> Vec<usize>| {
+        essence(&run_split(config, client, server, true, script, cut))
+    };
+    let whole = run(&|_, _| vec![]);
+    for (i, (_, bytes)) in script.iter().enumerate() {
+        for at in 1..bytes.len() {
+            let cut_i = |j: usize, _: usize| if j == i { vec![at] } else { vec![] };
+            assert_eq!(run(&cut_i), whole, "element {i} cut at {at}");
+        }
+    }
+    assert_eq!(run(&|_, n| (1..n).collect()), whole, "byte by byte");
+    whole
+}
+
+/// Hostile input: after `hello` from the client, deliver `chunks` from
+/// alternating sides (client first), every fifth one replaced by a gap of
+/// its length; close. Returns the events (the caller only needs it not to
+/// panic or hang).
+pub fn run_random_chunks(
+    config: ProtoConfig,
+    client: &str,
+    server: &str,
+    syn: bool,
+    hello: &[u8],
+    chunks: &[Vec<u8>],
+) -> Vec<Event> {
+    let mut f = Flow::new(config, client, server, syn);
+    f.data(true, hello);
+    for (i, c) in chunks.iter().enumerate() {
+        if i % 5 == 4 {
+            f.gap(i % 2 == 0, c.len() as u64);
+        } else {
+            f.data(i % 2 == 0, c);
+        }
+    }
+    f.close();
+    f.events()
+}
+
+/// Hostile input: XOR each `(position, value)` of `flips` into the bytes
+/// of `script` (positions wrap around its total length), deliver every
+/// element cut at the offsets `cuts`, with `gap` = (element, length): a
+/// gap of that many bytes before that element; close. Returns the events.
+pub fn run_mutated(
+    config: ProtoConfig,
+    client: &str,
+    server: &str,
+    mut script: Vec<(bool, Vec<u8>)>,
+    flips: &[(usize, u8)],
+    cuts: &[usize],
+    gap: Option<(usize, u64)>,
+) -> Vec<Event> {
+    let total: usize = script.iter().map(|s| s.1.len()).sum();
+    for &(pos, val) in flips {
+        let mut p = pos % total;
+        for s in script.iter_mut() {
+            if p < s.1.len() {
+                s.1[p] ^= val;
+                break;
+            }
+            p -= s.1.len();
+        }
+    }
+    let mut f = Flow::new(config, client, server, true);
+    for (i, (c, b)) in script.iter().enumerate() {
+        if let Some((_, len)) = gap.filter(|g| g.0 == i) {
+            f.gap(*c, len);
+        }
+        let mut last = 0;
+        for &at in cuts {
+            if at > last && at < b.len() {
+                f.data(*c, &b[last..at]);
+                last = at;
+            }
+        }
+        f.data(*c, &b[last..]);
+    }
+    f.close();
+    f.events()
+}
+
+/// A decoder's buffered bytes stay within twice its unit cap `cap` after
+/// every chunk of `chunks` (sent after `hello` from the client). With
+/// `endless`, no line or tag ever ends (no `\n`, no `>`): units only grow.
+pub fn check_buffering(
+    config: ProtoConfig,
+    client: &str,
+    server: &str,
+    hello: &[u8],
+    cap: usize,
+    chunks: Vec<(bool, Vec<u8>)>,
+    endless: bool,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let mut f = Flow::new(config, client, server, true);
+    f.data(true, hello);
+    for (client_sent, mut c) in chunks {
+        if endless {
+            c.retain(|b| *b != b'\n' && *b != b'>');
+        }
+        f.data(client_sent, &c);
+        proptest::prop_assert!(
+            f.dec.buffered_bytes() <= 2 * cap,
+            "{}",
+            f.dec.buffered_bytes()
+        );
+    }
+    Ok(())
+}
