@@ -502,7 +502,7 @@ proptest! {
 use imscan::time::Timestamp;
 
 fn conversation(client: &str, server: &str) -> Conversation {
-    Conversation::new(client.parse().unwrap(), server.parse().unwrap())
+    Conversation::between(client, server)
         .start_at(Timestamp::from_secs_nanos(1_700_000_100, 0), 10_000_000)
 }
 

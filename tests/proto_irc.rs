@@ -6,13 +6,13 @@ mod support;
 
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
-use imscan::tcp::harness::{check_split_invariance, Conversation, Side as HSide};
+use imscan::tcp::harness::Side as HSide;
 use proptest::prelude::*;
 use support::decode::{
-    check_buffering, check_cut_anywhere, harness_decoder, harness_events, run_random_chunks,
-    run_split, Flow,
+    check_buffering, check_cut_anywhere, harness_conversation, harness_split_invariance,
+    run_random_chunks, run_split, Flow,
 };
-use support::golden::{check_generated, check_jsonl};
+use support::golden::{check_generated, check_jsonl, read_text};
 use support::packet::{Conversation as Script, Side as PSide};
 use support::stages::{pipeline, replay};
 use support::truth::{compare, is_echo, read_truth};
@@ -516,15 +516,7 @@ fn stats_count_flows_units_and_merge() {
 
 #[test]
 fn split_invariance_with_gaps_through_the_tcp_harness() {
-    let conv = conversation()
-        .into_iter()
-        .fold(Conversation::new(), |c, (client, b)| {
-            if client {
-                c.client(b)
-            } else {
-                c.server(b)
-            }
-        })
+    let conv = harness_conversation(&conversation())
         // A gap inside a line and one between lines, each side.
         .client(b"PRIVMSG #rust :cut by a ga")
         .gap(HSide::Client, 12)
@@ -532,14 +524,9 @@ fn split_invariance_with_gaps_through_the_tcp_harness() {
         .server(b":bob!b@h PRIVMSG #rust :whole\r\n")
         .gap(HSide::Server, 40)
         .server(b"tail of a lost line\r\n:bob!b@h PRIVMSG #rust :after\r\n");
-    let got = check_split_invariance(&conv, || harness_decoder(&cfg()), harness_events, 16)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = harness_split_invariance(&conv, &cfg(), 16);
     assert_eq!(got.len(), 12, "{got:#?}");
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
-}
-
-fn script(client: &str, server: &str) -> Script {
-    Script::new(client.parse().unwrap(), server.parse().unwrap())
 }
 
 /// Generated captures (fixtures/irc/): standard and non-standard ports,
@@ -549,7 +536,7 @@ fn script(client: &str, server: &str) -> Script {
 #[test]
 fn generated_fixtures() {
     // A full session on 6667, every line its own segment.
-    let mut s = script("192.0.2.10:41000", "198.51.100.1:6667");
+    let mut s = Script::between("192.0.2.10:41000", "198.51.100.1:6667");
     s.handshake();
     s.play(&conversation(), 1460);
     s.close();
@@ -558,7 +545,7 @@ fn generated_fixtures() {
 
     // Port 80 (firewall tunnelling), picked up mid-line, lines cut into
     // 7-byte segments, the server talking first.
-    let mut s = script("192.0.2.11:50123", "198.51.100.2:80");
+    let mut s = Script::between("192.0.2.11:50123", "198.51.100.2:80");
     s.send(
         PSide::Server,
         b"ello\r\n:srv 001 mallory :Welcome\r\n:eve!e@h PRIVMSG #ops :m\xe9lange latin-1\r\n",
@@ -577,7 +564,7 @@ fn generated_fixtures() {
 
     // Port 443 in plaintext, with a segment lost inside a message (client)
     // and one lost between messages (server).
-    let mut s = script("192.0.2.12:40400", "198.51.100.3:443");
+    let mut s = Script::between("192.0.2.12:40400", "198.51.100.3:443");
     s.handshake();
     s.send(PSide::Client, b"NICK trent\r\nUSER trent 0 * :T\r\n", 1460);
     s.send(PSide::Server, b":srv 001 trent :hi\r\n", 1460);
@@ -599,7 +586,7 @@ fn generated_fixtures() {
     assert!(ev[2].flags.gap_before && ev[2].lost_bytes == 25);
 
     // IPv6, arbitrary port, DCC SEND offered by the local user.
-    let mut s = script("[2001:db8::10]:51000", "[2001:db8::1]:31337");
+    let mut s = Script::between("[2001:db8::10]:51000", "[2001:db8::1]:31337");
     s.handshake();
     s.send(PSide::Client, b"NICK v6user\r\nUSER v6 0 * :V\r\nPRIVMSG peer :\x01DCC SEND report.pdf 3232235777 40001 52431\x01\r\n", 1460);
     s.close();
@@ -607,15 +594,6 @@ fn generated_fixtures() {
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].file_size, Some(52431));
     assert_eq!(ev[0].text.as_deref(), Some("192.168.1.1:40001"));
-}
-
-fn fixture_path(name: &str) -> String {
-    format!("{}/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = fixture_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Check a real capture against its truth file: every row must be matched
@@ -632,14 +610,17 @@ fn check_real(name: &str, capture: Option<&str>, not_decodable: &[u64]) {
                 &format!("fixtures/real/{name}.expected.jsonl"),
             )
             .events();
-            (events, pipeline(&fixture_path(file), cfg()).1)
+            (events, pipeline(&format!("fixtures/real/{file}"), cfg()).1)
         }
         None => {
-            let r = replay(&fixture(&format!("{name}.chunks.tsv")), cfg());
+            let r = replay(
+                &read_text(&format!("fixtures/real/{name}.chunks.tsv")),
+                cfg(),
+            );
             (r.events, r.stats)
         }
     };
-    let rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
+    let rows = read_truth(&read_text(&format!("fixtures/real/{name}.truth.tsv")));
     let (missing, extra) = compare(&events, &rows);
     let wanted = rows
         .iter()
@@ -712,7 +693,7 @@ fn real_ngircd_three_clients() {
 
 #[test]
 fn real_inspircd_port7000_ircv3() {
-    let (events, stats) = pipeline(&fixture_path("irc-inspircd-port7000-ircv3.pcapng"), cfg());
+    let (events, stats) = pipeline("fixtures/real/irc-inspircd-port7000-ircv3.pcapng", cfg());
     assert_eq!(stats.echoes_dropped, 9, "{stats:?}");
     assert!(events.iter().all(|e| e.server.port() == 7000));
     check_real(

@@ -752,7 +752,7 @@ use imscan::time::Timestamp;
 const FIXTURE_START: i64 = 1_700_000_000;
 
 fn conversation(client: &str, server: &str, start_s: i64) -> Conversation {
-    Conversation::new(client.parse().unwrap(), server.parse().unwrap()).start_at(
+    Conversation::between(client, server).start_at(
         Timestamp::from_secs_nanos(FIXTURE_START + start_s, 0),
         10_000_000,
     )

@@ -8,13 +8,13 @@ mod support;
 
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, ProtoStats};
-use imscan::tcp::harness::{check_split_invariance, Conversation, Side as HSide};
+use imscan::tcp::harness::Side as HSide;
 use proptest::prelude::*;
 use support::decode::{
-    check_buffering, check_cut_anywhere, essence, harness_decoder, harness_events,
+    check_buffering, check_cut_anywhere, essence, harness_conversation, harness_split_invariance,
     run_random_chunks, run_split, Flow,
 };
-use support::golden::{check_generated, check_jsonl};
+use support::golden::{check_generated, check_jsonl, read_text};
 use support::packet::{Conversation as Script, Side as PSide};
 use support::stages::pipeline;
 use support::truth::{compare, is_echo, read_truth};
@@ -392,28 +392,15 @@ fn generic_xml_is_not_xmpp() {
 
 #[test]
 fn split_invariance_with_gaps_through_the_tcp_harness() {
-    let conv = conversation()
-        .into_iter()
-        .fold(Conversation::new(), |c, (client, b)| {
-            if client {
-                c.client(b)
-            } else {
-                c.server(b)
-            }
-        })
+    let conv = harness_conversation(&conversation())
         .client(b"<message to='a@x'><body>cut by a g")
         .gap(HSide::Client, 12)
         .client(b"ap</body></message><message to='a@x'><body>after the gap</body></message>")
         .gap(HSide::Server, 40)
         .server(b"ody></message><message from='a@x/r' type='chat'><body>after</body></message>");
-    let got = check_split_invariance(&conv, || harness_decoder(&cfg()), harness_events, 16)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = harness_split_invariance(&conv, &cfg(), 16);
     assert_eq!(got.len(), 9, "{got:#?}");
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
-}
-
-fn script(client: &str, server: &str) -> Script {
-    Script::new(client.parse().unwrap(), server.parse().unwrap())
 }
 
 /// Generated captures (fixtures/xmpp/): a full session on 5222, the same
@@ -422,7 +409,7 @@ fn script(client: &str, server: &str) -> Script {
 /// pcap and event list.
 #[test]
 fn generated_fixtures() {
-    let mut s = script("192.0.2.21:52236", "198.51.100.1:5222");
+    let mut s = Script::between("192.0.2.21:52236", "198.51.100.1:5222");
     s.handshake();
     s.play(&conversation(), 1460);
     s.close();
@@ -431,7 +418,7 @@ fn generated_fixtures() {
 
     // Mid-stream on 443 (no handshake, no stream header), a segment lost
     // inside a message and one lost between stanzas.
-    let mut s = script("192.0.2.22:50443", "198.51.100.2:443");
+    let mut s = Script::between("192.0.2.22:50443", "198.51.100.2:443");
     s.send(
         PSide::Client,
         b"e</body></message><message to='bob@x' type='chat'><body>first</body></message>",
@@ -473,7 +460,7 @@ fn generated_fixtures() {
     assert!(ev.iter().all(|e| e.flags.midstream));
 
     // STARTTLS: the stream header is all there is to see.
-    let mut s = script("192.0.2.23:40000", "198.51.100.3:5222");
+    let mut s = Script::between("192.0.2.23:40000", "198.51.100.3:5222");
     s.handshake();
     s.send(PSide::Client, C_HEADER, 1460);
     s.send(PSide::Server, S_HEADER, 1460);
@@ -497,21 +484,12 @@ fn generated_fixtures() {
     assert!(ev.is_empty());
 
     // Port 80, every segment 5 bytes: group chat, typing and an SI offer.
-    let mut s = script("192.0.2.24:41080", "198.51.100.4:80");
+    let mut s = Script::between("192.0.2.24:41080", "198.51.100.4:80");
     s.handshake();
     s.play(&conversation()[4..], 5);
     s.close();
     let ev = check_generated("fixtures/xmpp/xmpp-80-tiny-segments", &[s]);
     assert_eq!(ev.len(), 7);
-}
-
-fn fixture_path(name: &str) -> String {
-    format!("{}/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = fixture_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Run a real capture through the `imscan` binary (its JSON Lines must equal
@@ -524,8 +502,8 @@ fn check_real(name: &str, file: &str, released: &[(u64, u64)]) -> ProtoStats {
         &format!("fixtures/real/{name}.expected.jsonl"),
     )
     .events();
-    let (_, stats) = pipeline(&fixture_path(file), cfg());
-    let mut rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
+    let (_, stats) = pipeline(&format!("fixtures/real/{file}"), cfg());
+    let mut rows = read_truth(&read_text(&format!("fixtures/real/{name}.truth.tsv")));
     for row in &mut rows {
         row.released_at = released
             .iter()

@@ -10,7 +10,7 @@ use imscan::capture::FrameRef;
 use imscan::event::{Event, FlowId, IdentityFact, Kind};
 use imscan::net::{Dir, Endpoint, FlowKey, Transport};
 use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
-use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
+use imscan::tcp::{harness, Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
 use imscan::time::Timestamp;
 
 /// Capture time of the first chunk of a [`Flow`] unless a test sets it.
@@ -295,7 +295,7 @@ pub fn seen(events: &[Event]) -> Vec<Seen> {
 
 /// A decoder for the tcp harness's flow (`imscan::tcp::harness`, SYN seen).
 pub fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
-    let nf = imscan::tcp::harness::harness_flow();
+    let nf = harness::harness_flow();
     super::stages::decoder_for(&Arc::new(config.clone()), &nf)
 }
 
@@ -304,6 +304,31 @@ pub fn harness_events(mut d: FlowDecoder) -> Vec<String> {
     let (mut ev, mut facts) = (Vec::new(), Vec::new());
     d.drain(&mut ev, &mut facts);
     essence(&ev)
+}
+
+/// `script` as a tcp-harness conversation, one delivery per element.
+pub fn harness_conversation(script: &[(bool, &[u8])]) -> harness::Conversation {
+    script
+        .iter()
+        .fold(harness::Conversation::new(), |c, (client_sent, b)| {
+            if *client_sent {
+                c.client(b)
+            } else {
+                c.server(b)
+            }
+        })
+}
+
+/// The tcp harness's split-invariance check (whole, byte by byte, random
+/// cuts from `seeds` seeds) on decoders with `config`; the [`essence`] of
+/// the events every delivery gave.
+pub fn harness_split_invariance(
+    conv: &harness::Conversation,
+    config: &ProtoConfig,
+    seeds: u64,
+) -> Vec<String> {
+    harness::check_split_invariance(conv, || harness_decoder(config), harness_events, seeds)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every step of `script` delivered as two chunks, cut at each offset

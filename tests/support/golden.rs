@@ -30,6 +30,11 @@ pub fn crate_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// A text fixture (path from the crate root).
+pub fn read_text(rel: &str) -> String {
+    std::fs::read_to_string(crate_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
 /// The `imscan` binary, run from the crate root. Only integration tests
 /// have it (benches include this module too).
 pub fn imscan() -> Command {

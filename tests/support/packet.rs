@@ -533,6 +533,14 @@ impl Conversation {
         }
     }
 
+    /// [`Conversation::new`] with the addresses as text (`"[::1]:80"`).
+    pub fn between(client: &str, server: &str) -> Conversation {
+        Conversation::new(
+            client.parse().expect("client address"),
+            server.parse().expect("server address"),
+        )
+    }
+
     pub fn link(mut self, link: Link) -> Conversation {
         self.link = link;
         self
@@ -652,6 +660,16 @@ impl Conversation {
         self
     }
 
+    /// Lose the first segment `lost` picks (it must pick one).
+    pub fn drop_first(&mut self, lost: impl Fn(&ScriptedSegment) -> bool) -> &mut Conversation {
+        let i = self
+            .segments
+            .iter()
+            .position(lost)
+            .expect("a segment to lose");
+        self.drop_segment(i)
+    }
+
     /// Capture segment `i` twice in a row (a retransmission).
     pub fn duplicate(&mut self, i: usize) -> &mut Conversation {
         let s = self.segments[i].clone();
@@ -739,7 +757,7 @@ impl Conversation {
         script: &[(bool, i64, Vec<u8>)],
         mss: impl Fn(usize) -> usize,
     ) -> Conversation {
-        let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
+        let mut c = Conversation::between(client, server);
         if handshake {
             c.handshake();
         }
