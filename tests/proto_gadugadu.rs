@@ -13,7 +13,7 @@ use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_spl
 use support::golden::{check_jsonl, check_pcap};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
-use support::truth::{read_truth, truth_time};
+use support::truth::{read_truth, truth_time, Matching};
 
 const C: &str = "192.0.2.20:50000";
 const S: &str = "198.51.100.2:8074";
@@ -421,7 +421,7 @@ fn real_gg11_libgadu_matches_truth() {
         ),
         cfg(),
     );
-    let mut used = vec![false; events.len()];
+    let mut free = Matching::new(&events);
     let mut matched = 0;
     for row in &rows {
         let kind = match (row.event.as_str(), &row.text[..]) {
@@ -429,10 +429,9 @@ fn real_gg11_libgadu_matches_truth() {
             ("typing", b"typing-begun") => Kind::Typing,
             _ => continue,
         };
-        let found = events.iter().enumerate().position(|(i, e)| {
+        let found = free.take(|e| {
             let outgoing = e.client == row.src;
-            !used[i]
-                && e.frames.1 == row.frame
+            e.frames.1 == row.frame
                 && e.time.epoch_micros_string() == row.timestamp
                 && e.kind == kind
                 && e.outgoing == outgoing
@@ -446,15 +445,12 @@ fn real_gg11_libgadu_matches_truth() {
                     || e.text.as_deref().map(str::as_bytes) == Some(&row.text[..]))
         });
         match found {
-            Some(i) => {
-                used[i] = true;
-                matched += 1;
-            }
+            Some(_) => matched += 1,
             None => panic!("row {row:?} not found\n{:#?}", essence(&events)),
         }
     }
     assert_eq!(matched, 17 + 11);
-    assert!(used.iter().all(|u| *u), "extra events");
+    assert!(free.all_taken(), "extra events");
     assert_eq!(stats.flows.get("gadugadu"), Some(&1));
     assert_eq!(stats.decode_errors, 0);
 }
@@ -604,7 +600,7 @@ fn binary_real_gg_captures_find_every_truth_event() {
     let rows = read_truth(include_str!(
         "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
     ));
-    let mut used = vec![false; lines.len()];
+    let mut free = Matching::new(&lines);
     for row in rows
         .iter()
         .filter(|r| r.event == "message" || r.text == b"typing-begun")
@@ -615,25 +611,20 @@ fn binary_real_gg_captures_find_every_truth_event() {
         } else {
             (&row.sender, &row.recipient)
         };
-        let i = lines
-            .iter()
-            .enumerate()
-            .position(|(i, l)| {
-                !used[i]
-                    && l["frames"][1] == row.frame
-                    && l["time"] == truth_time(&row.timestamp).as_str()
-                    && l["kind"] == row.event.as_str()
-                    && l["outgoing"] == outgoing
-                    && l["remote_id"] == peer.as_str()
-                    && l["local_id"] == local.as_str()
-                    && l["sender"] == row.sender.as_str()
-                    && (row.event == "typing"
-                        || l["text"] == String::from_utf8_lossy(&row.text).as_ref())
-            })
-            .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
-        used[i] = true;
+        free.take(|l| {
+            l["frames"][1] == row.frame
+                && l["time"] == truth_time(&row.timestamp).as_str()
+                && l["kind"] == row.event.as_str()
+                && l["outgoing"] == outgoing
+                && l["remote_id"] == peer.as_str()
+                && l["local_id"] == local.as_str()
+                && l["sender"] == row.sender.as_str()
+                && (row.event == "typing"
+                    || l["text"] == String::from_utf8_lossy(&row.text).as_ref())
+        })
+        .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
     }
-    assert!(used.iter().all(|u| *u), "events beyond the truth file");
+    assert!(free.all_taken(), "events beyond the truth file");
     let lines = check_jsonl(
         "fixtures/real/john-ekg-login.pcap",
         "fixtures/real/john-ekg-login.expected.jsonl",

@@ -14,7 +14,7 @@ use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_spl
 use support::golden::{check_jsonl, check_pcap, imscan};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
-use support::truth::{read_truth, truth_time};
+use support::truth::{read_truth, truth_time, Matching};
 
 use sha2::{Digest, Sha256};
 
@@ -671,22 +671,21 @@ fn real_icq_on_443_with_gaps_matches_truth() {
         cfg(),
     );
     assert_eq!(stats.gaps, 2);
-    let mut used = vec![false; events.len()];
+    let mut free = Matching::new(&events);
     for row in &rows {
         let want_event = !(row.event == "typing" && row.text == b"typing-finished");
         let kind = match row.event.as_str() {
             "message" => Kind::Message,
             _ => Kind::Typing,
         };
-        let found = events.iter().enumerate().position(|(i, e)| {
+        let found = free.take(|e| {
             let outgoing = e.client == row.src;
             let peer = if outgoing {
                 &row.recipient
             } else {
                 &row.sender
             };
-            !used[i]
-                && e.frames.1 == row.frame
+            e.frames.1 == row.frame
                 && e.time.epoch_micros_string() == row.timestamp
                 && e.kind == kind
                 && (e.client == row.src || e.client == row.dst)
@@ -696,16 +695,11 @@ fn real_icq_on_443_with_gaps_matches_truth() {
                         == Some(&*html_to_text(&String::from_utf8_lossy(&row.text))))
         });
         match (found, want_event) {
-            (Some(i), true) => used[i] = true,
-            (None, false) => {}
+            (Some(_), true) | (None, false) => {}
             (f, _) => panic!("row {row:?}: found {f:?}\n{:#?}", essence(&events)),
         }
     }
-    assert!(
-        used.iter().all(|u| *u),
-        "extra events: {:#?}",
-        essence(&events)
-    );
+    assert!(free.all_taken(), "extra events: {:#?}", essence(&events));
     // The local UIN is in the capture after all: own user info (0001/000F,
     // frame 19, tshark shows it as the buddy name 157901844).
     assert!(events
@@ -1067,7 +1061,7 @@ fn binary_real_icq_capture_finds_every_truth_event() {
     let rows = read_truth(include_str!(
         "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
     ));
-    let mut used = vec![false; lines.len()];
+    let mut free = Matching::new(&lines);
     for row in rows.iter().filter(|r| r.text != b"typing-finished") {
         let outgoing = row.src.port() == 63357;
         let peer = if outgoing {
@@ -1076,22 +1070,17 @@ fn binary_real_icq_capture_finds_every_truth_event() {
             &row.sender
         };
         let text = html_to_text(&String::from_utf8_lossy(&row.text)).into_owned();
-        let i = lines
-            .iter()
-            .enumerate()
-            .position(|(i, l)| {
-                !used[i]
-                    && l["frames"][1] == row.frame
-                    && l["time"] == truth_time(&row.timestamp).as_str()
-                    && l["kind"] == row.event.as_str()
-                    && l["outgoing"] == outgoing
-                    && l["remote_id"] == peer.as_str()
-                    && (row.event == "typing" || l["text"] == text.as_str())
-            })
-            .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
-        used[i] = true;
+        free.take(|l| {
+            l["frames"][1] == row.frame
+                && l["time"] == truth_time(&row.timestamp).as_str()
+                && l["kind"] == row.event.as_str()
+                && l["outgoing"] == outgoing
+                && l["remote_id"] == peer.as_str()
+                && (row.event == "typing" || l["text"] == text.as_str())
+        })
+        .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
     }
-    assert!(used.iter().all(|u| *u), "events beyond the truth file");
+    assert!(free.all_taken(), "events beyond the truth file");
 }
 
 #[test]

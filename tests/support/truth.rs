@@ -97,7 +97,7 @@ fn bare(j: &str) -> &str {
 /// `events`: same frame, direction, kind, text and ids. Returns the rows
 /// that no event matched and the events no row matched.
 pub fn compare(events: &[Event], rows: &[TruthRow]) -> (Vec<TruthRow>, Vec<Event>) {
-    let mut used = vec![false; events.len()];
+    let mut free = Matching::new(events);
     let mut missing = Vec::new();
     for row in rows {
         let kind = match row.event.as_str() {
@@ -106,12 +106,12 @@ pub fn compare(events: &[Event], rows: &[TruthRow]) -> (Vec<TruthRow>, Vec<Event
             "typing" => Kind::Typing,
             _ => continue,
         };
-        let found = events.iter().enumerate().position(|(i, e)| {
+        let found = free.take(|e| {
             let at_frame = match row.released_at {
                 Some(f) => e.frames == (row.frame, f),
                 None => e.frames.1 == row.frame && e.time.epoch_micros_string() == row.timestamp,
             };
-            if used[i] || !at_frame || e.kind != kind || !same_text(e, row) {
+            if !at_frame || e.kind != kind || !same_text(e, row) {
                 return false;
             }
             let c2s = e.client == row.src && e.server == row.dst;
@@ -130,17 +130,11 @@ pub fn compare(events: &[Event], rows: &[TruthRow]) -> (Vec<TruthRow>, Vec<Event
             };
             sender_ok && recipient_ok
         });
-        match found {
-            Some(i) => used[i] = true,
-            None => missing.push(row.clone()),
+        if found.is_none() {
+            missing.push(row.clone());
         }
     }
-    let extra = events
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| !**u)
-        .map(|(e, _)| e.clone())
-        .collect();
+    let extra = free.untaken().cloned().collect();
     (missing, extra)
 }
 
@@ -213,3 +207,40 @@ pub fn truth_row(e: &Event) -> String {
 }
 
 pub const TRUTH_HEADER: &str = "frame\ttimestamp\tsrc\tdst\tevent\tsender\trecipient\ttext";
+
+/// Items (events, JSON lines) that truth rows have not matched yet: each
+/// row takes the first free item it matches, so no item serves two rows.
+pub struct Matching<'a, T> {
+    items: &'a [T],
+    used: Vec<bool>,
+}
+
+impl<'a, T> Matching<'a, T> {
+    pub fn new(items: &'a [T]) -> Matching<'a, T> {
+        Matching {
+            items,
+            used: vec![false; items.len()],
+        }
+    }
+
+    /// Take the first free item `matches` accepts; its index.
+    pub fn take(&mut self, matches: impl Fn(&T) -> bool) -> Option<usize> {
+        let i = (0..self.items.len()).find(|&i| !self.used[i] && matches(&self.items[i]))?;
+        self.used[i] = true;
+        Some(i)
+    }
+
+    /// Every item was taken by some row.
+    pub fn all_taken(&self) -> bool {
+        self.used.iter().all(|u| *u)
+    }
+
+    /// The items no row took.
+    pub fn untaken(&self) -> impl Iterator<Item = &'a T> + '_ {
+        self.items
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, u)| !**u)
+            .map(|(item, _)| item)
+    }
+}
