@@ -5,7 +5,7 @@ mod support;
 
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
-use support::decode::{check_every_split, run_steps, Flow, Seen, Step};
+use support::decode::{apply_edits, check_every_split, run_steps, Flow, Seen, Step};
 use support::golden::{check_binary, check_decoded, check_sinks};
 use support::packet::{pcap_of, Conversation};
 use support::stages::pipeline;
@@ -857,18 +857,7 @@ mod mutations {
             syn in any::<bool>(),
         ) {
             let mut steps = stream();
-            for (pos, byte, op) in edits {
-                let n = steps.len();
-                let b = &mut steps[pos % n].1;
-                if b.is_empty() { continue; }
-                let at = (pos / n) % b.len();
-                match op {
-                    0 => b[at] = byte,
-                    1 => { b.insert(at, byte); }
-                    2 => { b.truncate(at); }
-                    _ => { let digits = b"4294967295"; b.splice(at..at, digits.iter().copied()); }
-                }
-            }
+            apply_edits(&mut steps, |s| &mut s.1, &edits, b"4294967295");
             let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, syn);
             for (i, (c, b)) in steps.iter().enumerate() {
                 f.at(i as i64).data(*c, b);

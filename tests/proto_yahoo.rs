@@ -5,7 +5,7 @@ mod support;
 
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
-use support::decode::{check_every_split, run_steps, Flow, Seen, Step};
+use support::decode::{apply_edits, check_every_split, run_steps, Flow, Seen, Step};
 use support::golden::{check_binary, check_decoded};
 use support::packet::{pcap_of, Conversation};
 
@@ -562,18 +562,7 @@ mod mutations {
             syn in any::<bool>(),
         ) {
             let mut steps = script();
-            for (pos, byte, op) in edits {
-                let n = steps.len();
-                let b = &mut steps[pos % n].2;
-                if b.is_empty() { continue; }
-                let at = (pos / n) % b.len();
-                match op {
-                    0 => b[at] = byte,
-                    1 => { b.insert(at, byte); }
-                    2 => { b.truncate(at); }
-                    _ => { b.splice(at..at, [0xFF, 0xFF, 0xC0, 0x80]); }
-                }
-            }
+            apply_edits(&mut steps, |s| &mut s.2, &edits, &[0xFF, 0xFF, 0xC0, 0x80]);
             let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, syn);
             for (i, (c, t, b)) in steps.iter().enumerate() {
                 f.at(*t).data(*c, b);

@@ -468,3 +468,32 @@ pub fn check_buffering(
     }
     Ok(())
 }
+
+/// Hostile input: apply `edits` (position, byte, operation) to the bytes
+/// `bytes` picks out of each step. A position picks the step (modulo their
+/// number), then the offset in it; operation 0 overwrites the byte there, 1
+/// inserts `byte` before it, 2 truncates there, and any other splices in
+/// `splice` (bytes that stress the protocol's length fields).
+pub fn apply_edits<T>(
+    steps: &mut [T],
+    bytes: impl Fn(&mut T) -> &mut Vec<u8>,
+    edits: &[(usize, u8, u8)],
+    splice: &[u8],
+) {
+    let n = steps.len();
+    for &(pos, byte, op) in edits {
+        let b = bytes(&mut steps[pos % n]);
+        if b.is_empty() {
+            continue;
+        }
+        let at = (pos / n) % b.len();
+        match op {
+            0 => b[at] = byte,
+            1 => b.insert(at, byte),
+            2 => b.truncate(at),
+            _ => {
+                b.splice(at..at, splice.iter().copied());
+            }
+        }
+    }
+}
