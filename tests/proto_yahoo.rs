@@ -34,6 +34,22 @@ fn packet(service: u16, status: u32, session: u32, pairs: &[(u32, &[u8])]) -> Ve
 
 const SID: u32 = 0x0042_1337;
 
+/// Bob's typing notification to alice: `state` "1" starts, "0" stops.
+fn typing_from_bob(state: &[u8]) -> Vec<u8> {
+    packet(
+        0x4B,
+        0x16,
+        SID,
+        &[
+            (5, b"alice_y"),
+            (4, b"bob_y"),
+            (14, b" "),
+            (13, state),
+            (49, b"TYPING"),
+        ],
+    )
+}
+
 fn script() -> Vec<Step> {
     vec![
         // Login: AUTH (session 0) then AUTHRESP.
@@ -96,38 +112,8 @@ fn script() -> Vec<Step> {
             ),
         ),
         // Typing start (event) and stop (no event), both directions.
-        (
-            false,
-            104,
-            packet(
-                0x4B,
-                0x16,
-                SID,
-                &[
-                    (5, b"alice_y"),
-                    (4, b"bob_y"),
-                    (14, b" "),
-                    (13, b"1"),
-                    (49, b"TYPING"),
-                ],
-            ),
-        ),
-        (
-            false,
-            105,
-            packet(
-                0x4B,
-                0x16,
-                SID,
-                &[
-                    (5, b"alice_y"),
-                    (4, b"bob_y"),
-                    (14, b" "),
-                    (13, b"0"),
-                    (49, b"TYPING"),
-                ],
-            ),
-        ),
+        (false, 104, typing_from_bob(b"1")),
+        (false, 105, typing_from_bob(b"0")),
         (
             true,
             106,
