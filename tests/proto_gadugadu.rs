@@ -10,10 +10,10 @@ use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
 use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_split, Flow};
-use support::golden::{check_jsonl, check_pcap};
+use support::golden::{check_capture, check_pcap};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
-use support::truth::{read_truth, truth_time, Matching};
+use support::truth::{truth_of, truth_time, Matching};
 
 const C: &str = "192.0.2.20:50000";
 const S: &str = "198.51.100.2:8074";
@@ -411,9 +411,7 @@ fn other_binary_protocols_are_not_gadu_gadu() {
 /// text; `typing-finished` (length 0) and the login row are not events.
 #[test]
 fn real_gg11_libgadu_matches_truth() {
-    let rows = read_truth(include_str!(
-        "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
-    ));
+    let rows = truth_of("fixtures/real/gg11-finch-libgadu-fakeserver-public");
     let (events, stats) = pipeline(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -592,14 +590,8 @@ proptest! {
 
 #[test]
 fn binary_real_gg_captures_find_every_truth_event() {
-    let lines = check_jsonl(
-        "fixtures/real/gg11-finch-libgadu-fakeserver-public.pcap",
-        "fixtures/real/gg11-finch-libgadu-fakeserver-public.expected.jsonl",
-    )
-    .lines();
-    let rows = read_truth(include_str!(
-        "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
-    ));
+    let lines = check_capture("fixtures/real/gg11-finch-libgadu-fakeserver-public").lines();
+    let rows = truth_of("fixtures/real/gg11-finch-libgadu-fakeserver-public");
     let mut free = Matching::new(&lines);
     for row in rows
         .iter()
@@ -625,11 +617,7 @@ fn binary_real_gg_captures_find_every_truth_event() {
         .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
     }
     assert!(free.all_taken(), "events beyond the truth file");
-    let lines = check_jsonl(
-        "fixtures/real/john-ekg-login.pcap",
-        "fixtures/real/john-ekg-login.expected.jsonl",
-    )
-    .lines();
+    let lines = check_capture("fixtures/real/john-ekg-login").lines();
     assert!(lines.is_empty());
 }
 
@@ -640,11 +628,7 @@ fn binary_generated_gg_captures() {
         ("gg6-cp1250-443", 3),
         ("gg8-midstream-gap-8074", 9),
     ] {
-        let lines = check_jsonl(
-            &format!("fixtures/gadugadu/{case}.pcap"),
-            &format!("fixtures/gadugadu/{case}.expected.jsonl"),
-        )
-        .lines();
+        let lines = check_capture(&format!("fixtures/gadugadu/{case}")).lines();
         assert_eq!(lines.len(), n, "{case}");
         assert!(lines.iter().all(|l| l["protocol"] == "gadugadu"));
     }

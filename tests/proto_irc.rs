@@ -15,7 +15,7 @@ use support::decode::{
 use support::golden::{check_generated, check_jsonl, read_text};
 use support::packet::{Conversation as Script, Side as PSide};
 use support::stages::{pipeline, replay};
-use support::truth::{compare, is_echo, read_truth};
+use support::truth::{compare, is_echo, truth_of};
 
 const C: &str = "192.0.2.10:41000";
 const S: &str = "198.51.100.1:6667";
@@ -620,7 +620,7 @@ fn check_real(name: &str, capture: Option<&str>, not_decodable: &[u64]) {
             (r.events, r.stats)
         }
     };
-    let rows = read_truth(&read_text(&format!("fixtures/real/{name}.truth.tsv")));
+    let rows = truth_of(&format!("fixtures/real/{name}"));
     let (missing, extra) = compare(&events, &rows);
     let wanted = rows
         .iter()

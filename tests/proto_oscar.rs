@@ -11,10 +11,10 @@ use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
 use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_split, Flow};
-use support::golden::{check_jsonl, check_pcap, imscan};
+use support::golden::{check_capture, check_pcap, imscan};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
-use support::truth::{read_truth, truth_time, Matching};
+use support::truth::{truth_of, truth_time, Matching};
 
 use sha2::{Digest, Sha256};
 
@@ -660,9 +660,7 @@ fn oft_without_carve_dir_still_reports() {
 /// starts are). `?` ids are ones the truth could not name.
 #[test]
 fn real_icq_on_443_with_gaps_matches_truth() {
-    let rows = read_truth(include_str!(
-        "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
-    ));
+    let rows = truth_of("fixtures/real/ndpi-oscar-icq-port443");
     let (events, stats) = pipeline(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1053,14 +1051,8 @@ proptest! {
 
 #[test]
 fn binary_real_icq_capture_finds_every_truth_event() {
-    let lines = check_jsonl(
-        "fixtures/real/ndpi-oscar-icq-port443.pcap",
-        "fixtures/real/ndpi-oscar-icq-port443.expected.jsonl",
-    )
-    .lines();
-    let rows = read_truth(include_str!(
-        "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
-    ));
+    let lines = check_capture("fixtures/real/ndpi-oscar-icq-port443").lines();
+    let rows = truth_of("fixtures/real/ndpi-oscar-icq-port443");
     let mut free = Matching::new(&lines);
     for row in rows.iter().filter(|r| r.text != b"typing-finished") {
         let outgoing = row.src.port() == 63357;
@@ -1091,21 +1083,13 @@ fn binary_generated_oscar_captures() {
         "oft-transfer-5190",
         "oft-transfer-midstream-443",
     ] {
-        let lines = check_jsonl(
-            &format!("fixtures/oscar/{case}.pcap"),
-            &format!("fixtures/oscar/{case}.expected.jsonl"),
-        )
-        .lines();
+        let lines = check_capture(&format!("fixtures/oscar/{case}")).lines();
         assert!(!lines.is_empty(), "{case}");
         assert!(lines.iter().all(|l| l["protocol"] == "oscar"));
     }
     // The merge stage resolves the BOS connection's cookie with the login
     // connection's identity fact: every BOS event names the UIN.
-    let lines = check_jsonl(
-        "fixtures/oscar/icq-login-bos-5190.pcap",
-        "fixtures/oscar/icq-login-bos-5190.expected.jsonl",
-    )
-    .lines();
+    let lines = check_capture("fixtures/oscar/icq-login-bos-5190").lines();
     assert_eq!(lines.len(), 10);
     assert!(
         lines.iter().all(|l| l["local_id"] == "123456789"),

@@ -14,10 +14,10 @@ use support::decode::{
     check_buffering, check_cut_anywhere, essence, harness_conversation, harness_split_invariance,
     run_random_chunks, run_split, Flow,
 };
-use support::golden::{check_generated, check_jsonl, read_text};
+use support::golden::{check_generated, check_jsonl};
 use support::packet::{Conversation as Script, Side as PSide};
 use support::stages::pipeline;
-use support::truth::{compare, is_echo, read_truth};
+use support::truth::{compare, is_echo, truth_of};
 
 const C: &str = "192.0.2.21:52236";
 const S: &str = "198.51.100.1:5222";
@@ -503,7 +503,7 @@ fn check_real(name: &str, file: &str, released: &[(u64, u64)]) -> ProtoStats {
     )
     .events();
     let (_, stats) = pipeline(&format!("fixtures/real/{file}"), cfg());
-    let mut rows = read_truth(&read_text(&format!("fixtures/real/{name}.truth.tsv")));
+    let mut rows = truth_of(&format!("fixtures/real/{name}"));
     for row in &mut rows {
         row.released_at = released
             .iter()

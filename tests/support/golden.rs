@@ -140,6 +140,11 @@ pub fn check_jsonl(capture: &str, expected: &str) -> Jsonl {
     run
 }
 
+/// [`check_jsonl`] for `<stem>.pcap` and `<stem>.expected.jsonl`.
+pub fn check_capture(stem: &str) -> Jsonl {
+    check_jsonl(&format!("{stem}.pcap"), &format!("{stem}.expected.jsonl"))
+}
+
 /// `imscan -F imspector -o DIR <capture>` at every count of [`THREADS`]
 /// writes the log tree flattened in `expected` (see [`flatten_tree`]).
 pub fn check_imspector(capture: &str, expected: &str) {
@@ -169,9 +174,8 @@ pub fn check_imspector(capture: &str, expected: &str) {
 /// `<stem>.expected.jsonl` (`stem` from the crate root). Returns the
 /// events read back.
 pub fn check_generated(stem: &str, convs: &[Conversation]) -> Vec<Event> {
-    let pcap = format!("{stem}.pcap");
-    check_pcap(&pcap, &pcap_of(convs));
-    check_jsonl(&pcap, &format!("{stem}.expected.jsonl")).events()
+    check_pcap(&format!("{stem}.pcap"), &pcap_of(convs));
+    check_capture(stem).events()
 }
 
 /// The events as the JSON Lines sink writes them (input named `input`).
@@ -338,7 +342,6 @@ pub fn check_decoded(stem: &str, bytes: &[u8]) -> Vec<Event> {
 /// IMSpector tree, `<stem>.imspector.txt`, at every thread count. Returns
 /// the exit code (0 clean, 1 damaged input such as lost segments).
 pub fn check_binary(stem: &str) -> i32 {
-    let pcap = format!("{stem}.pcap");
-    check_imspector(&pcap, &format!("{stem}.imspector.txt"));
-    check_jsonl(&pcap, &format!("{stem}.expected.jsonl")).code
+    check_imspector(&format!("{stem}.pcap"), &format!("{stem}.imspector.txt"));
+    check_capture(stem).code
 }

@@ -26,6 +26,11 @@ pub struct TruthRow {
     pub released_at: Option<u64>,
 }
 
+/// The rows of `<stem>.truth.tsv` (`stem` from the crate root).
+pub fn truth_of(stem: &str) -> Vec<TruthRow> {
+    read_truth(&super::golden::read_text(&format!("{stem}.truth.tsv")))
+}
+
 /// Undo the truth files' escaping (`\n`, `\t`, `\\`, `\xNN`).
 fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
