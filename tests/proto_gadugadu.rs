@@ -9,7 +9,9 @@ mod support;
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_split, Flow};
+use support::decode::{
+    as_refs, check_cut_anywhere, essence, run_mutated, run_split, run_with_hole, Flow,
+};
 use support::golden::{check_capture, check_pcap};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
@@ -368,18 +370,7 @@ fn midstream_and_arbitrary_ports() {
 fn gap_inside_a_packet_resyncs_on_the_next_ones() {
     let script = gg8_session();
     for (victim, client) in [(4usize, true), (7, false)] {
-        let mut f = Flow::new(cfg(), C, S, true);
-        for (i, (c, b)) in script.iter().enumerate() {
-            if i == victim {
-                f.data(*c, &b[..12]);
-                f.gap(*c, 10);
-                f.data(*c, &b[22..]);
-            } else {
-                f.data(*c, b);
-            }
-        }
-        f.close();
-        let ev = f.events();
+        let ev = run_with_hole(cfg(), C, S, &script, victim, 12..22);
         assert_eq!(ev.len(), 9, "victim {victim}: {:#?}", essence(&ev));
         let flagged: Vec<_> = ev.iter().filter(|e| e.flags.gap_before).collect();
         assert_eq!(flagged.len(), 1);

@@ -10,7 +10,9 @@ use imscan::event::{Event, IdentityFact, Kind, LocalId, Protocol};
 use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use support::decode::{as_refs, check_cut_anywhere, essence, run_mutated, run_split, Flow};
+use support::decode::{
+    as_refs, check_cut_anywhere, essence, run_mutated, run_split, run_with_hole, Flow,
+};
 use support::golden::{check_capture, check_pcap, imscan};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
@@ -425,21 +427,12 @@ fn midstream_on_port_443_decides_roles_from_icbms() {
 fn gap_inside_a_flap_resyncs_on_the_next_units() {
     let script = bos_connection();
     for dir_client in [true, false] {
-        let mut f = Flow::new(cfg(), C, S, true);
-        let mut cut_done = false;
-        for (c, b) in &script {
-            if *c == dir_client && !cut_done && b.len() > 40 && b[7] == 4 {
-                // Lose the middle of the first ICBM of this direction.
-                f.data(*c, &b[..10]);
-                f.gap(*c, 20);
-                f.data(*c, &b[30..]);
-                cut_done = true;
-            } else {
-                f.data(*c, b);
-            }
-        }
-        f.close();
-        let ev = f.events();
+        // Lose the middle of the first ICBM of this direction.
+        let victim = script
+            .iter()
+            .position(|(c, b)| *c == dir_client && b.len() > 40 && b[7] == 4)
+            .unwrap();
+        let ev = run_with_hole(cfg(), C, S, &script, victim, 10..30);
         // One message lost; everything after it decoded, the first one after
         // the gap flagged.
         assert_eq!(ev.len(), 8, "client side {dir_client}: {:#?}", essence(&ev));

@@ -497,3 +497,28 @@ pub fn apply_edits<T>(
         }
     }
 }
+
+/// `script` (SYN seen) with bytes `lost` of element `victim` never
+/// delivered: the rest of that element follows a gap of their length.
+/// Returns the events.
+pub fn run_with_hole(
+    config: ProtoConfig,
+    client: &str,
+    server: &str,
+    script: &[(bool, Vec<u8>)],
+    victim: usize,
+    lost: std::ops::Range<usize>,
+) -> Vec<Event> {
+    let mut f = Flow::new(config, client, server, true);
+    for (i, (c, b)) in script.iter().enumerate() {
+        if i == victim {
+            f.data(*c, &b[..lost.start]);
+            f.gap(*c, lost.len() as u64);
+            f.data(*c, &b[lost.end..]);
+        } else {
+            f.data(*c, b);
+        }
+    }
+    f.close();
+    f.events()
+}
