@@ -972,9 +972,13 @@ fn generated_midstream_capture_with_a_lost_segment() {
 
 #[test]
 fn binary_reproduces_every_msn_fixture_at_any_thread_count() {
-    assert_eq!(check_binary("fixtures/real/msnms"), 0);
-    assert_eq!(check_binary("fixtures/msn/switchboard"), 0);
-    assert_eq!(check_binary("fixtures/msn/gateway"), 0);
     // A lost segment is damage: processed, exit code 1.
-    assert_eq!(check_binary("fixtures/msn/midstream-gap"), 1);
+    for (stem, code) in [
+        ("fixtures/real/msnms", 0),
+        ("fixtures/msn/switchboard", 0),
+        ("fixtures/msn/gateway", 0),
+        ("fixtures/msn/midstream-gap", 1),
+    ] {
+        assert_eq!(check_binary(stem), code, "{stem}");
+    }
 }
