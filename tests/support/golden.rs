@@ -46,13 +46,21 @@ pub fn imscan() -> Command {
     c
 }
 
+/// Bless: replace `path` with `bytes` in one step (a rename), so a test
+/// reading it in parallel sees the old file or the new one, never half.
+fn write_whole(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension(format!("bless-{:?}", std::thread::current().id()));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Compare `expected` (from the crate root) with `got`, or write it when
 /// blessing.
 fn check_file(expected: &str, got: &[u8], what: &str) {
     let path = crate_path(expected);
     if bless() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, got).unwrap();
+        write_whole(&path, got);
     }
     let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{expected}: {e}"));
     assert!(
@@ -68,8 +76,7 @@ pub fn check_pcap(pcap: &str, bytes: &[u8]) -> String {
     assert!(bytes.len() < 1 << 20, "{pcap}: fixtures stay under 1 MB");
     let path = crate_path(pcap);
     if bless() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
+        write_whole(&path, bytes);
     }
     let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{pcap}: {e}"));
     assert!(
