@@ -10,7 +10,7 @@ use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
 use support::decode::{
-    as_refs, check_cut_anywhere, essence, run_mutated, run_split, run_with_hole, Flow,
+    as_refs, check_cut_anywhere, detect, essence, run_mutated, run_split, run_with_hole,
 };
 use support::golden::{check_capture, check_pcap};
 use support::packet::{pcap_of, Conversation, Side as Peer};
@@ -386,12 +386,14 @@ fn other_binary_protocols_are_not_gadu_gadu() {
         b"\x02\x00\x00\x00\xff\xff\xff\x7f",
         b"SSH-2.0-OpenSSH_9.6\r\n",
     ] {
-        let mut f = Flow::new(cfg(), C, "198.51.100.2:9999", true);
-        f.data(true, first);
-        f.data(false, first);
-        f.close();
-        assert!(f.events().is_empty());
-        assert_ne!(f.dec.protocol(), Some(Protocol::GaduGadu));
+        let (ev, found) = detect(
+            cfg(),
+            C,
+            "198.51.100.2:9999",
+            &[(true, first), (false, first)],
+        );
+        assert!(ev.is_empty());
+        assert_ne!(found, Some(Protocol::GaduGadu));
     }
 }
 

@@ -11,7 +11,7 @@ use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
 use support::decode::{
-    as_refs, check_cut_anywhere, essence, run_mutated, run_split, run_with_hole, Flow,
+    as_refs, check_cut_anywhere, detect, essence, run_mutated, run_split, run_with_hole, Flow,
 };
 use support::golden::{check_capture, check_pcap, imscan};
 use support::packet::{pcap_of, Conversation, Side as Peer};
@@ -463,12 +463,14 @@ fn not_oscar_is_not_detected() {
         b"GET / HTTP/1.1\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     ] {
-        let mut f = Flow::new(cfg(), C, "198.51.100.1:443", true);
-        f.data(false, first);
-        f.data(true, first);
-        f.close();
-        assert!(f.events().is_empty());
-        assert_ne!(f.dec.protocol(), Some(Protocol::Oscar));
+        let (ev, found) = detect(
+            cfg(),
+            C,
+            "198.51.100.1:443",
+            &[(false, first), (true, first)],
+        );
+        assert!(ev.is_empty());
+        assert_ne!(found, Some(Protocol::Oscar));
     }
 }
 

@@ -522,3 +522,19 @@ pub fn run_with_hole(
     f.close();
     f.events()
 }
+
+/// Deliver `script` (SYN seen) and close: the events, and the protocol the
+/// flow was detected as (None: not IM).
+pub fn detect(
+    config: ProtoConfig,
+    client: &str,
+    server: &str,
+    script: &[(bool, &[u8])],
+) -> (Vec<Event>, Option<imscan::event::Protocol>) {
+    let mut f = Flow::new(config, client, server, true);
+    for (c, b) in script {
+        f.data(*c, b);
+    }
+    f.close();
+    (f.events(), f.dec.protocol())
+}
