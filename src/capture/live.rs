@@ -21,15 +21,25 @@ use serde::Serialize;
 use super::{Batch, BatchData, BatchSource, FrameMeta, LinkType, SourceId};
 use crate::time::Timestamp;
 
-/// How long libpcap may hold packets before handing them over (ms); also how
-/// often the capture loop looks at the stop flag when the link is quiet.
-const READ_TIMEOUT_MS: i32 = 100;
+/// How long the kernel may hold packets in a partly filled ring block
+/// before handing them over (ms).
+const READ_TIMEOUT_MS: i32 = 50;
+/// How long the capture loop sleeps when the ring is empty: the latency it
+/// adds is far below the kernel's block timeout, the cost when quiet is a
+/// few hundred wake-ups a second.
+const IDLE_SLEEP: Duration = Duration::from_millis(2);
 /// A partly filled batch is handed over once its first frame is this old,
 /// so events reach the sinks well within a second.
 const BATCH_AGE: Duration = Duration::from_millis(100);
 /// On a quiet link, an empty batch carrying the host clock goes to
 /// processing this often, so idle flows close on time.
 const TICK_EVERY: Duration = Duration::from_millis(250);
+/// After a stop, packets the kernel already captured are read for at most
+/// this long.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+/// ... and stop early once the ring was empty this long after the stop
+/// (longer than the kernel's block timeout).
+const DRAIN_QUIET: Duration = Duration::from_millis(3 * READ_TIMEOUT_MS as u64);
 /// How often the kernel's drop counters are read.
 const KERNEL_STATS_EVERY: Duration = Duration::from_secs(1);
 /// Batches waiting for the evidence writer before new ones are dropped.
@@ -180,6 +190,11 @@ impl LiveCapture {
             .buffer_size(i32::try_from(opts.buffer_bytes).unwrap_or(i32::MAX))
             .timeout(READ_TIMEOUT_MS)
             .open()
+            .map_err(|e| open_error(iface, &e))?
+            // Non-blocking: with TPACKET_V3 a blocking read may never time
+            // out on a quiet link, and the loop must wake to send ticks and
+            // see the stop flag.
+            .setnonblock()
             .map_err(|e| open_error(iface, &e))?;
         let mut cap = cap;
         if let Some(expr) = &opts.filter {
@@ -296,7 +311,16 @@ impl CaptureLoop {
         let mut last_handover = Instant::now();
         let mut last_stats = Instant::now();
         let mut failure = None;
-        while !self.stop.load(Ordering::Relaxed) {
+        // After a stop, what the kernel already holds is still read, until
+        // the ring is empty or this deadline passes.
+        let mut drain_until: Option<Instant> = None;
+        loop {
+            if drain_until.is_none() && self.stop.load(Ordering::Relaxed) {
+                drain_until = Some(Instant::now() + DRAIN_FOR);
+            }
+            if drain_until.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
             match cap.next_packet() {
                 Ok(p) => {
                     index += 1;
@@ -320,7 +344,16 @@ impl CaptureLoop {
                     });
                     filling.data.extend_from_slice(p.data);
                 }
-                Err(pcap::Error::TimeoutExpired) => {}
+                // Nothing waiting (non-blocking mode reports it so).
+                // While draining, the ring counts as empty once the kernel
+                // had time to retire its partly filled block.
+                Err(pcap::Error::TimeoutExpired)
+                    if drain_until
+                        .is_some_and(|t| t - Instant::now() < DRAIN_FOR - DRAIN_QUIET) =>
+                {
+                    break
+                }
+                Err(pcap::Error::TimeoutExpired) => std::thread::sleep(IDLE_SLEEP),
                 Err(e) => {
                     failure = Some(format!("capture stopped: {e}"));
                     break;

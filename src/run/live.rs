@@ -29,6 +29,9 @@ const QUEUE_BATCHES: usize = 64;
 /// Test-only: milliseconds to sleep after each processed batch, to make
 /// processing fall behind on purpose (the overload test).
 const SLOW_ENV: &str = "IMSCAN_TEST_SLOW_MS";
+/// Test-only: batches the queue holds (default [`QUEUE_BATCHES`]), so the
+/// overload test overflows it quickly.
+const QUEUE_ENV: &str = "IMSCAN_TEST_QUEUE_BATCHES";
 
 /// What a live run adds to [`Output`].
 pub(super) struct LiveState {
@@ -76,7 +79,10 @@ pub(super) fn run(
         promisc: !cli.no_promisc,
         batch_frames: plan.engine.batch_frames,
         batch_bytes: plan.engine.batch_bytes,
-        queue_batches: QUEUE_BATCHES,
+        queue_batches: std::env::var(QUEUE_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(QUEUE_BATCHES),
         write: cli.write.clone(),
         rotate_bytes: cli.rotate_size.saturating_mul(1 << 20),
     };
