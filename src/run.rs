@@ -96,9 +96,9 @@ fn plan(cli: &Cli) -> Result<Plan, RunError> {
                 "-i reads a live interface: give either -i or capture files, not both".into(),
             ));
         }
-    } else if cli.filter.is_some() {
+    } else if cli.filter.is_some() && !cfg!(feature = "live") {
         return Err(RunError(
-            "-f/--filter on capture files is not supported yet; filter live captures (-i) or pre-filter with tcpdump -r IN -w OUT EXPR".into(),
+            "-f/--filter needs libpcap: rebuild with `cargo build --release --features live` (needs libpcap-dev)".into(),
         ));
     } else if cli.write.is_some() || cli.status_interval.is_some() {
         return Err(RunError(
@@ -180,6 +180,12 @@ fn plan(cli: &Cli) -> Result<Plan, RunError> {
     };
     if let Some(t) = cli.threads {
         engine.threads = usize::from(t);
+    }
+    #[cfg(feature = "live")]
+    if let (Some(expr), None) = (&cli.filter, &cli.interface) {
+        engine.frame_filter = Some(std::sync::Arc::new(
+            crate::capture::live::BpfFrameFilter::new(expr).map_err(|e| RunError(e.0))?,
+        ));
     }
     let policy = Policy::load(
         cli.badwords.as_deref(),
@@ -386,6 +392,7 @@ struct Output {
     policy: Policy,
     sink: Box<dyn Sink>,
     /// How to open the sink again (SIGHUP in a live run).
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     spec: SinkSpec,
     /// Counters of sinks closed by a reopen, added to the current sink's.
     retired_counters: Vec<(&'static str, u64)>,
@@ -576,5 +583,28 @@ impl EngineOutput for Output {
 
     fn input_done(&mut self, size: u64) {
         self.progress_base += size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[cfg(not(feature = "live"))]
+    #[test]
+    fn interface_without_the_live_feature_says_how_to_build_and_exits_2() {
+        let cli = Cli::try_parse_from(["imscan", "-i", "eth0"]).unwrap();
+        let err = plan(&cli).err().expect("-i needs the feature").0;
+        assert!(err.contains("--features live"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert_eq!(main(cli), Exit::Usage);
+    }
+
+    #[test]
+    fn live_only_flags_on_files_are_usage_errors() {
+        let cli = Cli::try_parse_from(["imscan", "-w", "x.pcap", "in.pcap"]).unwrap();
+        let err = plan(&cli).err().expect("-w needs -i").0;
+        assert!(err.contains("live capture (-i) only"), "{err}");
     }
 }

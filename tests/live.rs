@@ -246,6 +246,11 @@ fn offline(files: &[&str]) -> Vec<String> {
 
 /// The `"live"` counters from `--stats` on stderr.
 fn live_counters(stderr: &str) -> serde_json::Value {
+    counters(stderr)["live"].clone()
+}
+
+/// Every counter from `--stats` on stderr.
+fn counters(stderr: &str) -> serde_json::Value {
     let start = stderr
         .find("\n{")
         .map(|i| i + 1)
@@ -254,7 +259,7 @@ fn live_counters(stderr: &str) -> serde_json::Value {
     let json = &stderr[start..];
     let end = json.find("\n}").expect("end of the stats JSON") + 2;
     let v: serde_json::Value = serde_json::from_str(&json[..end]).expect("stats JSON");
-    v["counters"]["live"].clone()
+    v["counters"].clone()
 }
 
 fn n(v: &serde_json::Value, k: &str) -> u64 {
@@ -439,4 +444,73 @@ fn interface_and_files_together_is_a_usage_error() {
         .expect("running imscan");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("either -i or capture files"));
+}
+
+#[test]
+fn quiet_link_still_closes_idle_flows() {
+    // The flow of this capture never ends (no FIN, no RST): offline, only
+    // the end of input closes it. Live, the host clock runs on while the
+    // link is quiet and closes it after --idle-timeout.
+    const OPEN: &str = "fixtures/irc/irc-80-midstream.pcap";
+    let off = Command::new(IMSCAN)
+        .args(["--stats", "--idle-timeout", "1", "-F", "jsonl"])
+        .arg(fixture(OPEN))
+        .output()
+        .expect("offline imscan");
+    let off = counters(&String::from_utf8_lossy(&off.stderr));
+    assert_eq!(n(&off["tcp"], "closed_idle"), 0, "{off}");
+    assert_eq!(n(&off["tcp"], "closed_end_of_input"), 1, "{off}");
+
+    let Some(ns) = Netns::new("idle") else { return };
+    let imscan = ns.imscan(
+        &[
+            "--stats",
+            "--idle-timeout",
+            "1",
+            "-F",
+            "jsonl",
+            "-o",
+            "/dev/null",
+        ],
+        &[],
+    );
+    ns.replay(OPEN, 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, stderr) = imscan.stop();
+    let live = counters(&stderr);
+    assert_eq!(n(&live["tcp"], "closed_idle"), 1, "{live}");
+    assert_eq!(n(&live["tcp"], "closed_end_of_input"), 0, "{live}");
+}
+
+#[test]
+fn bpf_filter_applies_to_files_too() {
+    let run = |filter: Option<&str>| {
+        let mut cmd = Command::new(IMSCAN);
+        cmd.args(["-F", "jsonl", "--stats"]);
+        if let Some(f) = filter {
+            cmd.args(["-f", f]);
+        }
+        let out = cmd.arg(fixture(IRC)).output().expect("imscan");
+        assert_eq!(out.status.code(), Some(0));
+        let stats = counters(&String::from_utf8_lossy(&out.stderr));
+        (
+            projection(&String::from_utf8_lossy(&out.stdout)),
+            n(&stats, "deselected"),
+        )
+    };
+    let (all, none_deselected) = run(None);
+    assert!(!all.is_empty());
+    assert_eq!(none_deselected, 0);
+    assert_eq!(run(Some("tcp port 6667")).0, all);
+    let (other, deselected) = run(Some("tcp port 5222"));
+    assert!(other.is_empty());
+    assert!(deselected > 0);
+    let bad = Command::new(IMSCAN)
+        .args(["-f", "tcp port"])
+        .arg(fixture(IRC))
+        .output()
+        .expect("imscan");
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -603,6 +603,65 @@ impl EvidenceWriter {
     }
 }
 
+/// `-f EXPR` on capture files: the expression compiled by libpcap once per
+/// link type met (a BPF program depends on the link header it starts from).
+/// A link type the expression cannot be compiled for keeps none of its
+/// frames (a filter means "only these"), and says so once.
+pub struct BpfFrameFilter {
+    expr: String,
+    programs: std::sync::Mutex<std::collections::HashMap<u32, Option<pcap::BpfProgram>>>,
+}
+
+impl std::fmt::Debug for BpfFrameFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BpfFrameFilter")
+            .field("expr", &self.expr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BpfFrameFilter {
+    /// Checks the expression by compiling it for Ethernet.
+    pub fn new(expr: &str) -> Result<BpfFrameFilter, LiveError> {
+        let f = BpfFrameFilter {
+            expr: expr.to_string(),
+            programs: Default::default(),
+        };
+        let program = f
+            .compile(LinkType::ETHERNET)
+            .map_err(|e| LiveError(format!("--filter `{expr}`: {e}")))?;
+        f.programs
+            .lock()
+            .expect("filter lock")
+            .insert(LinkType::ETHERNET.0, Some(program));
+        Ok(f)
+    }
+
+    fn compile(&self, link: LinkType) -> Result<pcap::BpfProgram, pcap::Error> {
+        let dl = pcap::Linktype(i32::try_from(link.0).unwrap_or(-1));
+        pcap::Capture::dead(dl)?.compile(&self.expr, true)
+    }
+}
+
+impl super::FrameFilter for BpfFrameFilter {
+    fn keep(&self, frame: &super::Frame<'_>) -> bool {
+        let mut programs = self.programs.lock().expect("filter lock");
+        let program = programs.entry(frame.link_type.0).or_insert_with(|| {
+            match self.compile(frame.link_type) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!(
+                        "imscan: warning: --filter `{}` does not apply to link type {}: {e}; its frames are skipped",
+                        self.expr, frame.link_type.0
+                    );
+                    None
+                }
+            }
+        });
+        program.as_ref().is_some_and(|p| p.filter(frame.data))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,6 +730,36 @@ mod tests {
         assert_eq!(sizes, [24 + 2 * 116, 24 + 2 * 116, 24 + 116]);
         assert_eq!(counters.snapshot().files_written, 2);
         assert!(!dir.path().join("ev.pcap.3").exists());
+    }
+
+    #[test]
+    fn bpf_filter_keeps_only_matching_frames() {
+        use crate::capture::FrameFilter;
+        // Ethernet + IPv4 + TCP 40000 -> 6667, no payload.
+        let mut pkt = vec![0u8; 12];
+        pkt.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![
+            0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip.extend_from_slice(&40000u16.to_be_bytes());
+        ip.extend_from_slice(&6667u16.to_be_bytes());
+        ip.extend_from_slice(&[0; 8]);
+        ip.extend_from_slice(&[0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        pkt.extend_from_slice(&ip);
+        let frame = |link| super::super::Frame {
+            source: 0,
+            index: 1,
+            ts: Timestamp(0),
+            link_type: link,
+            data: &pkt,
+            orig_len: pkt.len() as u32,
+        };
+        let irc = BpfFrameFilter::new("tcp port 6667").unwrap();
+        let xmpp = BpfFrameFilter::new("tcp port 5222").unwrap();
+        assert!(irc.keep(&frame(LinkType::ETHERNET)));
+        assert!(!xmpp.keep(&frame(LinkType::ETHERNET)));
+        let bad = BpfFrameFilter::new("tcp port").unwrap_err().to_string();
+        assert!(bad.starts_with("--filter `tcp port`: "), "{bad}");
     }
 
     #[test]

@@ -173,3 +173,10 @@ impl BatchSource for CaptureReader {
         self.stats().bytes_read
     }
 }
+
+/// Decides, frame by frame, whether a frame is analysed at all (`-f EXPR`
+/// on capture files: a BPF program compiled by libpcap). Frames it rejects
+/// are counted as deselected.
+pub trait FrameFilter: Send + Sync + std::fmt::Debug {
+    fn keep(&self, frame: &Frame<'_>) -> bool;
+}

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{
-    Batch, BatchSource, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameRef,
-    InputSummary, ReadOptions, SourceId,
+    Batch, BatchSource, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameFilter,
+    FrameRef, InputSummary, ReadOptions, SourceId,
 };
 use crate::event::{Event, IdentityFact, LocalId};
 use crate::net::{NetConfig, NetDecoder, NetStats, Packet, Selection};
@@ -105,6 +105,8 @@ pub struct EngineConfig {
     /// Reassemble every stream and discard the bytes, decoding nothing: a
     /// measure of the stages below proto (benchmarks).
     pub reassemble_only: bool,
+    /// Frames it rejects are not analysed (`-f EXPR` on files).
+    pub frame_filter: Option<Arc<dyn FrameFilter>>,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +124,7 @@ impl Default for EngineConfig {
             hash_inputs: false,
             streams_dir: None,
             reassemble_only: false,
+            frame_filter: None,
         }
     }
 }
@@ -133,7 +136,8 @@ pub struct RunStats {
     pub net: NetStats,
     pub tcp: TcpStats,
     pub proto: ProtoStats,
-    /// Segments outside the `--host/--net/--port` selection.
+    /// Segments outside the `--host/--net/--port` selection, and frames
+    /// rejected by `-f EXPR` on files.
     pub deselected: u64,
     /// Events emitted, after the merge.
     pub events: u64,
@@ -172,6 +176,7 @@ struct Work {
 struct Reader {
     net: NetDecoder,
     selection: Selection,
+    filter: Option<Arc<dyn FrameFilter>>,
     deselected: u64,
     /// The last frame decoded, across batches: an empty batch that only
     /// advances the clock is attributed to it.
@@ -185,6 +190,10 @@ impl Reader {
         let mut end = None;
         for frame in batch.iter() {
             end = Some((frame.ts, frame.frame_ref()));
+            if self.filter.as_ref().is_some_and(|f| !f.keep(&frame)) {
+                self.deselected += 1;
+                continue;
+            }
             let Some(packet) = self.net.decode(&frame) else {
                 continue;
             };
@@ -301,6 +310,7 @@ impl Pipeline {
         let reader = Reader {
             net: NetDecoder::new(config.net),
             selection: config.selection.clone(),
+            filter: config.frame_filter.clone(),
             deselected: 0,
             last: FrameRef::default(),
         };
