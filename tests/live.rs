@@ -272,6 +272,7 @@ fn replayed_fixtures_give_the_offline_events() {
     let Some(ns) = Netns::new("e2e") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("live.jsonl");
+    let evidence = dir.path().join("evidence.pcap");
     let imscan = ns.imscan(
         &[
             "-F",
@@ -281,6 +282,8 @@ fn replayed_fixtures_give_the_offline_events() {
             "--stats",
             "--buffer-size",
             "128",
+            "-w",
+            evidence.to_str().unwrap(),
         ],
         &[],
     );
@@ -325,6 +328,16 @@ fn replayed_fixtures_give_the_offline_events() {
         );
         assert_eq!(code, 1, "{stderr}");
         assert!(stderr.contains("dropped by"), "{stderr}");
+    }
+    // -w kept every packet as seen: reading it back gives the same events.
+    if n(&live, "write_dropped") == 0 {
+        assert_eq!(n(&live, "written"), n(&live, "received"), "{live}");
+        let again = Command::new(IMSCAN)
+            .args(["-F", "jsonl"])
+            .arg(&evidence)
+            .output()
+            .expect("imscan on the -w file");
+        assert_eq!(projection(&String::from_utf8_lossy(&again.stdout)), got);
     }
     let manifest = std::fs::read_to_string(dir.path().join("live.jsonl.manifest.json"))
         .or_else(|_| std::fs::read_to_string(dir.path().join("imscan-manifest.json")))
