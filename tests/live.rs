@@ -33,6 +33,13 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// A network namespace with a veth pair `va` (imscan) and `vb` (tcpreplay),
 /// deleted on drop. `None`, with the reason printed, where that cannot be.
 struct Netns {
@@ -41,8 +48,7 @@ struct Netns {
 
 impl Netns {
     fn new(test: &str) -> Option<Netns> {
-        let uid = Command::new("id").arg("-u").output().ok()?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        if !is_root() {
             eprintln!("skipping {test}: needs root (network namespaces, capture)");
             return None;
         }
@@ -526,4 +532,36 @@ fn bpf_filter_applies_to_files_too() {
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn no_capture_permission_is_one_line_and_exit_2() {
+    // Run as `nobody` with no capabilities (needs root to switch user).
+    if !is_root() {
+        eprintln!("skipping: needs root to switch to nobody");
+        return;
+    }
+    if !have("setpriv") {
+        eprintln!("skipping: `setpriv` is not installed");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            IMSCAN,
+            "-i",
+            "lo",
+        ])
+        .output()
+        .expect("running imscan as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") && !err.starts_with("imscan:") {
+        eprintln!("skipping: nobody cannot run the test binary here: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("needs root or CAP_NET_RAW"), "{err}");
 }
