@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use imscan::capture::FrameRef;
 use imscan::event::FlowId;
 use imscan::net::{Dir, Endpoint, FlowKey, Transport};
@@ -150,5 +150,46 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// On-CPU nanoseconds of this thread so far, from `/proc/thread-self/schedstat`:
+/// unlike wall time it does not grow when other processes share the cores.
+fn thread_cpu_nanos() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
+/// times on this thread, best on-CPU time, for a machine busy with other work.
+fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
+    let mut best = u64::MAX;
+    let mut events = 0;
+    for _ in 0..5 {
+        let t0 = thread_cpu_nanos().unwrap_or(0);
+        events = black_box(run());
+        best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
+    }
+    let secs = best as f64 / 1e9;
+    println!(
+        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
+        secs * 1e3,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / secs / (1 << 20) as f64
+    );
+}
+
+fn cpu_times() {
+    let (ic, is) = irc_streams();
+    cpu_time_report("irc_chat", ic.len() + is.len(), || decode(&ic, &is, 6667));
+    let (xc, xs) = xmpp_streams();
+    cpu_time_report("xmpp_chat", xc.len() + xs.len(), || decode(&xc, &xs, 5222));
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("PROTO_CPU_TIME").is_some() {
+        cpu_times();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
