@@ -361,10 +361,8 @@ impl<'a> Packet<'a> {
 
 /// The offset of the next `C0 80` separator.
 fn find_sep(b: &[u8]) -> Option<usize> {
-    // Keys and most values are a few bytes, so this is a plain scan for the
-    // first byte (no slice compare per position).
     let mut from = 0;
-    while let Some(i) = b.get(from..)?.iter().position(|&c| c == SEP[0]) {
+    while let Some(i) = memchr::memchr(SEP[0], b.get(from..)?) {
         let at = from + i;
         if b.get(at + 1) == Some(&SEP[1]) {
             return Some(at);
