@@ -226,7 +226,12 @@ fn thread_cpu_nanos() -> Option<u64> {
 
 /// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
 /// times on this thread, best on-CPU time, for a machine busy with other work.
+/// `PROTO_CPU_TIME=<part of a case name>` runs only the matching cases.
 fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
+    let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
+    if only != "1" && !name.contains(only.as_str()) {
+        return;
+    }
     let mut best = u64::MAX;
     let mut events = 0;
     for _ in 0..5 {
