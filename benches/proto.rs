@@ -206,7 +206,14 @@ fn event_floor(n: usize) -> usize {
     let mut done = 0;
     for i in 0..n {
         let t = black_box(TEXTS[i % TEXTS.len()]);
-        let mut e = Event::new(Timestamp(i as i64), Protocol::Irc, Kind::Message, false, a, b);
+        let mut e = Event::new(
+            Timestamp(i as i64),
+            Protocol::Irc,
+            Kind::Message,
+            false,
+            a,
+            b,
+        );
         e.local_id = LocalId::Known(nick.clone());
         e.remote_id = black_box("#harbor").to_owned();
         e.sender = Some(black_box("erin3").to_owned());

@@ -886,7 +886,7 @@ impl Emitter<'_> {
     }
 
     /// Complete `draft` into an event of this flow.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&mut self, draft: EventDraft) {
         let flags = EventFlags {
             gap_before: self.dir.gap_before,

@@ -744,7 +744,7 @@ mod tests {
         assert_eq!(st.to.as_deref(), Some("bob@example.net"));
         assert_eq!(st.kind.as_deref(), Some("chat"));
         assert_eq!(st.body.as_deref(), Some("hi & bye"));
-        assert_eq!(st.chat_state.as_deref(), Some("active"));
+        assert_eq!(st.chat_state, Some("active"));
         assert!(!st.decode_error);
     }
 

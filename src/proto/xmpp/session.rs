@@ -128,7 +128,7 @@ impl XmppSession {
             d.decode_error = st.decode_error;
             d
         };
-        if st.chat_state.as_deref() == Some("composing") {
+        if st.chat_state == Some("composing") {
             out.emit(draft(Kind::Typing));
         }
         if let Some(body) = st.body.take() {
@@ -172,7 +172,7 @@ impl XmppSession {
             d.decode_error = m.decode_error;
             d
         };
-        if m.chat_state.as_deref() == Some("composing") {
+        if m.chat_state == Some("composing") {
             out.emit(draft(Kind::Typing));
         }
         if let Some(body) = m.body.take() {
