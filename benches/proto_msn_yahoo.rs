@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use imscan::capture::FrameRef;
 use imscan::event::FlowId;
 use imscan::net::{Endpoint, FlowKey, Transport};
@@ -180,11 +180,8 @@ fn decode(c: &[u8], s: &[u8], client: &str, server: &str) -> usize {
 /// Name, (client bytes, server bytes), client address, server address.
 type Case = (&'static str, (Vec<u8>, Vec<u8>), &'static str, &'static str);
 
-fn bench(cr: &mut Criterion) {
-    let mut g = cr.benchmark_group("proto_msn_yahoo");
-    g.sample_size(10);
-    g.measurement_time(std::time::Duration::from_secs(8));
-    let cases: [Case; 3] = [
+fn cases() -> [Case; 3] {
+    [
         (
             "msn_switchboard",
             msn_stream(STREAM_BYTES),
@@ -203,7 +200,14 @@ fn bench(cr: &mut Criterion) {
             "10.0.0.9:2201",
             "66.163.181.170:5050",
         ),
-    ];
+    ]
+}
+
+fn bench(cr: &mut Criterion) {
+    let mut g = cr.benchmark_group("proto_msn_yahoo");
+    g.sample_size(10);
+    g.measurement_time(std::time::Duration::from_secs(8));
+    let cases = cases();
     for (name, (c, s), client, server) in &cases {
         assert!(
             decode(c, s, client, server) > 100_000,
@@ -217,5 +221,50 @@ fn bench(cr: &mut Criterion) {
     g.finish();
 }
 
+/// On-CPU nanoseconds of this thread so far, from `/proc/thread-self/schedstat`:
+/// unlike wall time it does not grow when other processes share the cores.
+fn thread_cpu_nanos() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
+/// times on this thread, best on-CPU time, for a machine busy with other work.
+/// `PROTO_CPU_TIME=<part of a case name>` runs only the matching cases.
+fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
+    let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
+    if only != "1" && !name.contains(only.as_str()) {
+        return;
+    }
+    let mut best = u64::MAX;
+    let mut events = 0;
+    for _ in 0..5 {
+        let t0 = thread_cpu_nanos().unwrap_or(0);
+        events = black_box(run());
+        best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
+    }
+    let secs = best as f64 / 1e9;
+    println!(
+        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
+        secs * 1e3,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / secs / (1 << 20) as f64
+    );
+}
+
+fn cpu_times() {
+    for (name, (c, s), client, server) in cases() {
+        cpu_time_report(name, c.len() + s.len(), || decode(&c, &s, client, server));
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("PROTO_CPU_TIME").is_some() {
+        cpu_times();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

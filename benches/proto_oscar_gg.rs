@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use imscan::capture::FrameRef;
 use imscan::event::FlowId;
 use imscan::net::{Dir, Endpoint, FlowKey, Transport};
@@ -217,5 +217,55 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// On-CPU nanoseconds of this thread so far, from `/proc/thread-self/schedstat`:
+/// unlike wall time it does not grow when other processes share the cores.
+fn thread_cpu_nanos() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
+/// times on this thread, best on-CPU time, for a machine busy with other work.
+/// `PROTO_CPU_TIME=<part of a case name>` runs only the matching cases.
+fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
+    let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
+    if only != "1" && !name.contains(only.as_str()) {
+        return;
+    }
+    let mut best = u64::MAX;
+    let mut events = 0;
+    for _ in 0..5 {
+        let t0 = thread_cpu_nanos().unwrap_or(0);
+        events = black_box(run());
+        best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
+    }
+    let secs = best as f64 / 1e9;
+    println!(
+        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
+        secs * 1e3,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / secs / (1 << 20) as f64
+    );
+}
+
+fn cpu_times() {
+    let (oc, os) = oscar_streams();
+    cpu_time_report("oscar_chat", oc.len() + os.len(), || {
+        decode(&oc, &os, "10.0.0.2:5190")
+    });
+    let (gc, gs) = gg_streams();
+    cpu_time_report("gadugadu_chat", gc.len() + gs.len(), || {
+        decode(&gc, &gs, "10.0.0.2:8074")
+    });
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("PROTO_CPU_TIME").is_some() {
+        cpu_times();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

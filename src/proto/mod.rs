@@ -437,7 +437,13 @@ impl FlowDecoder {
 
     /// Move the events and identity facts produced so far into `events`/`facts`.
     pub fn drain(&mut self, events: &mut Vec<Event>, facts: &mut Vec<IdentityFact>) {
-        events.append(&mut self.events);
+        // An empty target takes the whole buffer: events are large, and
+        // moving them one by one costs more than decoding some of them.
+        if events.is_empty() {
+            std::mem::swap(events, &mut self.events);
+        } else {
+            events.append(&mut self.events);
+        }
         facts.append(&mut self.facts);
     }
 
@@ -880,6 +886,7 @@ impl Emitter<'_> {
     }
 
     /// Complete `draft` into an event of this flow.
+    #[inline(always)]
     pub fn emit(&mut self, draft: EventDraft) {
         let flags = EventFlags {
             gap_before: self.dir.gap_before,

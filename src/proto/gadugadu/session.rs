@@ -36,17 +36,21 @@ impl GgSession {
         }
     }
 
-    fn draft(&self, kind: Kind, outgoing: bool, remote: String, peer: Option<&str>) -> EventDraft {
+    /// `peer` becomes the sender of an incoming event (and is dropped for an
+    /// outgoing one, whose sender is the local user).
+    fn draft(
+        &self,
+        kind: Kind,
+        outgoing: bool,
+        remote: String,
+        peer: Option<String>,
+    ) -> EventDraft {
         let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
-        d.sender = if outgoing {
-            self.local.clone()
-        } else {
-            peer.map(str::to_owned)
-        };
+        d.sender = if outgoing { self.local.clone() } else { peer };
         d
     }
 
-    fn message(&self, m: GgMessage<'_>, out: &mut Emitter<'_>) {
+    fn message(&self, mut m: GgMessage<'_>, out: &mut Emitter<'_>) {
         if m.class & CLASS_CTCP != 0 {
             return;
         }
@@ -65,10 +69,13 @@ impl GgSession {
             uins.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
             uins.dedup();
             (format!("conf:{}", uins.join(",")), true)
+        } else if outgoing {
+            // The peer id itself becomes the remote id: no copy needed.
+            (m.peer.take().unwrap_or_else(|| "unknown".into()), false)
         } else {
             (m.peer.clone().unwrap_or_else(|| "unknown".into()), false)
         };
-        let mut d = self.draft(Kind::Message, outgoing, remote, m.peer.as_deref());
+        let mut d = self.draft(Kind::Message, outgoing, remote, m.peer);
         d.group = group;
         d.text = Some(m.text);
         d.text_encoding = Some(m.encoding);
@@ -124,7 +131,7 @@ impl crate::proto::Session for GgSession {
             // number) = typing (protocols.md §6).
             GgPacket::Typing { uin, length } if length != 0 => {
                 let peer = uin.to_string();
-                let d = self.draft(Kind::Typing, from_client, peer.clone(), Some(&peer));
+                let d = self.draft(Kind::Typing, from_client, peer.clone(), Some(peer));
                 out.emit(d);
             }
             GgPacket::Dcc7New {
@@ -139,7 +146,7 @@ impl crate::proto::Session for GgSession {
                     None => from_client,
                 };
                 let peer = if outgoing { to } else { from }.to_string();
-                let mut d = self.draft(Kind::File, outgoing, peer.clone(), Some(&peer));
+                let mut d = self.draft(Kind::File, outgoing, peer.clone(), Some(peer));
                 let (n, _, bad) = encoding_rs::WINDOWS_1250.decode(name);
                 d.file_name = Some(n.into_owned());
                 d.file_size = Some(size);

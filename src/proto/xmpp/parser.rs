@@ -214,7 +214,7 @@ pub struct Stanza {
     /// The plain body (no `xml:lang` preferred), entities decoded.
     pub body: Option<String>,
     /// The chat state child's name (`composing`, `paused`, `active` ...).
-    pub chat_state: Option<String>,
+    pub chat_state: Option<&'static str>,
     /// The `<jid>` of a resource binding result.
     pub bound_jid: Option<String>,
     /// A file offer (XEP-0096 SI, XEP-0234 Jingle FT) or an OOB URL.
@@ -248,6 +248,56 @@ const NS_BIND: &[u8] = b"urn:ietf:params:xml:ns:xmpp-bind";
 const NS_MUC: &[u8] = b"http://jabber.org/protocol/muc";
 const NS_CARBONS: &[u8] = b"urn:xmpp:carbons:";
 
+/// Most open elements [`read_stanza`] follows: deeper ones end the read.
+const MAX_DEPTH: usize = 64;
+
+/// The open elements of the stanza being read, on the stack: a stanza is
+/// read per unit, and a heap vector each time cost as much as reading it.
+struct ElementStack {
+    items: [(Capture, bool); MAX_DEPTH],
+    len: usize,
+}
+
+impl Default for ElementStack {
+    fn default() -> Self {
+        ElementStack {
+            items: [(Capture::None, false); MAX_DEPTH],
+            len: 0,
+        }
+    }
+}
+
+impl ElementStack {
+    fn as_slice(&self) -> &[(Capture, bool)] {
+        self.items.get(..self.len).unwrap_or_default()
+    }
+
+    fn last(&self) -> Option<&(Capture, bool)> {
+        self.as_slice().last()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns false when full (the caller stops at [`MAX_DEPTH`] first).
+    fn push(&mut self, item: (Capture, bool)) -> bool {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn pop(&mut self) -> Option<(Capture, bool)> {
+        self.len = self.len.checked_sub(1)?;
+        self.items.get(self.len).copied()
+    }
+}
+
 /// Where a text belongs while reading an element.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Capture {
@@ -274,7 +324,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
     let mut depth = 0usize;
     // Per open element: what its text is captured into, and whether it is
     // inside a Jingle file-transfer description.
-    let mut stack: Vec<(Capture, bool)> = Vec::new();
+    let mut stack = ElementStack::default();
     // The chosen body and whether it had `xml:lang` (RFC 6121 §5.2.3: prefer
     // the body without it, else the first).
     let mut body: Option<(bool, String)> = None;
@@ -290,7 +340,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
             }
         };
         match ev {
-            XmlEvent::Start(e) | XmlEvent::Empty(e) if depth >= 64 => {
+            XmlEvent::Start(e) | XmlEvent::Empty(e) if depth >= MAX_DEPTH => {
                 let _ = e;
                 st.decode_error = true;
                 break;
@@ -310,7 +360,10 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                         break;
                     }
                 } else {
-                    stack.push((cap, jft || in_jft));
+                    if !stack.push((cap, jft || in_jft)) {
+                        st.decode_error = true;
+                        break;
+                    }
                     depth += 1;
                     text_buf.clear();
                     if matches!(cap, Capture::Body { .. }) {
@@ -351,7 +404,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                         Cow::Owned(String::from_utf8_lossy(&t.into_inner()).into_owned())
                     }
                 };
-                push_text(&mut st, &stack, &s, &mut body_text, &mut text_buf);
+                push_text(&mut st, stack.as_slice(), &s, &mut body_text, &mut text_buf);
             }
             XmlEvent::CData(c) => {
                 let raw = c.into_inner();
@@ -362,7 +415,7 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
                         String::from_utf8_lossy(&raw)
                     }
                 };
-                push_text(&mut st, &stack, &s, &mut body_text, &mut text_buf);
+                push_text(&mut st, stack.as_slice(), &s, &mut body_text, &mut text_buf);
             }
             XmlEvent::Eof => break,
             _ => {}
@@ -419,7 +472,7 @@ fn open_element(
 ) -> (Capture, bool) {
     let local = e.local_name();
     let local = local.as_ref();
-    let mut xmlns: Option<Vec<u8>> = None;
+    let mut xmlns: Option<Cow<'_, [u8]>> = None;
     let mut lang = false;
     let mut name_attr = None;
     let mut size_attr = None;
@@ -436,12 +489,12 @@ fn open_element(
             Err(_) => (String::from_utf8_lossy(&a.value).into_owned(), true),
         };
         match key {
-            b"xmlns" => xmlns = Some(a.value.to_vec()),
+            b"xmlns" => xmlns = Some(a.value.clone()),
             b"xml:lang" => lang = true,
             b"name" => name_attr = Some(value()),
             b"size" => size_attr = Some(value()),
             b"media" => media_video = &*a.value == b"video",
-            b"action" => action = Some(a.value.to_vec()),
+            b"action" => action = Some(a.value.clone()),
             _ if depth == 0 => {
                 let slot = match key {
                     b"to" => &mut st.to,
@@ -482,7 +535,13 @@ fn open_element(
         }
         b"composing" | b"paused" | b"active" | b"inactive" | b"gone" if ns == NS_CHATSTATES => {
             if st.chat_state.is_none() || local == b"composing" {
-                st.chat_state = Some(String::from_utf8_lossy(local).into_owned());
+                st.chat_state = Some(match local {
+                    b"composing" => "composing",
+                    b"paused" => "paused",
+                    b"active" => "active",
+                    b"inactive" => "inactive",
+                    _ => "gone",
+                });
             }
             (Capture::None, false)
         }
@@ -685,7 +744,7 @@ mod tests {
         assert_eq!(st.to.as_deref(), Some("bob@example.net"));
         assert_eq!(st.kind.as_deref(), Some("chat"));
         assert_eq!(st.body.as_deref(), Some("hi & bye"));
-        assert_eq!(st.chat_state.as_deref(), Some("active"));
+        assert_eq!(st.chat_state, Some("active"));
         assert!(!st.decode_error);
     }
 

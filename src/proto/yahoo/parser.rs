@@ -361,8 +361,15 @@ impl<'a> Packet<'a> {
 
 /// The offset of the next `C0 80` separator.
 fn find_sep(b: &[u8]) -> Option<usize> {
-    // Keys and most values are a few bytes: a plain scan beats memchr's setup.
-    b.windows(2).position(|w| w == SEP)
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(SEP[0], b.get(from..)?) {
+        let at = from + i;
+        if b.get(at + 1) == Some(&SEP[1]) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Split `k C0 80 v C0 80 ...` into ordered pairs.
@@ -427,9 +434,9 @@ const MARKUP_TAGS: [&str; 7] = ["font", "fade", "alt", "b", "i", "u", "s"];
 /// Remove Yahoo markup: `ESC [ ... m` colour/style codes and
 /// `<font …>`, `<fade …>`, `<alt …>`, `<b>`, `<i>`, `<u>`, `<s>` and their
 /// closing tags. Other `<…>` text is left as typed.
-pub fn strip_markup(text: &str) -> String {
+pub fn strip_markup(text: &str) -> std::borrow::Cow<'_, str> {
     if memchr::memchr2(0x1b, b'<', text.as_bytes()).is_none() {
-        return text.to_string();
+        return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -466,7 +473,7 @@ pub fn strip_markup(text: &str) -> String {
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -85,14 +85,19 @@ impl YahooSession {
         }
     }
 
-    fn draft(&self, kind: Kind, side: Side, own: Option<&[u8]>, peer: &str) -> EventDraft {
+    fn draft(&self, kind: Kind, side: Side, own: Option<&[u8]>, peer: String) -> EventDraft {
         let outgoing = side == Side::Client;
-        let mut d = EventDraft::new(kind, outgoing, self.local_for(own), peer.to_string());
-        d.sender = if outgoing {
-            self.local_name(own)
+        let local = self.local_for(own);
+        let sender = if outgoing {
+            match &local {
+                LocalId::Known(l) => Some(l.clone()),
+                _ => None,
+            }
         } else {
-            Some(peer.to_string())
+            Some(peer.clone())
         };
+        let mut d = EventDraft::new(kind, outgoing, local, peer);
+        d.sender = sender;
         d
     }
 
@@ -136,7 +141,7 @@ impl YahooSession {
             out.count_decode_error();
             return;
         };
-        let mut d = self.draft(Kind::Message, side, own, &peer);
+        let mut d = self.draft(Kind::Message, side, own, peer);
         fill_text(&mut d, text, m.utf8, out.keep_raw());
         if d.decode_error {
             out.count_decode_error();
@@ -155,7 +160,7 @@ impl YahooSession {
         let Some(peer) = peer.and_then(id) else {
             return;
         };
-        let d = self.draft(kind, side, own, &peer);
+        let d = self.draft(kind, side, own, peer);
         out.emit(d);
     }
 
@@ -236,7 +241,7 @@ impl YahooSession {
             offers.push((name, None));
         }
         for (name, size) in offers {
-            let mut d = self.draft(Kind::File, side, own, &peer);
+            let mut d = self.draft(Kind::File, side, own, peer.clone());
             // libpurple `yahoo_filexfer.c`: file names are UTF-8.
             let dec = parser::decode(name, true);
             d.file_name = Some(dec.text);
@@ -259,12 +264,11 @@ struct MessageFields<'a> {
 /// decoding was lossy or raw text is asked for.
 fn fill_text(d: &mut EventDraft, bytes: &[u8], utf8: bool, keep_raw: bool) {
     let dec = parser::decode(bytes, utf8);
-    let stripped = parser::strip_markup(&dec.text);
-    d.text = Some(if stripped.len() == dec.text.len() {
-        dec.text
-    } else {
-        stripped
-    });
+    let stripped = match parser::strip_markup(&dec.text) {
+        std::borrow::Cow::Owned(s) if s.len() != dec.text.len() => Some(s),
+        _ => None,
+    };
+    d.text = Some(stripped.unwrap_or(dec.text));
     d.text_encoding = Some(dec.encoding);
     d.decode_error = dec.lossy;
     if dec.lossy || keep_raw {
