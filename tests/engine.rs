@@ -396,3 +396,37 @@ fn every_fixture_decodes_identically_at_1_2_and_8_threads() {
         }
     }
 }
+
+#[test]
+fn carved_files_are_hashed_in_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let carve = tmp.path().join("carved");
+    std::fs::create_dir(&carve).unwrap();
+    let out_file = tmp.path().join("events.jsonl");
+    let out = imscan(&[
+        "-F",
+        "jsonl",
+        "--carve",
+        carve.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+        &fixture("oscar/oft-transfer-5190.pcap"),
+    ]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("imscan-manifest.json")).unwrap())
+            .unwrap();
+    let carved = manifest["counters"]["proto"]["carved_files"]
+        .as_array()
+        .unwrap();
+    assert_eq!(carved.len(), 1, "{carved:?}");
+    let path = carved[0]["path"].as_str().unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    assert!(Path::new(path).starts_with(&carve), "{path}");
+    assert_eq!(
+        carved[0]["sha256"],
+        hex::encode(Sha256::digest(&bytes)).as_str()
+    );
+    assert_eq!(carved[0]["bytes_seen"], bytes.len() as u64);
+    assert_eq!(carved[0]["complete"], true);
+}

@@ -115,6 +115,25 @@ pub struct ProtoStats {
     /// Offers of a direct chat connection that is not decoded (IRC DCC CHAT):
     /// noted here, not reported as chat.
     pub chat_offers: u64,
+    /// Files written by `--carve`, with their SHA-256 (for the manifest).
+    pub carved_files: Vec<CarvedFile>,
+}
+
+/// A file transfer's bytes written to the carve directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CarvedFile {
+    /// Path of the carved file (inside the carve directory).
+    pub path: String,
+    /// The file name the sender gave (from the wire; never used as a path).
+    pub name: String,
+    /// Size the sender announced, and bytes actually seen.
+    pub announced_size: u64,
+    pub bytes_seen: u64,
+    /// SHA-256 of the bytes seen, lower-case hex.
+    pub sha256: String,
+    /// The transfer's flow (as `FlowId` displays) and whether every byte was seen.
+    pub flow: String,
+    pub complete: bool,
 }
 
 impl ProtoStats {
@@ -131,6 +150,7 @@ impl ProtoStats {
         self.gaps += other.gaps;
         self.echoes_dropped += other.echoes_dropped;
         self.chat_offers += other.chat_offers;
+        self.carved_files.extend(other.carved_files.iter().cloned());
     }
 }
 
@@ -387,6 +407,7 @@ static NO_STATS: ProtoStats = ProtoStats {
     gaps: 0,
     echoes_dropped: 0,
     chat_offers: 0,
+    carved_files: Vec::new(),
 };
 
 /// Detection and decoding of one TCP flow.
@@ -862,6 +883,16 @@ impl Emitter<'_> {
     /// Count a unit (or part of one) that could not be decoded exactly.
     pub fn count_decode_error(&mut self) {
         self.stats.decode_errors += 1;
+    }
+
+    /// Record a file written to the carve directory (it goes to the manifest).
+    pub fn carved(&mut self, file: CarvedFile) {
+        self.stats.carved_files.push(file);
+    }
+
+    /// The flow these events belong to.
+    pub fn flow(&self) -> FlowId {
+        self.base.flow
     }
 
     /// Count an echoed copy of the local user's own message that was dropped.

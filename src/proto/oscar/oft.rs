@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::event::{FlowId, Kind, LocalId};
-use crate::proto::{Emitter, EventDraft, ProtoConfig, Resync, ResyncCause, Side, Step};
+use crate::proto::{CarvedFile, Emitter, EventDraft, ProtoConfig, Resync, ResyncCause, Side, Step};
 
 use super::parser::{decode_8bit, decode_charset, Reader};
 
@@ -370,6 +370,15 @@ impl OftSession {
         }
         if let Some(p) = carved {
             note.push_str(&format!(", carved to {}", p.display()));
+            out.carved(CarvedFile {
+                path: p.display().to_string(),
+                name: t.header.name.clone(),
+                announced_size: u64::from(t.header.size),
+                bytes_seen: t.seen,
+                sha256: sha.clone(),
+                flow: out.flow().to_string(),
+                complete,
+            });
         }
         if let Some(e) = &t.carve_error {
             note.push_str(&format!(", carve failed: {e}"));
