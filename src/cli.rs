@@ -158,6 +158,18 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
     pub idle_timeout: f64,
 
+    /// Most IP fragments one datagram may have before its reassembly is dropped.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_fragments: usize,
+
+    /// Most IP datagrams being reassembled at once; past it the oldest is dropped.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_reassemblies: usize,
+
+    /// Capture-time seconds an incomplete IP datagram is kept before it is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub frag_timeout: f64,
+
     /// Capture live from this network interface (`any` for all) until SIGINT/SIGTERM; needs a build with `--features live`.
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interface: Option<String>,

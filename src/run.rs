@@ -13,7 +13,7 @@ use crate::cli::{Cli, Format, Progress};
 use crate::engine::{self, EngineConfig, EngineOutput, RunStats, RunSummary};
 use crate::event::Event;
 use crate::event::Protocol;
-use crate::net::Selection;
+use crate::net::{NetConfig, Selection};
 use crate::policy::Policy;
 use crate::proto::ProtoConfig;
 use crate::sink::{
@@ -144,6 +144,12 @@ fn plan(cli: &Cli) -> Result<Plan, RunError> {
         gap_window_ns: seconds("--gap-timeout", cli.gap_timeout)?,
         idle_timeout_ns: seconds("--idle-timeout", cli.idle_timeout)?,
     };
+    let net = NetConfig {
+        max_fragments: cli.max_fragments.max(1),
+        max_reassemblies: cli.max_reassemblies.max(1),
+        fragment_timeout_ns: seconds("--frag-timeout", cli.frag_timeout)?,
+        ..NetConfig::default()
+    };
     let proto = ProtoConfig {
         protocols: if cli.protocols.is_empty() {
             Protocol::ALL.to_vec()
@@ -173,6 +179,7 @@ fn plan(cli: &Cli) -> Result<Plan, RunError> {
     let mut engine = EngineConfig {
         selection,
         tcp,
+        net,
         proto,
         streams_dir: cli.streams.clone(),
         hash_inputs: cli.output.is_some(),

@@ -430,3 +430,48 @@ fn carved_files_are_hashed_in_the_manifest() {
     assert_eq!(carved[0]["bytes_seen"], bytes.len() as u64);
     assert_eq!(carved[0]["complete"], true);
 }
+
+#[test]
+fn fragment_budgets_are_flags_that_bite_and_are_counted() {
+    use support::packet::{fragment, frame, ip_udp, Link};
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("frags.pcap");
+    let mut file = PcapFile::new(false, false, 1, 65_535);
+    let t0 = imscan::time::Timestamp::from_secs_nanos(1_209_643_200, 0);
+    // Five datagrams in 4 fragments each; only the first two fragments of
+    // each are captured, so none completes.
+    for id in 0..5u32 {
+        let dgram = ip_udp(
+            addr("10.0.0.1:5000"),
+            addr("10.0.0.2:6000"),
+            &[id as u8; 400],
+        );
+        for (i, piece) in fragment(&dgram, 4, id + 1).iter().take(2).enumerate() {
+            let f = frame(&Link::Ethernet, piece);
+            let ts = t0.saturating_add_nanos(i64::from(id) * 1000 + i as i64);
+            file.record(ts, &f, f.len() as u32);
+        }
+    }
+    file.write_to(&cap).unwrap();
+    let net = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--stats", "-q"];
+        all.extend_from_slice(args);
+        all.push(cap.to_str().unwrap());
+        let out = imscan(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "dropped reassemblies are damage"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+        v["counters"]["net"].clone()
+    };
+    let default = net(&[]);
+    assert_eq!(default["fragment_evictions"], 0);
+    assert_eq!(default["fragment_unfinished"], 5);
+    let tight = net(&["--max-reassemblies", "2"]);
+    assert_eq!(tight["fragment_evictions"], 3);
+    assert_eq!(tight["fragment_unfinished"], 2);
+    let few = net(&["--max-fragments", "1"]);
+    assert_eq!(few["fragment_drops_too_many"], 5);
+}

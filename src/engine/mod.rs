@@ -418,7 +418,9 @@ impl Pipeline {
                 .write_index(records)
                 .map_err(|e| EngineError::output(export.root(), e))?;
         }
-        if let Some(reader) = &self.reader {
+        if let Some(reader) = &mut self.reader {
+            // Reassemblies still open at the end are lost datagrams: count them.
+            reader.net.finish();
             summary.stats.net = reader.net.stats().clone();
             summary.stats.deselected = reader.deselected;
         }
