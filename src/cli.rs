@@ -158,6 +158,38 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
     pub idle_timeout: f64,
 
+    /// Capture live from this network interface (`any` for all) until SIGINT/SIGTERM; needs a build with `--features live`.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Only packets matching this BPF expression (compiled by libpcap), e.g. `tcp port 6667`; live, and for files in a build with `--features live`.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+
+    /// Live: bytes captured per packet.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(64..=262_144))]
+    pub snaplen: u32,
+
+    /// Live: the kernel's capture ring (MiB); a bigger ring rides out longer bursts.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=2047))]
+    pub buffer_size: u32,
+
+    /// Live: do not put the interface into promiscuous mode (a mirror port usually needs it).
+    #[arg(long)]
+    pub no_promisc: bool,
+
+    /// Live: also write every captured packet to this pcap file (evidence as seen).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Live, with -w: start a new file (FILE.1, FILE.2, ...) when the current one would pass this size (MiB; 0 never).
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    pub rotate_size: u64,
+
+    /// Live: print a one-line status (pkts/s, MB/s, flows, events, drops) to standard error every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub status_interval: Option<f64>,
+
     /// Print a shell completion script and exit.
     #[arg(long, value_name = "SHELL", value_enum)]
     pub completions: Option<clap_complete::Shell>,

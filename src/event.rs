@@ -296,9 +296,10 @@ impl Event {
         }
     }
 
-    /// The order every sink sees: capture time, input, last frame, flow order.
-    pub fn merge_key(&self) -> (Timestamp, SourceId, u64, FlowId, u64) {
-        (self.time, self.source, self.frames.1, self.flow, self.seq)
+    /// The order every sink sees: input, the frame that carried the last byte,
+    /// flow, order within the flow (capture order; see the engine's merge).
+    pub fn merge_key(&self) -> (SourceId, u64, FlowId, u64) {
+        (self.source, self.frames.1, self.flow, self.seq)
     }
 
     /// The local id as text, when known (tokens are resolved before sinks).

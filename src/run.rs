@@ -23,6 +23,9 @@ use crate::sink::{
 use crate::tcp::TcpConfig;
 use crate::time::Timestamp;
 
+#[cfg(feature = "live")]
+mod live;
+
 /// The process exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -82,7 +85,27 @@ struct Plan {
 
 fn plan(cli: &Cli) -> Result<Plan, RunError> {
     let inputs = cli.inputs();
-    if inputs.is_empty() {
+    if let Some(iface) = &cli.interface {
+        if !cfg!(feature = "live") {
+            return Err(RunError(format!(
+                "-i {iface}: this imscan was built without live capture; rebuild with `cargo build --release --features live` (needs libpcap-dev)"
+            )));
+        }
+        if !inputs.is_empty() {
+            return Err(RunError(
+                "-i reads a live interface: give either -i or capture files, not both".into(),
+            ));
+        }
+    } else if cli.filter.is_some() && !cfg!(feature = "live") {
+        return Err(RunError(
+            "-f/--filter needs libpcap: rebuild with `cargo build --release --features live` (needs libpcap-dev)".into(),
+        ));
+    } else if cli.write.is_some() || cli.status_interval.is_some() {
+        return Err(RunError(
+            "-w and --status-interval apply to live capture (-i) only".into(),
+        ));
+    }
+    if inputs.is_empty() && cli.interface.is_none() {
         return Err(RunError(
             "no capture file given (try `imscan FILE.pcap`, or `imscan --help`)".into(),
         ));
@@ -158,6 +181,12 @@ fn plan(cli: &Cli) -> Result<Plan, RunError> {
     if let Some(t) = cli.threads {
         engine.threads = usize::from(t);
     }
+    #[cfg(feature = "live")]
+    if let (Some(expr), None) = (&cli.filter, &cli.interface) {
+        engine.frame_filter = Some(std::sync::Arc::new(
+            crate::capture::live::BpfFrameFilter::new(expr).map_err(|e| RunError(e.0))?,
+        ));
+    }
     let policy = Policy::load(
         cli.badwords.as_deref(),
         cli.block_count,
@@ -183,12 +212,29 @@ fn run(cli: &Cli) -> Result<Exit, RunError> {
         output.say(format!("imscan: warning: {w}"));
     }
     output.policy = std::mem::take(&mut plan.policy);
+    #[cfg(feature = "live")]
+    if let Some(iface) = &cli.interface {
+        return live::run(cli, iface, &plan, output);
+    }
     let summary = engine::run(&plan.inputs, &plan.engine, &mut output)
         .map_err(|e| RunError(e.to_string()))?;
+    Ok(conclude(cli, &plan, &summary, output, Vec::new()))
+}
+
+/// After the engine: flush the sink, write the manifest and the counters,
+/// say why the run was not clean (`extra` adds reasons of a live run) and
+/// pick the exit status.
+fn conclude(
+    cli: &Cli,
+    plan: &Plan,
+    summary: &RunSummary,
+    mut output: Output,
+    extra: Vec<String>,
+) -> Exit {
     output.finish();
     if let Some(path) = &plan.output {
         let is_dir = plan.format == Format::Imspector;
-        let manifest = manifest(&plan, &summary, &output);
+        let manifest = manifest(plan, summary, &output);
         let at = sink::manifest::manifest_path(path, is_dir);
         if let Err(e) = write_manifest(&at, &manifest) {
             output.write_failed(std::io::Error::new(
@@ -197,15 +243,16 @@ fn run(cli: &Cli) -> Result<Exit, RunError> {
             ));
         }
     }
-    let reasons = damage_reasons(&summary.stats);
+    let mut reasons = damage_reasons(&summary.stats);
+    reasons.extend(extra);
     let damaged = !reasons.is_empty() || output.warnings > 0;
     if let Some(e) = &output.write_error {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Ok(Exit::Damaged);
+            return Exit::Damaged;
         }
     }
     if cli.stats {
-        let json = serde_json::to_string_pretty(&stats_json(&summary, &output))
+        let json = serde_json::to_string_pretty(&stats_json(summary, &output))
             .expect("counters serialise");
         eprintln!("{json}");
     }
@@ -217,9 +264,9 @@ fn run(cli: &Cli) -> Result<Exit, RunError> {
             }
             eprintln!("imscan: processed with damage: {why} (see --stats)");
         }
-        Ok(Exit::Damaged)
+        Exit::Damaged
     } else {
-        Ok(Exit::Ok)
+        Exit::Ok
     }
 }
 
@@ -268,17 +315,29 @@ fn stats_json(summary: &RunSummary, output: &Output) -> serde_json::Value {
 fn counters(summary: &RunSummary, output: &Output) -> serde_json::Value {
     let mut v = serde_json::to_value(&summary.stats).expect("counters serialise");
     if let serde_json::Value::Object(map) = &mut v {
-        let sink: serde_json::Map<String, serde_json::Value> = output
-            .sink
-            .counters()
-            .into_iter()
-            .map(|(k, n)| (k.to_string(), n.into()))
-            .collect();
+        let mut sink: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+        for (k, n) in output
+            .retired_counters
+            .iter()
+            .copied()
+            .chain(output.sink.counters())
+        {
+            let sum = sink.get(k).and_then(|v| v.as_u64()).unwrap_or(0) + n;
+            sink.insert(k.to_string(), sum.into());
+        }
         map.insert("sink".into(), sink.into());
+        #[cfg(feature = "live")]
+        if let Some(l) = &output.live {
+            map.insert(
+                "live".into(),
+                serde_json::to_value(l.counters.snapshot()).expect("counters serialise"),
+            );
+        }
         if let Some(kib) = peak_rss_kib() {
             map.insert("peak_rss_kib".into(), kib.into());
         }
         map.insert("warnings".into(), output.warnings.into());
+        map.insert("events_unwritten".into(), output.unwritten.into());
     }
     v
 }
@@ -336,9 +395,73 @@ struct Output {
     progress_base: u64,
     policy: Policy,
     sink: Box<dyn Sink>,
+    /// How to open the sink again (SIGHUP in a live run).
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
+    spec: SinkSpec,
+    /// Counters of sinks closed by a reopen, added to the current sink's.
+    retired_counters: Vec<(&'static str, u64)>,
     counts: EventCounts,
     /// The first write error; writing stops there (the run goes on counting).
     write_error: Option<std::io::Error>,
+    /// When writing failed (a live run retries by reopening the output).
+    write_failed_at: Option<std::time::Instant>,
+    /// Events not written because the output had failed (counted all the same).
+    unwritten: u64,
+    /// A live run's flushing, reopening and status line.
+    #[cfg(feature = "live")]
+    live: Option<live::LiveState>,
+}
+
+/// What the sink is and where it writes.
+struct SinkSpec {
+    format: Format,
+    output: Option<PathBuf>,
+    zone: DateZone,
+    ctx: SinkContext,
+    csv_raw: bool,
+    /// Append to an existing output file instead of truncating it.
+    append: bool,
+}
+
+impl SinkSpec {
+    fn open(&self) -> Result<Box<dyn Sink>, RunError> {
+        Ok(match (self.format, &self.output) {
+            (Format::Imspector, Some(dir)) => sink::imspector(
+                dir,
+                ImspectorOptions {
+                    zone: self.zone.clone(),
+                    ..ImspectorOptions::default()
+                },
+            )
+            .map_err(|e| RunError(format!("{}: {e}", dir.display())))?,
+            (Format::Imspector, None) => {
+                return Err(RunError("-F imspector needs -o DIR".into()));
+            }
+            (format, output) => {
+                let w: Box<dyn Write + Send> = match output {
+                    None => Box::new(std::io::stdout()),
+                    Some(path) => {
+                        let mut o = std::fs::OpenOptions::new();
+                        if self.append {
+                            o.create(true).append(true);
+                        } else {
+                            o.create(true).write(true).truncate(true);
+                        }
+                        Box::new(
+                            o.open(path)
+                                .map_err(|e| RunError(format!("{}: {e}", path.display())))?,
+                        )
+                    }
+                };
+                let ctx = self.ctx.clone();
+                match format {
+                    Format::Jsonl => sink::jsonl(w, ctx),
+                    Format::Csv => sink::csv(w, ctx, self.csv_raw),
+                    _ => sink::text(w, ctx),
+                }
+            }
+        })
+    }
 }
 
 impl Output {
@@ -351,7 +474,7 @@ impl Output {
             .sum();
         let show = match cli.progress {
             Progress::Never => false,
-            Progress::Always => true,
+            Progress::Always => cli.interface.is_none(),
             Progress::Auto => std::io::stderr().is_terminal() && total > 64 << 20,
         };
         let progress = show.then(|| {
@@ -364,38 +487,23 @@ impl Output {
             );
             bar
         });
-        let ctx = SinkContext {
-            inputs: plan.inputs.clone(),
-            raw: cli.raw,
-            color: plan.output.is_none() && std::io::stdout().is_terminal(),
-        };
-        let sink = match (plan.format, &plan.output) {
-            (Format::Imspector, Some(dir)) => sink::imspector(
-                dir,
-                ImspectorOptions {
-                    zone: plan.zone.clone(),
-                    ..ImspectorOptions::default()
+        let spec = SinkSpec {
+            format: plan.format,
+            output: plan.output.clone(),
+            zone: plan.zone.clone(),
+            ctx: SinkContext {
+                inputs: match &cli.interface {
+                    Some(iface) => vec![format!("live:{iface}")],
+                    None => plan.inputs.clone(),
                 },
-            )
-            .map_err(|e| RunError(format!("{}: {e}", dir.display())))?,
-            (Format::Imspector, None) => {
-                return Err(RunError("-F imspector needs -o DIR".into()));
-            }
-            (format, output) => {
-                let w: Box<dyn Write + Send> = match output {
-                    None => Box::new(std::io::stdout()),
-                    Some(path) => Box::new(
-                        std::fs::File::create(path)
-                            .map_err(|e| RunError(format!("{}: {e}", path.display())))?,
-                    ),
-                };
-                match format {
-                    Format::Jsonl => sink::jsonl(w, ctx),
-                    Format::Csv => sink::csv(w, ctx, cli.csv_raw),
-                    _ => sink::text(w, ctx),
-                }
-            }
+                raw: cli.raw,
+                color: plan.output.is_none() && std::io::stdout().is_terminal(),
+            },
+            csv_raw: cli.csv_raw,
+            // A live run is a service: a restart must not truncate its log.
+            append: cli.interface.is_some(),
         };
+        let sink = spec.open()?;
         Ok(Output {
             quiet: cli.quiet,
             warnings: 0,
@@ -403,8 +511,14 @@ impl Output {
             progress_base: 0,
             policy: Policy::default(),
             sink,
+            spec,
+            retired_counters: Vec::new(),
             counts: EventCounts::default(),
             write_error: None,
+            write_failed_at: None,
+            unwritten: 0,
+            #[cfg(feature = "live")]
+            live: None,
         })
     }
 
@@ -423,6 +537,7 @@ impl Output {
             eprintln!("imscan: writing output: {e}");
         }
         self.write_error = Some(e);
+        self.write_failed_at = Some(std::time::Instant::now());
     }
 
     fn finish(&mut self) {
@@ -445,6 +560,8 @@ impl EngineOutput for Output {
             if let Err(e) = self.sink.write(&ev) {
                 self.write_failed(e);
             }
+        } else {
+            self.unwritten += 1;
         }
     }
 
@@ -457,9 +574,41 @@ impl EngineOutput for Output {
         if let Some(bar) = &self.progress {
             bar.set_position(self.progress_base + consumed);
         }
+        #[cfg(feature = "live")]
+        live::after_batch(self);
+    }
+
+    fn open_flows(&mut self, _flows: usize) {
+        #[cfg(feature = "live")]
+        if let Some(l) = &mut self.live {
+            l.flows = _flows;
+        }
     }
 
     fn input_done(&mut self, size: u64) {
         self.progress_base += size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[cfg(not(feature = "live"))]
+    #[test]
+    fn interface_without_the_live_feature_says_how_to_build_and_exits_2() {
+        let cli = Cli::try_parse_from(["imscan", "-i", "eth0"]).unwrap();
+        let err = plan(&cli).err().expect("-i needs the feature").0;
+        assert!(err.contains("--features live"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert_eq!(main(cli), Exit::Usage);
+    }
+
+    #[test]
+    fn live_only_flags_on_files_are_usage_errors() {
+        let cli = Cli::try_parse_from(["imscan", "-w", "x.pcap", "in.pcap"]).unwrap();
+        let err = plan(&cli).err().expect("-w needs -i").0;
+        assert!(err.contains("live capture (-i) only"), "{err}");
     }
 }

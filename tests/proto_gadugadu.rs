@@ -4,18 +4,18 @@
 //! per-direction packet types, mid-stream starts, gaps, split invariance,
 //! hostile input, and the real captures' truth files.
 
-mod proto_support;
+mod support;
 
 use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{essence, pipeline, read_truth, run_split, Flow};
-
-/// What a real capture produced through the stages.
-struct Real {
-    events: Vec<Event>,
-    stats: imscan::proto::ProtoStats,
-}
+use support::decode::{
+    as_refs, check_cut_anywhere, detect, essence, run_mutated, run_split, run_with_hole,
+};
+use support::golden::{check_capture, check_pcap};
+use support::packet::{pcap_of, Conversation, Side as Peer};
+use support::stages::pipeline;
+use support::truth::{truth_of, truth_time, Matching};
 
 const C: &str = "192.0.2.20:50000";
 const S: &str = "198.51.100.2:8074";
@@ -204,10 +204,6 @@ fn gg8_session() -> Vec<(bool, Vec<u8>)> {
     ]
 }
 
-fn as_refs(v: &[(bool, Vec<u8>)]) -> Vec<(bool, &[u8])> {
-    v.iter().map(|(c, b)| (*c, &b[..])).collect()
-}
-
 fn run(script: &[(bool, Vec<u8>)], server: &str, syn: bool) -> Vec<Event> {
     run_split(&cfg(), C, server, syn, &as_refs(script), |_, _| vec![])
 }
@@ -348,22 +344,8 @@ fn gg6_login_masks_flag_bits_and_old_messages_are_cp1250() {
 fn split_invariance_at_every_cut() {
     let script = gg8_session();
     let refs = as_refs(&script);
-    let whole = essence(&run(&script, S, true));
+    let whole = check_cut_anywhere(&cfg(), C, S, &refs);
     assert_eq!(whole.len(), 10);
-    for i in 0..refs.len() {
-        for at in 1..refs[i].1.len() {
-            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &refs, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
 }
 
 #[test]
@@ -388,18 +370,7 @@ fn midstream_and_arbitrary_ports() {
 fn gap_inside_a_packet_resyncs_on_the_next_ones() {
     let script = gg8_session();
     for (victim, client) in [(4usize, true), (7, false)] {
-        let mut f = Flow::new(cfg(), C, S, true);
-        for (i, (c, b)) in script.iter().enumerate() {
-            if i == victim {
-                f.data(*c, &b[..12]);
-                f.gap(*c, 10);
-                f.data(*c, &b[22..]);
-            } else {
-                f.data(*c, b);
-            }
-        }
-        f.close();
-        let ev = f.events();
+        let ev = run_with_hole(cfg(), C, S, &script, victim, 12..22);
         assert_eq!(ev.len(), 9, "victim {victim}: {:#?}", essence(&ev));
         let flagged: Vec<_> = ev.iter().filter(|e| e.flags.gap_before).collect();
         assert_eq!(flagged.len(), 1);
@@ -415,12 +386,14 @@ fn other_binary_protocols_are_not_gadu_gadu() {
         b"\x02\x00\x00\x00\xff\xff\xff\x7f",
         b"SSH-2.0-OpenSSH_9.6\r\n",
     ] {
-        let mut f = Flow::new(cfg(), C, "198.51.100.2:9999", true);
-        f.data(true, first);
-        f.data(false, first);
-        f.close();
-        assert!(f.events().is_empty());
-        assert_ne!(f.dec.protocol(), Some(Protocol::GaduGadu));
+        let (ev, found) = detect(
+            cfg(),
+            C,
+            "198.51.100.2:9999",
+            &[(true, first), (false, first)],
+        );
+        assert!(ev.is_empty());
+        assert_ne!(found, Some(Protocol::GaduGadu));
     }
 }
 
@@ -431,9 +404,7 @@ fn other_binary_protocols_are_not_gadu_gadu() {
 /// text; `typing-finished` (length 0) and the login row are not events.
 #[test]
 fn real_gg11_libgadu_matches_truth() {
-    let rows = read_truth(include_str!(
-        "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
-    ));
+    let rows = truth_of("fixtures/real/gg11-finch-libgadu-fakeserver-public");
     let (events, stats) = pipeline(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -441,8 +412,7 @@ fn real_gg11_libgadu_matches_truth() {
         ),
         cfg(),
     );
-    let r = Real { events, stats };
-    let mut used = vec![false; r.events.len()];
+    let mut free = Matching::new(&events);
     let mut matched = 0;
     for row in &rows {
         let kind = match (row.event.as_str(), &row.text[..]) {
@@ -450,10 +420,9 @@ fn real_gg11_libgadu_matches_truth() {
             ("typing", b"typing-begun") => Kind::Typing,
             _ => continue,
         };
-        let found = r.events.iter().enumerate().position(|(i, e)| {
+        let found = free.take(|e| {
             let outgoing = e.client == row.src;
-            !used[i]
-                && e.frames.1 == row.frame
+            e.frames.1 == row.frame
                 && e.time.epoch_micros_string() == row.timestamp
                 && e.kind == kind
                 && e.outgoing == outgoing
@@ -467,17 +436,14 @@ fn real_gg11_libgadu_matches_truth() {
                     || e.text.as_deref().map(str::as_bytes) == Some(&row.text[..]))
         });
         match found {
-            Some(i) => {
-                used[i] = true;
-                matched += 1;
-            }
-            None => panic!("row {row:?} not found\n{:#?}", essence(&r.events)),
+            Some(_) => matched += 1,
+            None => panic!("row {row:?} not found\n{:#?}", essence(&events)),
         }
     }
     assert_eq!(matched, 17 + 11);
-    assert!(used.iter().all(|u| *u), "extra events");
-    assert_eq!(r.stats.flows.get("gadugadu"), Some(&1));
-    assert_eq!(r.stats.decode_errors, 0);
+    assert!(free.all_taken(), "extra events");
+    assert_eq!(stats.flows.get("gadugadu"), Some(&1));
+    assert_eq!(stats.decode_errors, 0);
 }
 
 /// Only GG_WELCOME and GG_LOGIN80, no SYN: detected, no chat events.
@@ -505,26 +471,7 @@ proptest! {
         cuts in proptest::collection::vec(1usize..300, 0..8),
         gap_at in proptest::option::of(0usize..16),
     ) {
-        let mut script = gg8_session();
-        let total: usize = script.iter().map(|s| s.1.len()).sum();
-        for (pos, val) in flips {
-            let mut p = pos % total;
-            for s in script.iter_mut() {
-                if p < s.1.len() { s.1[p] ^= val; break; }
-                p -= s.1.len();
-            }
-        }
-        let mut f = Flow::new(cfg(), C, S, true);
-        for (i, (c, b)) in script.iter().enumerate() {
-            if Some(i) == gap_at { f.gap(*c, 9); }
-            let mut last = 0;
-            for &at in &cuts {
-                if at > last && at < b.len() { f.data(*c, &b[last..at]); last = at; }
-            }
-            f.data(*c, &b[last..]);
-        }
-        f.close();
-        let ev = f.events();
+        let ev = run_mutated(cfg(), C, S, gg8_session(), &flips, &cuts, gap_at.map(|i| (i, 9)));
         prop_assert!(ev.len() <= 40);
         for e in &ev {
             prop_assert!(e.text.as_ref().map_or(0, |t| t.len()) <= 3 * 0x10000);
@@ -539,37 +486,18 @@ proptest! {
 // checked-in files are current (`IMSCAN_BLESS=1` rewrites them).
 // tshark reads them without warnings (`-d tcp.port==443,gadu-gadu` for 443).
 
-mod support;
-
 use imscan::time::Timestamp;
-use support::packet::{Conversation, Side as Peer};
-
-fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
-    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
-    frames.sort_by_key(|f| f.0);
-    let recs: Vec<(Timestamp, &[u8], u32)> = frames
-        .iter()
-        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
-        .collect();
-    support::pcapfile::pcap(support::pcapfile::ETHERNET, &recs)
-}
 
 fn conversation(client: &str, server: &str) -> Conversation {
-    Conversation::new(client.parse().unwrap(), server.parse().unwrap())
+    Conversation::between(client, server)
         .start_at(Timestamp::from_secs_nanos(1_700_000_100, 0), 10_000_000)
-}
-
-fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
-    for (c, b) in script {
-        conv.send(if *c { Peer::Client } else { Peer::Server }, b, mss);
-    }
 }
 
 /// GG 8 session on 8074 from SYN to FIN: every event kind both ways.
 fn fixture_gg8() -> Vec<u8> {
     let mut c = conversation("10.2.0.5:40100", "10.2.0.1:8074");
     c.handshake();
-    play(&mut c, &gg8_session(), 1460);
+    c.play(&gg8_session(), 1460);
     c.close();
     pcap_of(&[c])
 }
@@ -586,7 +514,7 @@ fn fixture_gg6_443() -> Vec<u8> {
         (false, msg_old(0x0A, PEER, 8, b"odpowied\x9f")),
         (true, typing(PEER, 3)),
     ];
-    play(&mut c, &script, 9);
+    c.play(&script, 9);
     c.close();
     pcap_of(&[c])
 }
@@ -596,7 +524,7 @@ fn fixture_gg6_443() -> Vec<u8> {
 fn fixture_midstream_gap() -> Vec<u8> {
     let mut c = conversation("10.2.0.7:40300", "10.2.0.3:8074");
     let script: Vec<_> = gg8_session().into_iter().skip(3).collect();
-    play(&mut c, &script, 16);
+    c.play(&script, 16);
     let segs = c.segments().to_vec();
     let victim = segs
         .iter()
@@ -608,39 +536,33 @@ fn fixture_midstream_gap() -> Vec<u8> {
     pcap_of(&[c])
 }
 
-/// Check (or, with `IMSCAN_BLESS=1`, write) `fixtures/<name>.pcap`, and
-/// return the events the real stages (capture → net → tcp → proto) decode
-/// from it. What the binary writes for it is checked against
-/// `<name>.expected.jsonl` by the end-to-end tests below.
-fn check_fixture(name: &str, bytes: &[u8]) -> Vec<Event> {
-    let pcap_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("{name}.pcap"));
-    assert!(bytes.len() < 1 << 20);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::create_dir_all(pcap_path.parent().unwrap()).unwrap();
-        std::fs::write(&pcap_path, bytes).unwrap();
-    }
-    let on_disk = std::fs::read(&pcap_path).unwrap_or_default();
-    assert!(
-        on_disk == bytes,
-        "{name}.pcap is stale: rerun with IMSCAN_BLESS=1"
-    );
-    pipeline(pcap_path.to_str().unwrap(), cfg()).0
-}
-
 #[test]
 fn generated_fixtures_are_current() {
-    let ev = check_fixture("gadugadu/gg8-session-8074", &fixture_gg8());
+    let ev = pipeline(
+        &check_pcap("fixtures/gadugadu/gg8-session-8074.pcap", &fixture_gg8()),
+        cfg(),
+    )
+    .0;
     assert_eq!(essence(&ev).len(), 10);
     assert_eq!(ev.iter().filter(|e| e.group).count(), 3);
     // GG 6 on 443 in 9-byte segments: CP1250 both ways.
-    let ev = check_fixture("gadugadu/gg6-cp1250-443", &fixture_gg6_443());
+    let ev = pipeline(
+        &check_pcap("fixtures/gadugadu/gg6-cp1250-443.pcap", &fixture_gg6_443()),
+        cfg(),
+    )
+    .0;
     let texts: Vec<_> = ev.iter().filter_map(|e| e.text.as_deref()).collect();
     assert_eq!(texts, vec!["Śźż\nnowa linia", "odpowiedź"]);
     assert!(ev.iter().all(|e| e.server.port() == 443));
     // Mid-stream, one lost segment inside an incoming message.
-    let ev = check_fixture("gadugadu/gg8-midstream-gap-8074", &fixture_midstream_gap());
+    let ev = pipeline(
+        &check_pcap(
+            "fixtures/gadugadu/gg8-midstream-gap-8074.pcap",
+            &fixture_midstream_gap(),
+        ),
+        cfg(),
+    )
+    .0;
     assert_eq!(ev.len(), 9);
     assert_eq!(ev.iter().filter(|e| e.flags.gap_before).count(), 1);
 }
@@ -659,53 +581,11 @@ proptest! {
 
 // --- end to end: the imscan binary ----------------------------------------------
 
-/// Run `imscan -F jsonl` from the crate root (exit 0, or 1 for damage).
-fn imscan_jsonl(pcap: &str, threads: u8) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-F", "jsonl", "--threads", &threads.to_string(), pcap])
-        .output()
-        .expect("run imscan");
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{pcap}: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8 JSON Lines")
-}
-
-/// The JSONL of `pcap` equals the checked-in `expected` (`IMSCAN_BLESS=1`
-/// rewrites it) at 1 and 4 threads; returns the parsed lines.
-fn check_jsonl(pcap: &str, expected: &str) -> Vec<serde_json::Value> {
-    let one = imscan_jsonl(pcap, 1);
-    assert_eq!(
-        one,
-        imscan_jsonl(pcap, 4),
-        "{pcap}: thread count changed the output"
-    );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(expected);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::write(&path, &one).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(one, want, "{expected} (IMSCAN_BLESS=1 to rewrite)");
-    one.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn truth_time(epoch: &str) -> String {
-    let (s, us) = epoch.split_once('.').unwrap();
-    Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
-        .rfc3339_micros()
-}
-
 #[test]
 fn binary_real_gg_captures_find_every_truth_event() {
-    let lines = check_jsonl(
-        "fixtures/real/gg11-finch-libgadu-fakeserver-public.pcap",
-        "fixtures/real/gg11-finch-libgadu-fakeserver-public.expected.jsonl",
-    );
-    let rows = read_truth(include_str!(
-        "../fixtures/real/gg11-finch-libgadu-fakeserver-public.truth.tsv"
-    ));
-    let mut used = vec![false; lines.len()];
+    let lines = check_capture("fixtures/real/gg11-finch-libgadu-fakeserver-public").lines();
+    let rows = truth_of("fixtures/real/gg11-finch-libgadu-fakeserver-public");
+    let mut free = Matching::new(&lines);
     for row in rows
         .iter()
         .filter(|r| r.event == "message" || r.text == b"typing-begun")
@@ -716,29 +596,21 @@ fn binary_real_gg_captures_find_every_truth_event() {
         } else {
             (&row.sender, &row.recipient)
         };
-        let i = lines
-            .iter()
-            .enumerate()
-            .position(|(i, l)| {
-                !used[i]
-                    && l["frames"][1] == row.frame
-                    && l["time"] == truth_time(&row.timestamp).as_str()
-                    && l["kind"] == row.event.as_str()
-                    && l["outgoing"] == outgoing
-                    && l["remote_id"] == peer.as_str()
-                    && l["local_id"] == local.as_str()
-                    && l["sender"] == row.sender.as_str()
-                    && (row.event == "typing"
-                        || l["text"] == String::from_utf8_lossy(&row.text).as_ref())
-            })
-            .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
-        used[i] = true;
+        free.take(|l| {
+            l["frames"][1] == row.frame
+                && l["time"] == truth_time(&row.timestamp).as_str()
+                && l["kind"] == row.event.as_str()
+                && l["outgoing"] == outgoing
+                && l["remote_id"] == peer.as_str()
+                && l["local_id"] == local.as_str()
+                && l["sender"] == row.sender.as_str()
+                && (row.event == "typing"
+                    || l["text"] == String::from_utf8_lossy(&row.text).as_ref())
+        })
+        .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
     }
-    assert!(used.iter().all(|u| *u), "events beyond the truth file");
-    let lines = check_jsonl(
-        "fixtures/real/john-ekg-login.pcap",
-        "fixtures/real/john-ekg-login.expected.jsonl",
-    );
+    assert!(free.all_taken(), "events beyond the truth file");
+    let lines = check_capture("fixtures/real/john-ekg-login").lines();
     assert!(lines.is_empty());
 }
 
@@ -749,10 +621,7 @@ fn binary_generated_gg_captures() {
         ("gg6-cp1250-443", 3),
         ("gg8-midstream-gap-8074", 9),
     ] {
-        let lines = check_jsonl(
-            &format!("fixtures/gadugadu/{case}.pcap"),
-            &format!("fixtures/gadugadu/{case}.expected.jsonl"),
-        );
+        let lines = check_capture(&format!("fixtures/gadugadu/{case}")).lines();
         assert_eq!(lines.len(), n, "{case}");
         assert!(lines.iter().all(|l| l["protocol"] == "gadugadu"));
     }

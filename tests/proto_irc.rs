@@ -2,21 +2,20 @@
 //! ports, directions, mid-stream starts, gaps, split invariance, encodings,
 //! CTCP/DCC, echoes, TLS, hostile input, and the real captures' truth files.
 
-mod proto_support;
 mod support;
-
-use std::sync::Arc;
-
-use imscan::event::FlowId;
-use imscan::proto::{FlowDecoder, FlowStart};
-use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, Side as HSide};
 
 use imscan::event::{Kind, LocalId, Protocol};
 use imscan::proto::{ProtoConfig, PROBE_LIMIT};
+use imscan::tcp::harness::Side as HSide;
 use proptest::prelude::*;
-use proto_support::{
-    compare, essence, expect_jsonl, is_echo, pipeline, read_truth, replay, run_split, Flow,
+use support::decode::{
+    check_buffering, check_cut_anywhere, harness_conversation, harness_split_invariance,
+    run_random_chunks, run_split, Flow,
 };
+use support::golden::{check_generated, check_jsonl, read_text};
+use support::packet::{Conversation as Script, Side as PSide};
+use support::stages::{pipeline, replay};
+use support::truth::{compare, is_echo, truth_of};
 
 const C: &str = "192.0.2.10:41000";
 const S: &str = "198.51.100.1:6667";
@@ -212,22 +211,8 @@ fn event_time_and_frames_follow_the_completing_chunk() {
 #[test]
 fn every_split_gives_the_same_events() {
     let script = conversation();
-    let whole = essence(&run_split(&cfg(), C, S, true, &script, |_, _| vec![]));
+    let whole = check_cut_anywhere(&cfg(), C, S, &script);
     assert_eq!(whole.len(), 9);
-    for (i, (_, bytes)) in script.iter().enumerate() {
-        for at in 1..bytes.len() {
-            let ev = run_split(&cfg(), C, S, true, &script, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &script, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
 }
 
 #[test]
@@ -529,37 +514,9 @@ fn stats_count_flows_units_and_merge() {
     assert!(json.contains("\"caps_hit\":0"), "{json}");
 }
 
-/// A decoder for the tcp harness's flow (10.0.0.1:40000 → 10.0.0.2:5222, SYN seen).
-fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
-    let nf = harness_flow();
-    FlowDecoder::new(
-        Arc::new(config.clone()),
-        FlowStart {
-            key: nf.key,
-            flow: FlowId(nf.frame),
-            source: nf.frame.source,
-            client_dir: nf.client_dir,
-        },
-    )
-}
-
-fn harness_events(mut d: FlowDecoder) -> Vec<String> {
-    let (mut ev, mut facts) = (Vec::new(), Vec::new());
-    d.drain(&mut ev, &mut facts);
-    essence(&ev)
-}
-
 #[test]
 fn split_invariance_with_gaps_through_the_tcp_harness() {
-    let conv = conversation()
-        .into_iter()
-        .fold(Conversation::new(), |c, (client, b)| {
-            if client {
-                c.client(b)
-            } else {
-                c.server(b)
-            }
-        })
+    let conv = harness_conversation(&conversation())
         // A gap inside a line and one between lines, each side.
         .client(b"PRIVMSG #rust :cut by a ga")
         .gap(HSide::Client, 12)
@@ -567,16 +524,9 @@ fn split_invariance_with_gaps_through_the_tcp_harness() {
         .server(b":bob!b@h PRIVMSG #rust :whole\r\n")
         .gap(HSide::Server, 40)
         .server(b"tail of a lost line\r\n:bob!b@h PRIVMSG #rust :after\r\n");
-    let got = check_split_invariance(&conv, || harness_decoder(&cfg()), harness_events, 16)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = harness_split_invariance(&conv, &cfg(), 16);
     assert_eq!(got.len(), 12, "{got:#?}");
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
-}
-
-use support::packet::{Conversation as Script, Side as PSide};
-
-fn script(client: &str, server: &str) -> Script {
-    Script::new(client.parse().unwrap(), server.parse().unwrap())
 }
 
 /// Generated captures (fixtures/irc/): standard and non-standard ports,
@@ -586,22 +536,16 @@ fn script(client: &str, server: &str) -> Script {
 #[test]
 fn generated_fixtures() {
     // A full session on 6667, every line its own segment.
-    let mut s = script("192.0.2.10:41000", "198.51.100.1:6667");
+    let mut s = Script::between("192.0.2.10:41000", "198.51.100.1:6667");
     s.handshake();
-    for (client, part) in conversation() {
-        s.send(
-            if client { PSide::Client } else { PSide::Server },
-            part,
-            1460,
-        );
-    }
+    s.play(&conversation(), 1460);
     s.close();
-    let ev = proto_support::generated::check("irc", "irc-6667-session", &s);
+    let ev = check_generated("fixtures/irc/irc-6667-session", &[s]);
     assert_eq!(ev.len(), 9);
 
     // Port 80 (firewall tunnelling), picked up mid-line, lines cut into
     // 7-byte segments, the server talking first.
-    let mut s = script("192.0.2.11:50123", "198.51.100.2:80");
+    let mut s = Script::between("192.0.2.11:50123", "198.51.100.2:80");
     s.send(
         PSide::Server,
         b"ello\r\n:srv 001 mallory :Welcome\r\n:eve!e@h PRIVMSG #ops :m\xe9lange latin-1\r\n",
@@ -612,7 +556,7 @@ fn generated_fixtures() {
         b"PRIVMSG #ops :got it\r\nPRIVMSG eve :\x01ACTION nods\x01\r\n",
         7,
     );
-    let ev = proto_support::generated::check("irc", "irc-80-midstream", &s);
+    let ev = check_generated("fixtures/irc/irc-80-midstream", &[s]);
     assert_eq!(ev.len(), 3);
     assert!(ev
         .iter()
@@ -620,7 +564,7 @@ fn generated_fixtures() {
 
     // Port 443 in plaintext, with a segment lost inside a message (client)
     // and one lost between messages (server).
-    let mut s = script("192.0.2.12:40400", "198.51.100.3:443");
+    let mut s = Script::between("192.0.2.12:40400", "198.51.100.3:443");
     s.handshake();
     s.send(PSide::Client, b"NICK trent\r\nUSER trent 0 * :T\r\n", 1460);
     s.send(PSide::Server, b":srv 001 trent :hi\r\n", 1460);
@@ -635,30 +579,21 @@ fn generated_fixtures() {
     // Segments: 0-2 handshake, 3 NICK/USER, 4 001, 5 one, 6-8 two (cut) and
     // three, 9 lost, 10 kept: lose 7 (inside "two") and 9 (a whole line).
     s.drop_segment(7).drop_segment(8);
-    let ev = proto_support::generated::check("irc", "irc-443-gaps", &s);
+    let ev = check_generated("fixtures/irc/irc-443-gaps", &[s]);
     let texts: Vec<_> = ev.iter().map(|e| e.text.as_deref().unwrap()).collect();
     assert_eq!(texts, ["one", "three", "kept"]);
     assert!(ev[1].flags.gap_before && ev[1].lost_bytes == 8);
     assert!(ev[2].flags.gap_before && ev[2].lost_bytes == 25);
 
     // IPv6, arbitrary port, DCC SEND offered by the local user.
-    let mut s = script("[2001:db8::10]:51000", "[2001:db8::1]:31337");
+    let mut s = Script::between("[2001:db8::10]:51000", "[2001:db8::1]:31337");
     s.handshake();
     s.send(PSide::Client, b"NICK v6user\r\nUSER v6 0 * :V\r\nPRIVMSG peer :\x01DCC SEND report.pdf 3232235777 40001 52431\x01\r\n", 1460);
     s.close();
-    let ev = proto_support::generated::check("irc", "irc-ipv6-dcc", &s);
+    let ev = check_generated("fixtures/irc/irc-ipv6-dcc", &[s]);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].file_size, Some(52431));
     assert_eq!(ev[0].text.as_deref(), Some("192.168.1.1:40001"));
-}
-
-fn fixture_path(name: &str) -> String {
-    format!("{}/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = fixture_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Check a real capture against its truth file: every row must be matched
@@ -670,18 +605,22 @@ fn fixture(name: &str) -> String {
 fn check_real(name: &str, capture: Option<&str>, not_decodable: &[u64]) {
     let (events, stats) = match capture {
         Some(file) => {
-            let events = expect_jsonl(
+            let events = check_jsonl(
                 &format!("fixtures/real/{file}"),
                 &format!("fixtures/real/{name}.expected.jsonl"),
-            );
-            (events, pipeline(&fixture_path(file), cfg()).1)
+            )
+            .events();
+            (events, pipeline(&format!("fixtures/real/{file}"), cfg()).1)
         }
         None => {
-            let r = replay(&fixture(&format!("{name}.chunks.tsv")), cfg());
+            let r = replay(
+                &read_text(&format!("fixtures/real/{name}.chunks.tsv")),
+                cfg(),
+            );
             (r.events, r.stats)
         }
     };
-    let rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
+    let rows = truth_of(&format!("fixtures/real/{name}"));
     let (missing, extra) = compare(&events, &rows);
     let wanted = rows
         .iter()
@@ -754,7 +693,7 @@ fn real_ngircd_three_clients() {
 
 #[test]
 fn real_inspircd_port7000_ircv3() {
-    let (events, stats) = pipeline(&fixture_path("irc-inspircd-port7000-ircv3.pcapng"), cfg());
+    let (events, stats) = pipeline("fixtures/real/irc-inspircd-port7000-ircv3.pcapng", cfg());
     assert_eq!(stats.echoes_dropped, 9, "{stats:?}");
     assert!(events.iter().all(|e| e.server.port() == 7000));
     check_real(
@@ -773,17 +712,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12), syn in any::<bool>()) {
-        let mut f = Flow::new(cfg(), C, S, syn);
-        f.data(true, b"NICK a\r\nUSER a 0 * :a\r\n");
-        for (i, c) in chunks.iter().enumerate() {
-            if i % 5 == 4 {
-                f.gap(i % 2 == 0, c.len() as u64);
-            } else {
-                f.data(i % 2 == 0, c);
-            }
-        }
-        f.close();
-        let _ = f.events();
+        run_random_chunks(cfg(), C, S, syn, b"NICK a\r\nUSER a 0 * :a\r\n", &chunks);
     }
 
     #[test]
@@ -807,15 +736,6 @@ proptest! {
 
     #[test]
     fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
-        let mut f = Flow::new(cfg(), C, S, true);
-        f.data(true, HELLO);
-        for (client, mut c) in chunks {
-            if newline_free {
-                // No line or tag ever ends: units only grow.
-                c.retain(|b| *b != b'\n' && *b != b'>');
-            }
-            f.data(client, &c);
-            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
-        }
+        check_buffering(cfg(), C, S, HELLO, CAP, chunks, newline_free)?;
     }
 }

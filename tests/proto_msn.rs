@@ -1,111 +1,17 @@
 //! MSN decoding from the outside: byte streams and the real capture fed through
 //! the proto framework's front door (`FlowDecoder`), checked event by event.
 
-mod im_capture;
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use imscan::capture::FrameRef;
-use imscan::event::{Event, FlowId, IdentityFact, Kind, LocalId, Protocol};
-use imscan::net::{Dir, Endpoint, FlowKey, Transport};
-use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
-use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
-use imscan::time::Timestamp;
+use imscan::event::{Event, Kind, LocalId, Protocol};
+use imscan::proto::ProtoConfig;
+use support::decode::{apply_edits, check_every_split, run_steps, Flow, Seen, Step};
+use support::golden::{check_binary, check_decoded, check_sinks};
+use support::packet::{pcap_of, Conversation};
+use support::stages::pipeline;
 
 const CLIENT: &str = "10.0.0.5:1042";
 const SERVER: &str = "207.46.26.167:1863";
-
-/// One flow under test: client → server bytes are `Side::Client`.
-struct Flow {
-    dec: FlowDecoder,
-    key: FlowKey,
-    client_dir: Dir,
-    frame: u64,
-    events: Vec<Event>,
-    facts: Vec<IdentityFact>,
-}
-
-fn endpoint(s: &str) -> Endpoint {
-    let a: SocketAddr = s.parse().unwrap();
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
-}
-
-impl Flow {
-    fn new(client: &str, server: &str, syn_seen: bool, raw: bool) -> Flow {
-        let (key, client_dir) = FlowKey::new(Transport::Tcp, endpoint(client), endpoint(server));
-        let config = Arc::new(ProtoConfig {
-            raw,
-            ..ProtoConfig::default()
-        });
-        let start = FlowStart {
-            key,
-            flow: FlowId(FrameRef {
-                source: 0,
-                index: 1,
-            }),
-            source: 0,
-            client_dir: syn_seen.then_some(client_dir),
-        };
-        Flow {
-            dec: FlowDecoder::new(config, start),
-            key,
-            client_dir,
-            frame: 0,
-            events: Vec::new(),
-            facts: Vec::new(),
-        }
-    }
-
-    fn info(&mut self, from_client: bool, ts_secs: i64, midstream: bool) -> ChunkInfo {
-        self.frame += 1;
-        let f = FrameRef {
-            source: 0,
-            index: self.frame,
-        };
-        ChunkInfo {
-            dir: if from_client {
-                self.client_dir
-            } else {
-                self.client_dir.reverse()
-            },
-            ts: Timestamp::from_secs_nanos(ts_secs, 0),
-            frame: f,
-            first_frame: f,
-            offset: 0,
-            flags: ChunkFlags {
-                midstream,
-                ..ChunkFlags::default()
-            },
-        }
-    }
-
-    fn send(&mut self, from_client: bool, ts: i64, bytes: &[u8]) {
-        let info = self.info(from_client, ts, false);
-        self.dec.on_chunk(Chunk::Data(bytes), &info);
-        self.dec.drain(&mut self.events, &mut self.facts);
-    }
-
-    fn gap(&mut self, from_client: bool, ts: i64, len: u64) {
-        let info = self.info(from_client, ts, false);
-        self.dec.on_chunk(Chunk::Gap(len), &info);
-    }
-
-    fn close(mut self) -> (Vec<Event>, Vec<IdentityFact>) {
-        self.dec.on_close(
-            CloseReason::EndOfInput,
-            Timestamp::default(),
-            FrameRef::default(),
-        );
-        self.dec.drain(&mut self.events, &mut self.facts);
-        let _ = self.key;
-        (self.events, self.facts)
-    }
-}
 
 fn msg_out(trid: u32, payload: &str) -> String {
     format!("MSG {trid} N {}\r\n{payload}", payload.len())
@@ -125,43 +31,8 @@ fn typing(user: &str) -> String {
     )
 }
 
-/// A compact view of an event for assertions.
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    kind: Kind,
-    outgoing: bool,
-    local: Option<String>,
-    remote: String,
-    group: bool,
-    sender: Option<String>,
-    text: Option<String>,
-    file: Option<(Option<String>, Option<u64>)>,
-}
-
-fn seen(e: &Event) -> Seen {
-    Seen {
-        kind: e.kind,
-        outgoing: e.outgoing,
-        local: e.local_id_str().map(str::to_string),
-        remote: e.remote_id.clone(),
-        group: e.group,
-        sender: e.sender.clone(),
-        text: e.text.clone(),
-        file: (e.kind == Kind::File).then(|| (e.file_name.clone(), e.file_size)),
-    }
-}
-
 fn s(kind: Kind, outgoing: bool, remote: &str, sender: &str, text: Option<&str>) -> Seen {
-    Seen {
-        kind,
-        outgoing,
-        local: Some("alice@hotmail.com".into()),
-        remote: remote.into(),
-        group: false,
-        sender: Some(sender.into()),
-        text: text.map(str::to_string),
-        file: None,
-    }
+    Seen::new("alice@hotmail.com", kind, outgoing, remote, sender, text)
 }
 
 // ---- P2P / SLP builders -------------------------------------------------
@@ -236,8 +107,8 @@ fn cmd_with_payload(head: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A switchboard conversation: (from_client, time, bytes) per step.
-fn switchboard_script() -> Vec<(bool, i64, Vec<u8>)> {
-    let mut v: Vec<(bool, i64, Vec<u8>)> = vec![
+fn switchboard_script() -> Vec<Step> {
+    let mut v: Vec<Step> = vec![
         (
             true,
             100,
@@ -401,18 +272,14 @@ fn switchboard_expected() -> Vec<Seen> {
     ]
 }
 
-fn run_script(script: &[(bool, i64, Vec<u8>)]) -> Vec<Event> {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    for (c, t, b) in script {
-        f.send(*c, *t, b);
-    }
-    f.close().0
+fn run_script(script: &[Step]) -> Vec<Event> {
+    run_steps(ProtoConfig::default(), CLIENT, SERVER, true, script).0
 }
 
 #[test]
 fn switchboard_conversation_gives_every_event_kind() {
     let events = run_script(&switchboard_script());
-    let got: Vec<Seen> = events.iter().map(seen).collect();
+    let got: Vec<Seen> = events.iter().map(Seen::from).collect();
     assert_eq!(got, switchboard_expected());
     // Addresses, protocol, times and per-flow order.
     for (i, e) in events.iter().enumerate() {
@@ -429,50 +296,41 @@ fn switchboard_conversation_gives_every_event_kind() {
 #[test]
 fn every_split_of_the_stream_gives_the_same_events() {
     let script = switchboard_script();
-    let whole: Vec<Seen> = run_script(&script).iter().map(seen).collect();
     // Split every step's bytes at every position (both halves in order).
-    for step in 0..script.len() {
-        let len = script[step].2.len();
-        let cuts: Vec<usize> = if len < 200 {
-            (1..len).collect()
-        } else {
-            (1..len).step_by(37).chain([len - 1]).collect()
-        };
-        for cut in cuts {
-            let mut split = Vec::new();
-            for (i, (c, t, b)) in script.iter().enumerate() {
-                if i == step {
-                    split.push((*c, *t, b[..cut].to_vec()));
-                    split.push((*c, *t, b[cut..].to_vec()));
-                } else {
-                    split.push((*c, *t, b.clone()));
-                }
+    check_every_split(
+        &script,
+        |len| {
+            if len < 200 {
+                (1..len).collect()
+            } else {
+                (1..len).step_by(37).chain([len - 1]).collect()
             }
-            let got: Vec<Seen> = run_script(&split).iter().map(seen).collect();
-            assert_eq!(got, whole, "step {step} cut {cut}");
-        }
-    }
+        },
+        |sc| run_script(sc).iter().map(Seen::from).collect::<Vec<_>>(),
+    );
 }
 
 #[test]
 fn one_byte_chunks_give_the_same_events() {
     let script = switchboard_script();
-    let whole: Vec<Seen> = run_script(&script).iter().map(seen).collect();
-    let bytes: Vec<(bool, i64, Vec<u8>)> = script
+    let whole: Vec<Seen> = run_script(&script).iter().map(Seen::from).collect();
+    let bytes: Vec<Step> = script
         .iter()
         .flat_map(|(c, t, b)| b.iter().map(move |x| (*c, *t, vec![*x])))
         .collect();
-    let got: Vec<Seen> = run_script(&bytes).iter().map(seen).collect();
+    let got: Vec<Seen> = run_script(&bytes).iter().map(Seen::from).collect();
     assert_eq!(got, whole);
 }
 
 #[test]
 fn a_peer_who_leaves_and_comes_back_is_still_one_to_one() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(true, 1, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
-    f.send(false, 2, b"JOI bob@hotmail.com Bob\r\nJOI bob@hotmail.com;{guid-2} Bob\r\nBYE bob@hotmail.com\r\nJOI Bob@Hotmail.com Bob\r\n");
-    f.send(true, 3, msg_out(2, &text("still just us")).as_bytes());
-    let (ev, _) = f.close();
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1)
+        .data(true, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
+    f.at(2).data(false, b"JOI bob@hotmail.com Bob\r\nJOI bob@hotmail.com;{guid-2} Bob\r\nBYE bob@hotmail.com\r\nJOI Bob@Hotmail.com Bob\r\n");
+    f.at(3)
+        .data(true, msg_out(2, &text("still just us")).as_bytes());
+    let (ev, _) = f.finish();
     assert_eq!(ev.len(), 1);
     assert_eq!(
         (ev[0].remote_id.as_str(), ev[0].group),
@@ -482,19 +340,19 @@ fn a_peer_who_leaves_and_comes_back_is_still_one_to_one() {
 
 #[test]
 fn many_joins_keep_bounded_state() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(true, 1, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1)
+        .data(true, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
     let mut joins = Vec::new();
     for i in 0..5000 {
         joins.extend_from_slice(format!("JOI user{i}@x.com U\r\n").as_bytes());
     }
-    f.send(false, 2, &joins);
-    f.send(
+    f.at(2).data(false, &joins);
+    f.at(3).data(
         false,
-        3,
         msg_in("user4999@x.com", &text("late joiner")).as_bytes(),
     );
-    let (ev, _) = f.close();
+    let (ev, _) = f.finish();
     assert_eq!(ev.len(), 1);
     assert!(ev[0].group && ev[0].remote_id == "groupchat-2");
     assert_eq!(ev[0].sender.as_deref(), Some("user4999@x.com"));
@@ -502,12 +360,12 @@ fn many_joins_keep_bounded_state() {
 
 #[test]
 fn a_message_spanning_chunks_names_its_first_and_last_frame() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(false, 1, b"USR 1 OK alice@hotmail.com Alice\r\n");
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1).data(false, b"USR 1 OK alice@hotmail.com Alice\r\n");
     let m = msg_in("bob@hotmail.com", &text("split"));
-    f.send(false, 2, &m.as_bytes()[..20]);
-    f.send(false, 3, &m.as_bytes()[20..]);
-    let (ev, _) = f.close();
+    f.at(2).data(false, &m.as_bytes()[..20]);
+    f.at(3).data(false, &m.as_bytes()[20..]);
+    let (ev, _) = f.finish();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].frames, (2, 3));
     assert_eq!(ev[0].time.secs(), 3);
@@ -515,23 +373,25 @@ fn a_message_spanning_chunks_names_its_first_and_last_frame() {
 
 #[test]
 fn a_gap_inside_a_payload_loses_only_that_message() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(true, 1, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
-    f.send(false, 1, b"JOI bob@hotmail.com Bob\r\n");
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1)
+        .data(true, b"USR 1 alice@hotmail.com 1234.5678.9012\r\n");
+    f.at(1).data(false, b"JOI bob@hotmail.com Bob\r\n");
     let lost = msg_in(
         "bob@hotmail.com",
         &text("this one is cut MSG 1 N 5\r\nabcde"),
     );
-    f.send(false, 2, &lost.as_bytes()[..40]);
-    f.gap(false, 3, 30);
+    f.at(2).data(false, &lost.as_bytes()[..40]);
+    f.at(3).gap(false, 30);
     let rest = &lost.as_bytes()[70..];
     let mut next = rest.to_vec();
     next.extend_from_slice(msg_in("bob@hotmail.com", &text("after the gap")).as_bytes());
-    f.send(false, 4, &next);
+    f.at(4).data(false, &next);
     // A gap between whole units.
-    f.gap(true, 5, 100);
-    f.send(true, 6, msg_out(9, &text("mine after a gap")).as_bytes());
-    let (ev, _) = f.close();
+    f.at(5).gap(true, 100);
+    f.at(6)
+        .data(true, msg_out(9, &text("mine after a gap")).as_bytes());
+    let (ev, _) = f.finish();
     let texts: Vec<_> = ev.iter().map(|e| e.text.clone().unwrap()).collect();
     assert_eq!(texts, ["after the gap", "mine after a gap"]);
     assert!(ev[0].flags.gap_before && ev[0].lost_bytes == 30);
@@ -542,12 +402,17 @@ fn a_gap_inside_a_payload_loses_only_that_message() {
 #[test]
 fn midstream_pickup_on_a_non_standard_port() {
     // No SYN: the flow starts inside a payload; the client side comes from content.
-    let mut f = Flow::new("192.168.1.9:40000", "10.1.1.1:8080", false, false);
+    let mut f = Flow::new(
+        ProtoConfig::default(),
+        "192.168.1.9:40000",
+        "10.1.1.1:8080",
+        false,
+    );
     let mut first = b"ly typed text\r\nMSG 1 N 5\r\n".to_vec();
     first.extend_from_slice(msg_in("bob@hotmail.com", &text("picked up")).as_bytes());
-    f.send(false, 10, &first);
-    f.send(true, 11, msg_out(20, &text("reply")).as_bytes());
-    let (ev, _) = f.close();
+    f.at(10).data(false, &first);
+    f.at(11).data(true, msg_out(20, &text("reply")).as_bytes());
+    let (ev, _) = f.finish();
     let got: Vec<(bool, String, Option<String>)> = ev
         .iter()
         .map(|e| (e.outgoing, e.remote_id.clone(), e.text.clone()))
@@ -571,19 +436,19 @@ fn midstream_pickup_on_a_non_standard_port() {
 
 #[test]
 fn midstream_local_user_is_learned_from_its_own_typing() {
-    let mut f = Flow::new("192.168.1.9:40000", "10.1.1.1:1863", false, false);
-    f.send(
+    let mut f = Flow::new(
+        ProtoConfig::default(),
+        "192.168.1.9:40000",
+        "10.1.1.1:1863",
         false,
-        1,
-        msg_in("bob@hotmail.com", &text("before")).as_bytes(),
     );
-    f.send(true, 2, msg_out(7, &typing("Alice@Hotmail.com")).as_bytes());
-    f.send(
-        false,
-        3,
-        msg_in("bob@hotmail.com", &text("after")).as_bytes(),
-    );
-    let (ev, _) = f.close();
+    f.at(1)
+        .data(false, msg_in("bob@hotmail.com", &text("before")).as_bytes());
+    f.at(2)
+        .data(true, msg_out(7, &typing("Alice@Hotmail.com")).as_bytes());
+    f.at(3)
+        .data(false, msg_in("bob@hotmail.com", &text("after")).as_bytes());
+    let (ev, _) = f.finish();
     let locals: Vec<Option<&str>> = ev.iter().map(|e| e.local_id_str()).collect();
     assert_eq!(
         locals,
@@ -594,20 +459,19 @@ fn midstream_local_user_is_learned_from_its_own_typing() {
 
 #[test]
 fn own_message_from_another_endpoint_is_outgoing() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(true, 1, b"USR 1 alice@live.com 1234.5678.9012\r\n");
-    f.send(
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1)
+        .data(true, b"USR 1 alice@live.com 1234.5678.9012\r\n");
+    f.at(2).data(
         false,
-        2,
         b"JOI bob@live.com;{b1} Bob\r\nJOI alice@live.com;{a2} Alice\r\n",
     );
-    f.send(
+    f.at(3).data(
         false,
-        3,
         msg_in("alice@live.com;{a2}", &text("from my phone")).as_bytes(),
     );
-    let (ev, _) = f.close();
-    let got: Vec<Seen> = ev.iter().map(seen).collect();
+    let (ev, _) = f.finish();
+    let got: Vec<Seen> = ev.iter().map(Seen::from).collect();
     let mut want = s(
         Kind::Message,
         true,
@@ -621,39 +485,34 @@ fn own_message_from_another_endpoint_is_outgoing() {
 
 #[test]
 fn notification_server_facts_and_yahoo_interop() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(true, 1, b"VER 1 MSNP15 MSNP14 CVR0\r\n");
-    f.send(false, 1, b"VER 1 MSNP15\r\n");
-    f.send(true, 2, b"USR 3 SSO I Alice@Live.com\r\n");
-    f.send(
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1).data(true, b"VER 1 MSNP15 MSNP14 CVR0\r\n");
+    f.at(1).data(false, b"VER 1 MSNP15\r\n");
+    f.at(2).data(true, b"USR 3 SSO I Alice@Live.com\r\n");
+    f.at(3).data(
         false,
-        3,
         b"XFR 10 SB 65.54.171.31:1863 CKI 17262740.1050826919.32308 U messenger.msn.com 1\r\n",
     );
-    f.send(
+    f.at(4).data(
         false,
-        4,
         b"RNG 11752013 65.54.171.31:1863 CKI 849102291.520491113 bob@hotmail.com Bob\r\n",
     );
-    f.send(
+    f.at(5).data(
         false,
-        5,
         &cmd_with_payload("MSG Hotmail Hotmail", text("x").as_bytes()),
     );
-    f.send(
+    f.at(6).data(
         true,
-        6,
         &cmd_with_payload(
             "UUM 12 yahooguy@yahoo.com 32 1",
             text("hi yahoo").as_bytes(),
         ),
     );
-    f.send(
+    f.at(7).data(
         false,
-        7,
         &cmd_with_payload("UBM yahooguy@yahoo.com 32 1", text("hi msn").as_bytes()),
     );
-    let (ev, facts) = f.close();
+    let (ev, facts) = f.finish();
     let tokens: Vec<(&str, &str)> = facts
         .iter()
         .map(|x| (x.token.as_str(), x.user.as_str()))
@@ -665,7 +524,7 @@ fn notification_server_facts_and_yahoo_interop() {
             ("msn-cookie:849102291.520491113", "alice@live.com")
         ]
     );
-    let got: Vec<Seen> = ev.iter().map(seen).collect();
+    let got: Vec<Seen> = ev.iter().map(Seen::from).collect();
     let mut out = s(
         Kind::Message,
         true,
@@ -687,23 +546,21 @@ fn notification_server_facts_and_yahoo_interop() {
 
 #[test]
 fn msnp21_sdg_messages_and_typing() {
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
-    f.send(true, 1, b"USR 3 SSO I alice@live.com\r\n");
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
+    f.at(1).data(true, b"USR 3 SSO I alice@live.com\r\n");
     let sdg = |from: &str, to: &str, kind: &str, body: &str| {
         let p = format!("Routing: 1.0\r\nTo: {to}\r\nFrom: {from}\r\n\r\nReliability: 1.0\r\n\r\nMessaging: 2.0\r\nMessage-Type: {kind}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         p
     };
-    f.send(
+    f.at(2).data(
         true,
-        2,
         &cmd_with_payload(
             "SDG 4",
             sdg("1:alice@live.com;epid={1}", "1:bob@live.com", "Text", "hey").as_bytes(),
         ),
     );
-    f.send(
+    f.at(3).data(
         false,
-        3,
         &cmd_with_payload(
             "SDG 0",
             sdg(
@@ -715,15 +572,14 @@ fn msnp21_sdg_messages_and_typing() {
             .as_bytes(),
         ),
     );
-    f.send(
+    f.at(4).data(
         false,
-        4,
         &cmd_with_payload(
             "SDG 0",
             sdg("1:carol@live.com", "10:{abc}@live.com", "Text", "room").as_bytes(),
         ),
     );
-    let (ev, _) = f.close();
+    let (ev, _) = f.finish();
     let got: Vec<(Kind, bool, String, bool, Option<String>)> = ev
         .iter()
         .map(|e| {
@@ -784,7 +640,7 @@ fn reply(sid: &str, body: &[u8], chunked: bool) -> Vec<u8> {
     v
 }
 
-fn gateway_script() -> Vec<(bool, i64, Vec<u8>)> {
+fn gateway_script() -> Vec<Step> {
     let open = post(
         "http://gateway.messenger.hotmail.com/gateway/gateway.dll?Action=open&Server=SB&IP=207.46.108.37",
         b"USR 1 alice@hotmail.com 1234.5678.9012\r\n",
@@ -824,12 +680,17 @@ fn gateway_script() -> Vec<(bool, i64, Vec<u8>)> {
 #[test]
 fn http_gateway_with_keep_alive_pipelining_and_chunked_bodies() {
     for syn in [true, false] {
-        let mut f = Flow::new("10.0.0.5:3000", "65.54.239.140:80", syn, false);
+        let mut f = Flow::new(
+            ProtoConfig::default(),
+            "10.0.0.5:3000",
+            "65.54.239.140:80",
+            syn,
+        );
         for (c, t, b) in gateway_script() {
-            f.send(c, t, &b);
+            f.at(t).data(c, &b);
         }
-        let (ev, _) = f.close();
-        let got: Vec<Seen> = ev.iter().map(seen).collect();
+        let (ev, _) = f.finish();
+        let got: Vec<Seen> = ev.iter().map(Seen::from).collect();
         assert_eq!(
             got,
             [
@@ -859,37 +720,33 @@ fn http_gateway_with_keep_alive_pipelining_and_chunked_bodies() {
 #[test]
 fn http_gateway_split_invariance() {
     let script = gateway_script();
-    let run = |sc: &[(bool, i64, Vec<u8>)]| {
-        let mut f = Flow::new("10.0.0.5:3000", "65.54.239.140:80", true, false);
+    let run = |sc: &[Step]| {
+        let mut f = Flow::new(
+            ProtoConfig::default(),
+            "10.0.0.5:3000",
+            "65.54.239.140:80",
+            true,
+        );
         for (c, t, b) in sc {
-            f.send(*c, *t, b);
+            f.at(*t).data(*c, b);
         }
-        f.close().0.iter().map(seen).collect::<Vec<_>>()
+        f.finish().0.iter().map(Seen::from).collect::<Vec<_>>()
     };
-    let whole = run(&script);
+    let whole = check_every_split(&script, |len| (1..len).step_by(11).collect(), run);
     assert_eq!(whole.len(), 2);
-    for step in 0..script.len() {
-        for cut in (1..script[step].2.len()).step_by(11) {
-            let mut split = Vec::new();
-            for (i, (c, t, b)) in script.iter().enumerate() {
-                if i == step {
-                    split.push((*c, *t, b[..cut].to_vec()));
-                    split.push((*c, *t, b[cut..].to_vec()));
-                } else {
-                    split.push((*c, *t, b.clone()));
-                }
-            }
-            assert_eq!(run(&split), whole, "step {step} cut {cut}");
-        }
-    }
 }
 
 #[test]
 fn gateway_recovers_after_lost_bytes() {
     let script = gateway_script();
-    let mut f = Flow::new("10.0.0.5:3000", "65.54.239.140:80", true, false);
+    let mut f = Flow::new(
+        ProtoConfig::default(),
+        "10.0.0.5:3000",
+        "65.54.239.140:80",
+        true,
+    );
     for (c, t, b) in &script[..2] {
-        f.send(*c, *t, b);
+        f.at(*t).data(*c, b);
     }
     // Half of a response and all of the next request's start are lost.
     let lost = reply(
@@ -897,20 +754,20 @@ fn gateway_recovers_after_lost_bytes() {
         msg_in("bob@hotmail.com", &text("lost")).as_bytes(),
         false,
     );
-    f.send(false, 3, &lost[..40]);
-    f.gap(false, 3, (lost.len() - 40) as u64);
-    f.gap(true, 3, 77);
-    f.send(true, 4, &post("/gateway/gateway.dll?SessionID=1234.3", b""));
-    f.send(
+    f.at(3).data(false, &lost[..40]);
+    f.at(3).gap(false, (lost.len() - 40) as u64);
+    f.at(3).gap(true, 77);
+    f.at(4)
+        .data(true, &post("/gateway/gateway.dll?SessionID=1234.3", b""));
+    f.at(5).data(
         false,
-        5,
         &reply(
             "1234.4",
             msg_in("bob@hotmail.com", &text("found")).as_bytes(),
             true,
         ),
     );
-    let (ev, _) = f.close();
+    let (ev, _) = f.finish();
     let got: Vec<(Option<String>, bool, &str)> = ev
         .iter()
         .map(|e| (e.text.clone(), e.flags.gap_before, e.remote_id.as_str()))
@@ -920,16 +777,20 @@ fn gateway_recovers_after_lost_bytes() {
 
 #[test]
 fn gateway_session_without_its_login_refers_to_a_token() {
-    let mut f = Flow::new("10.0.0.5:3001", "65.54.239.140:80", true, false);
-    f.send(
+    let mut f = Flow::new(
+        ProtoConfig::default(),
+        "10.0.0.5:3001",
+        "65.54.239.140:80",
         true,
-        1,
+    );
+    f.at(1).data(
+        true,
         &post(
             "/gateway/gateway.dll?SessionID=77.9",
             msg_out(5, &text("later connection")).as_bytes(),
         ),
     );
-    let (ev, _) = f.close();
+    let (ev, _) = f.finish();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].local_id, LocalId::Token("msn-gw:77".into()));
 }
@@ -938,8 +799,7 @@ fn gateway_session_without_its_login_refers_to_a_token() {
 
 #[test]
 fn real_capture_msnms_reproduces_its_truth_file() {
-    let data = std::fs::read("fixtures/real/msnms.pcap").unwrap();
-    let events = im_capture::decode_capture(&data);
+    let events = pipeline("fixtures/real/msnms.pcap", ProtoConfig::default()).0;
     let client = "192.168.0.114:3331";
     let truth = std::fs::read_to_string("fixtures/real/msnms.truth.tsv").unwrap();
     let mut rows = 0;
@@ -969,7 +829,7 @@ fn real_capture_msnms_reproduces_its_truth_file() {
         rows += 1;
     }
     assert_eq!(rows, 20);
-    im_capture::check_outputs("fixtures/real", "msnms", &events);
+    check_sinks("fixtures/real/msnms", &events);
     assert_eq!(events.len(), 20, "no event beyond the truth file");
 }
 
@@ -997,24 +857,13 @@ mod mutations {
             syn in any::<bool>(),
         ) {
             let mut steps = stream();
-            for (pos, byte, op) in edits {
-                let n = steps.len();
-                let b = &mut steps[pos % n].1;
-                if b.is_empty() { continue; }
-                let at = (pos / n) % b.len();
-                match op {
-                    0 => b[at] = byte,
-                    1 => { b.insert(at, byte); }
-                    2 => { b.truncate(at); }
-                    _ => { let digits = b"4294967295"; b.splice(at..at, digits.iter().copied()); }
-                }
-            }
-            let mut f = Flow::new(CLIENT, SERVER, syn, false);
+            apply_edits(&mut steps, |s| &mut s.1, &edits, b"4294967295");
+            let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, syn);
             for (i, (c, b)) in steps.iter().enumerate() {
-                f.send(*c, i as i64, b);
-                if i % 5 == 4 { f.gap(!*c, i as i64, 13); }
+                f.at(i as i64).data(*c, b);
+                if i % 5 == 4 { f.at(i as i64).gap(!*c, 13); }
             }
-            let (ev, _) = f.close();
+            let (ev, _) = f.finish();
             for e in ev {
                 prop_assert!(e.text.as_ref().map_or(0, String::len) <= 256 * 1024);
                 prop_assert!(e.remote_id.len() <= 8 * 1024);
@@ -1025,48 +874,10 @@ mod mutations {
 
 // ---- generated captures (fixtures/msn) ----------------------------------------
 
-use support::packet::{Conversation, Side as Wire};
-
-fn conversation(
-    client: &str,
-    server: &str,
-    handshake: bool,
-    steps: &[(bool, i64, Vec<u8>)],
-    mss: impl Fn(usize) -> usize,
-) -> Conversation {
-    let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
-    if handshake {
-        c.handshake();
-    }
-    for (i, (from_client, _, bytes)) in steps.iter().enumerate() {
-        let side = if *from_client {
-            Wire::Client
-        } else {
-            Wire::Server
-        };
-        c.send(side, bytes, mss(i));
-        c.ack(if *from_client {
-            Wire::Server
-        } else {
-            Wire::Client
-        });
-    }
-    c
-}
-
-fn capture_of(c: &Conversation) -> Vec<u8> {
-    let frames = c.frames();
-    let records: Vec<(Timestamp, &[u8], u32)> = frames
-        .iter()
-        .map(|(t, f, _)| (*t, f.as_slice(), f.len() as u32))
-        .collect();
-    support::pcapfile::pcap(1, &records)
-}
-
 #[test]
 fn generated_switchboard_capture() {
     // Small segments for two steps so units span frames.
-    let c = conversation(CLIENT, SERVER, true, &switchboard_script(), |i| match i {
+    let c = Conversation::acked(CLIENT, SERVER, true, &switchboard_script(), |i| match i {
         3 => 17,
         7 => 300,
         _ => 1460,
@@ -1076,8 +887,8 @@ fn generated_switchboard_capture() {
         c.close();
         c
     };
-    let events = im_capture::check_fixture("fixtures/msn", "switchboard", &capture_of(&c));
-    let got: Vec<Seen> = events.iter().map(seen).collect();
+    let events = check_decoded("fixtures/msn/switchboard", &pcap_of([&c]));
+    let got: Vec<Seen> = events.iter().map(Seen::from).collect();
     let group = events.iter().find(|e| e.group).unwrap().remote_id.clone();
     assert!(group.starts_with("groupchat-1209643200"));
     let want: Vec<Seen> = switchboard_expected()
@@ -1094,14 +905,14 @@ fn generated_switchboard_capture() {
 
 #[test]
 fn generated_gateway_capture() {
-    let c = conversation(
+    let c = Conversation::acked(
         "10.0.0.5:3000",
         "65.54.239.140:80",
         true,
         &gateway_script(),
         |_| 100,
     );
-    let events = im_capture::check_fixture("fixtures/msn", "gateway", &capture_of(&c));
+    let events = check_decoded("fixtures/msn/gateway", &pcap_of([&c]));
     let texts: Vec<_> = events
         .iter()
         .map(|e| (e.outgoing, e.text.clone().unwrap()))
@@ -1130,7 +941,7 @@ fn generated_midstream_capture_with_a_lost_segment() {
             msg_in("bob@hotmail.com", &text("after the hole")).into_bytes(),
         ),
     ];
-    let mut c = conversation("192.168.1.9:40000", "10.1.1.1:8080", false, &steps, |i| {
+    let mut c = Conversation::acked("192.168.1.9:40000", "10.1.1.1:8080", false, &steps, |i| {
         if i == 2 {
             100
         } else {
@@ -1138,13 +949,8 @@ fn generated_midstream_capture_with_a_lost_segment() {
         }
     });
     // Lose the middle segment of the long message: a hole inside a payload.
-    let hole = c
-        .segments()
-        .iter()
-        .position(|s| s.payload.starts_with(b"xxxxx"))
-        .unwrap();
-    c.drop_segment(hole);
-    let events = im_capture::check_fixture("fixtures/msn", "midstream-gap", &capture_of(&c));
+    c.drop_first(|s| s.payload.starts_with(b"xxxxx"));
+    let events = check_decoded("fixtures/msn/midstream-gap", &pcap_of([&c]));
     let got: Vec<_> = events
         .iter()
         .map(|e| (e.outgoing, e.text.clone().unwrap(), e.flags.gap_before))
@@ -1166,9 +972,13 @@ fn generated_midstream_capture_with_a_lost_segment() {
 
 #[test]
 fn binary_reproduces_every_msn_fixture_at_any_thread_count() {
-    assert_eq!(im_capture::check_binary("fixtures/real/msnms"), 0);
-    assert_eq!(im_capture::check_binary("fixtures/msn/switchboard"), 0);
-    assert_eq!(im_capture::check_binary("fixtures/msn/gateway"), 0);
     // A lost segment is damage: processed, exit code 1.
-    assert_eq!(im_capture::check_binary("fixtures/msn/midstream-gap"), 1);
+    for (stem, code) in [
+        ("fixtures/real/msnms", 0),
+        ("fixtures/msn/switchboard", 0),
+        ("fixtures/msn/gateway", 0),
+        ("fixtures/msn/midstream-gap", 1),
+    ] {
+        assert_eq!(check_binary(stem), code, "{stem}");
+    }
 }

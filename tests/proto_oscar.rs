@@ -4,19 +4,20 @@
 //! port 443, gaps, split invariance, OFT2 transfers with carving, hostile
 //! input, and the real capture's truth file.
 
-mod proto_support;
+mod support;
 
 use imscan::event::{Event, IdentityFact, Kind, LocalId, Protocol};
 use imscan::proto::oscar::parser::html_to_text;
 use imscan::proto::ProtoConfig;
 use proptest::prelude::*;
-use proto_support::{essence, pipeline, read_truth, run_split, Flow};
+use support::decode::{
+    as_refs, check_cut_anywhere, detect, essence, run_mutated, run_split, run_with_hole, Flow,
+};
+use support::golden::{check_capture, check_pcap, imscan};
+use support::packet::{pcap_of, Conversation, Side as Peer};
+use support::stages::pipeline;
+use support::truth::{truth_of, truth_time, Matching};
 
-/// What a real capture produced through the stages.
-struct Real {
-    events: Vec<Event>,
-    stats: imscan::proto::ProtoStats,
-}
 use sha2::{Digest, Sha256};
 
 const C: &str = "192.0.2.10:41000";
@@ -204,21 +205,13 @@ fn bos_connection() -> Vec<(bool, Vec<u8>)> {
     ]
 }
 
-fn as_refs(v: &[(bool, Vec<u8>)]) -> Vec<(bool, &[u8])> {
-    v.iter().map(|(c, b)| (*c, &b[..])).collect()
-}
-
 /// Run a script, returning events and identity facts.
 fn run(script: &[(bool, Vec<u8>)], server: &str, syn: bool) -> (Vec<Event>, Vec<IdentityFact>) {
     let mut f = Flow::new(cfg(), C, server, syn);
     for (c, b) in script {
         f.data(*c, b);
     }
-    f.close();
-    let mut ev = Vec::new();
-    let mut facts = Vec::new();
-    f.dec.drain(&mut ev, &mut facts);
-    (ev, facts)
+    f.finish()
 }
 
 #[test]
@@ -401,23 +394,8 @@ fn self_info_names_the_user_and_resolves_the_token() {
 fn split_invariance_at_every_cut() {
     let script = bos_connection();
     let refs = as_refs(&script);
-    let whole = essence(&run_split(&cfg(), C, S, true, &refs, |_, _| vec![]));
+    let whole = check_cut_anywhere(&cfg(), C, S, &refs);
     assert_eq!(whole.len(), 9);
-    // Every single cut point inside every element, and bytewise delivery.
-    for i in 0..refs.len() {
-        for at in 1..refs[i].1.len() {
-            let ev = run_split(&cfg(), C, S, true, &refs, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &refs, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
     // Consecutive units of one direction in one chunk.
     let mut merged: Vec<(bool, Vec<u8>)> = Vec::new();
     for (c, b) in &script {
@@ -449,21 +427,12 @@ fn midstream_on_port_443_decides_roles_from_icbms() {
 fn gap_inside_a_flap_resyncs_on_the_next_units() {
     let script = bos_connection();
     for dir_client in [true, false] {
-        let mut f = Flow::new(cfg(), C, S, true);
-        let mut cut_done = false;
-        for (c, b) in &script {
-            if *c == dir_client && !cut_done && b.len() > 40 && b[7] == 4 {
-                // Lose the middle of the first ICBM of this direction.
-                f.data(*c, &b[..10]);
-                f.gap(*c, 20);
-                f.data(*c, &b[30..]);
-                cut_done = true;
-            } else {
-                f.data(*c, b);
-            }
-        }
-        f.close();
-        let ev = f.events();
+        // Lose the middle of the first ICBM of this direction.
+        let victim = script
+            .iter()
+            .position(|(c, b)| *c == dir_client && b.len() > 40 && b[7] == 4)
+            .unwrap();
+        let ev = run_with_hole(cfg(), C, S, &script, victim, 10..30);
         // One message lost; everything after it decoded, the first one after
         // the gap flagged.
         assert_eq!(ev.len(), 8, "client side {dir_client}: {:#?}", essence(&ev));
@@ -494,12 +463,14 @@ fn not_oscar_is_not_detected() {
         b"GET / HTTP/1.1\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     ] {
-        let mut f = Flow::new(cfg(), C, "198.51.100.1:443", true);
-        f.data(false, first);
-        f.data(true, first);
-        f.close();
-        assert!(f.events().is_empty());
-        assert_ne!(f.dec.protocol(), Some(Protocol::Oscar));
+        let (ev, found) = detect(
+            cfg(),
+            C,
+            "198.51.100.1:443",
+            &[(false, first), (true, first)],
+        );
+        assert!(ev.is_empty());
+        assert_ne!(found, Some(Protocol::Oscar));
     }
 }
 
@@ -684,9 +655,7 @@ fn oft_without_carve_dir_still_reports() {
 /// starts are). `?` ids are ones the truth could not name.
 #[test]
 fn real_icq_on_443_with_gaps_matches_truth() {
-    let rows = read_truth(include_str!(
-        "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
-    ));
+    let rows = truth_of("fixtures/real/ndpi-oscar-icq-port443");
     let (events, stats) = pipeline(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -694,24 +663,22 @@ fn real_icq_on_443_with_gaps_matches_truth() {
         ),
         cfg(),
     );
-    let r = Real { events, stats };
-    assert_eq!(r.stats.gaps, 2);
-    let mut used = vec![false; r.events.len()];
+    assert_eq!(stats.gaps, 2);
+    let mut free = Matching::new(&events);
     for row in &rows {
         let want_event = !(row.event == "typing" && row.text == b"typing-finished");
         let kind = match row.event.as_str() {
             "message" => Kind::Message,
             _ => Kind::Typing,
         };
-        let found = r.events.iter().enumerate().position(|(i, e)| {
+        let found = free.take(|e| {
             let outgoing = e.client == row.src;
             let peer = if outgoing {
                 &row.recipient
             } else {
                 &row.sender
             };
-            !used[i]
-                && e.frames.1 == row.frame
+            e.frames.1 == row.frame
                 && e.time.epoch_micros_string() == row.timestamp
                 && e.kind == kind
                 && (e.client == row.src || e.client == row.dst)
@@ -721,25 +688,18 @@ fn real_icq_on_443_with_gaps_matches_truth() {
                         == Some(&*html_to_text(&String::from_utf8_lossy(&row.text))))
         });
         match (found, want_event) {
-            (Some(i), true) => used[i] = true,
-            (None, false) => {}
-            (f, _) => panic!("row {row:?}: found {f:?}\n{:#?}", essence(&r.events)),
+            (Some(_), true) | (None, false) => {}
+            (f, _) => panic!("row {row:?}: found {f:?}\n{:#?}", essence(&events)),
         }
     }
-    assert!(
-        used.iter().all(|u| *u),
-        "extra events: {:#?}",
-        essence(&r.events)
-    );
+    assert!(free.all_taken(), "extra events: {:#?}", essence(&events));
     // The local UIN is in the capture after all: own user info (0001/000F,
     // frame 19, tshark shows it as the buddy name 157901844).
-    assert!(r
-        .events
+    assert!(events
         .iter()
         .all(|e| e.local_id == LocalId::Known("157901844".into())));
     // Both directions resumed after their gap; the first event after each is flagged.
-    let flagged: Vec<u64> = r
-        .events
+    let flagged: Vec<u64> = events
         .iter()
         .filter(|e| e.flags.gap_before)
         .map(|e| e.lost_bytes)
@@ -759,25 +719,7 @@ proptest! {
     ) {
         let mut script = bos_connection();
         script.extend(oft_script(&file_bytes(700), "m.bin").into_iter().skip(2));
-        let total: usize = script.iter().map(|s| s.1.len()).sum();
-        for (pos, val) in flips {
-            let mut p = pos % total;
-            for s in script.iter_mut() {
-                if p < s.1.len() { s.1[p] ^= val; break; }
-                p -= s.1.len();
-            }
-        }
-        let mut f = Flow::new(cfg(), C, S, true);
-        for (i, (c, b)) in script.iter().enumerate() {
-            if Some(i) == gap_at { f.gap(*c, 17); }
-            let mut last = 0;
-            for &at in &cuts {
-                if at > last && at < b.len() { f.data(*c, &b[last..at]); last = at; }
-            }
-            f.data(*c, &b[last..]);
-        }
-        f.close();
-        let ev = f.events();
+        let ev = run_mutated(cfg(), C, S, script, &flips, &cuts, gap_at.map(|i| (i, 17)));
         prop_assert!(ev.len() <= 40);
         for e in &ev {
             prop_assert!(e.text.as_ref().map_or(0, |t| t.len()) <= 3 * 0x10000);
@@ -792,34 +734,15 @@ proptest! {
 // checks the checked-in files are current (`IMSCAN_BLESS=1` rewrites
 // them). tshark reads them without warnings (`-d tcp.port==443,aim` for 443).
 
-mod support;
-
 use imscan::time::Timestamp;
-use support::packet::{Conversation, Side as Peer};
 
 const FIXTURE_START: i64 = 1_700_000_000;
 
-fn pcap_of(convs: &[Conversation]) -> Vec<u8> {
-    let mut frames: Vec<_> = convs.iter().flat_map(Conversation::frames).collect();
-    frames.sort_by_key(|f| f.0);
-    let recs: Vec<(Timestamp, &[u8], u32)> = frames
-        .iter()
-        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
-        .collect();
-    support::pcapfile::pcap(support::pcapfile::ETHERNET, &recs)
-}
-
 fn conversation(client: &str, server: &str, start_s: i64) -> Conversation {
-    Conversation::new(client.parse().unwrap(), server.parse().unwrap()).start_at(
+    Conversation::between(client, server).start_at(
         Timestamp::from_secs_nanos(FIXTURE_START + start_s, 0),
         10_000_000,
     )
-}
-
-fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
-    for (c, b) in script {
-        conv.send(if *c { Peer::Client } else { Peer::Server }, b, mss);
-    }
 }
 
 /// Login connection then BOS connection (cookie sign-on), both from SYN to
@@ -828,7 +751,7 @@ fn play(conv: &mut Conversation, script: &[(bool, Vec<u8>)], mss: usize) {
 fn fixture_login_bos() -> Vec<u8> {
     let mut login = conversation("10.1.0.5:40001", "10.1.0.1:5190", 0);
     login.handshake();
-    play(&mut login, &login_connection(), 1460);
+    login.play(&login_connection(), 1460);
     login.close();
     let mut bos = conversation("10.1.0.5:40002", "10.1.0.2:5190", 2);
     bos.handshake();
@@ -845,7 +768,7 @@ fn fixture_login_bos() -> Vec<u8> {
     ));
     s2c_seq += 1;
     script.push((false, flap(2, s2c_seq, &typing("461758769", 0))));
-    play(&mut bos, &script, 500);
+    bos.play(&script, 500);
     bos.close();
     pcap_of(&[login, bos])
 }
@@ -855,7 +778,7 @@ fn fixture_login_bos() -> Vec<u8> {
 fn fixture_midstream_443_gaps() -> Vec<u8> {
     let mut c = conversation("10.1.0.6:51000", "10.1.0.3:443", 0);
     let script: Vec<_> = bos_connection().into_iter().skip(2).collect();
-    play(&mut c, &script, 24);
+    c.play(&script, 24);
     // Segment indices: find the second segment of the first outgoing ICBM
     // and of the first incoming ICBM, and lose them.
     let segs = c.segments().to_vec();
@@ -887,8 +810,7 @@ fn oft_fixture(server: &str, handshake: bool) -> Vec<u8> {
     if handshake {
         c.handshake();
     }
-    play(
-        &mut c,
+    c.play(
         &oft_script(&file_bytes(OFT_FILE_LEN), "Quarterly report.pdf"),
         1448,
     );
@@ -896,31 +818,17 @@ fn oft_fixture(server: &str, handshake: bool) -> Vec<u8> {
     pcap_of(&[c])
 }
 
-/// Check (or, with `IMSCAN_BLESS=1`, write) `fixtures/<name>.pcap`, and
-/// return the events the real stages (capture → net → tcp → proto) decode
-/// from it. What the binary writes for it is checked against
-/// `<name>.expected.jsonl` by the end-to-end tests below.
-fn check_fixture(name: &str, bytes: &[u8]) -> Vec<Event> {
-    let pcap_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("{name}.pcap"));
-    assert!(bytes.len() < 1 << 20);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::create_dir_all(pcap_path.parent().unwrap()).unwrap();
-        std::fs::write(&pcap_path, bytes).unwrap();
-    }
-    let on_disk = std::fs::read(&pcap_path).unwrap_or_default();
-    assert!(
-        on_disk == bytes,
-        "{name}.pcap is stale: rerun with IMSCAN_BLESS=1"
-    );
-    pipeline(pcap_path.to_str().unwrap(), cfg()).0
-}
-
 #[test]
 fn generated_fixtures_are_current() {
     // Login + BOS: every unit kind; the long UTF-16 message spans segments.
-    let ev = check_fixture("oscar/icq-login-bos-5190", &fixture_login_bos());
+    let ev = pipeline(
+        &check_pcap(
+            "fixtures/oscar/icq-login-bos-5190.pcap",
+            &fixture_login_bos(),
+        ),
+        cfg(),
+    )
+    .0;
     assert_eq!(ev.len(), 10);
     let long = ev
         .iter()
@@ -932,21 +840,26 @@ fn generated_fixtures_are_current() {
     assert!(long.unwrap().frames.0 < long.unwrap().frames.1);
     // Mid-stream on 443, one segment lost each way: the rest decodes, roles
     // from the ICBMs, the first event after each hole flagged.
-    let ev = check_fixture(
-        "oscar/bos-midstream-443-gaps",
-        &fixture_midstream_443_gaps(),
-    );
+    let ev = pipeline(
+        &check_pcap(
+            "fixtures/oscar/bos-midstream-443-gaps.pcap",
+            &fixture_midstream_443_gaps(),
+        ),
+        cfg(),
+    )
+    .0;
     assert_eq!(ev.len(), 7);
     assert_eq!(ev.iter().filter(|e| e.flags.gap_before).count(), 2);
     assert!(ev
         .iter()
         .all(|e| e.flags.midstream && e.client.port() == 51000));
-    check_fixture(
-        "oscar/oft-transfer-5190",
+    // The OFT transfers: decoded through the stages by the next test.
+    check_pcap(
+        "fixtures/oscar/oft-transfer-5190.pcap",
         &oft_fixture("10.1.0.8:5190", true),
     );
-    check_fixture(
-        "oscar/oft-transfer-midstream-443",
+    check_pcap(
+        "fixtures/oscar/oft-transfer-midstream-443.pcap",
         &oft_fixture("10.1.0.8:443", false),
     );
 }
@@ -1131,55 +1044,11 @@ proptest! {
 
 // --- end to end: the imscan binary ----------------------------------------------
 
-/// Run `imscan -F jsonl` (from the crate root, so the `file` field is the
-/// relative path) and return its output; exit code 0 or 1 (damage) only.
-fn imscan_jsonl(pcap: &str, threads: u8) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-F", "jsonl", "--threads", &threads.to_string(), pcap])
-        .output()
-        .expect("run imscan");
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{pcap}: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8 JSON Lines")
-}
-
-/// The JSONL of `pcap` equals the checked-in `expected` (`IMSCAN_BLESS=1`
-/// rewrites it) at 1 and 4 threads; returns the parsed lines.
-fn check_jsonl(pcap: &str, expected: &str) -> Vec<serde_json::Value> {
-    let one = imscan_jsonl(pcap, 1);
-    assert_eq!(
-        one,
-        imscan_jsonl(pcap, 4),
-        "{pcap}: thread count changed the output"
-    );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(expected);
-    if std::env::var_os("IMSCAN_BLESS").is_some() {
-        std::fs::write(&path, &one).unwrap();
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(one, want, "{expected} (IMSCAN_BLESS=1 to rewrite)");
-    one.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// RFC 3339 time of a truth row's epoch (`secs.micros`).
-fn truth_time(epoch: &str) -> String {
-    let (s, us) = epoch.split_once('.').unwrap();
-    Timestamp::from_secs_nanos(s.parse().unwrap(), us.parse::<u32>().unwrap() * 1000)
-        .rfc3339_micros()
-}
-
 #[test]
 fn binary_real_icq_capture_finds_every_truth_event() {
-    let lines = check_jsonl(
-        "fixtures/real/ndpi-oscar-icq-port443.pcap",
-        "fixtures/real/ndpi-oscar-icq-port443.expected.jsonl",
-    );
-    let rows = read_truth(include_str!(
-        "../fixtures/real/ndpi-oscar-icq-port443.truth.tsv"
-    ));
-    let mut used = vec![false; lines.len()];
+    let lines = check_capture("fixtures/real/ndpi-oscar-icq-port443").lines();
+    let rows = truth_of("fixtures/real/ndpi-oscar-icq-port443");
+    let mut free = Matching::new(&lines);
     for row in rows.iter().filter(|r| r.text != b"typing-finished") {
         let outgoing = row.src.port() == 63357;
         let peer = if outgoing {
@@ -1188,22 +1057,17 @@ fn binary_real_icq_capture_finds_every_truth_event() {
             &row.sender
         };
         let text = html_to_text(&String::from_utf8_lossy(&row.text)).into_owned();
-        let i = lines
-            .iter()
-            .enumerate()
-            .position(|(i, l)| {
-                !used[i]
-                    && l["frames"][1] == row.frame
-                    && l["time"] == truth_time(&row.timestamp).as_str()
-                    && l["kind"] == row.event.as_str()
-                    && l["outgoing"] == outgoing
-                    && l["remote_id"] == peer.as_str()
-                    && (row.event == "typing" || l["text"] == text.as_str())
-            })
-            .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
-        used[i] = true;
+        free.take(|l| {
+            l["frames"][1] == row.frame
+                && l["time"] == truth_time(&row.timestamp).as_str()
+                && l["kind"] == row.event.as_str()
+                && l["outgoing"] == outgoing
+                && l["remote_id"] == peer.as_str()
+                && (row.event == "typing" || l["text"] == text.as_str())
+        })
+        .unwrap_or_else(|| panic!("row {row:?} not in the JSONL"));
     }
-    assert!(used.iter().all(|u| *u), "events beyond the truth file");
+    assert!(free.all_taken(), "events beyond the truth file");
 }
 
 #[test]
@@ -1214,19 +1078,13 @@ fn binary_generated_oscar_captures() {
         "oft-transfer-5190",
         "oft-transfer-midstream-443",
     ] {
-        let lines = check_jsonl(
-            &format!("fixtures/oscar/{case}.pcap"),
-            &format!("fixtures/oscar/{case}.expected.jsonl"),
-        );
+        let lines = check_capture(&format!("fixtures/oscar/{case}")).lines();
         assert!(!lines.is_empty(), "{case}");
         assert!(lines.iter().all(|l| l["protocol"] == "oscar"));
     }
     // The merge stage resolves the BOS connection's cookie with the login
     // connection's identity fact: every BOS event names the UIN.
-    let lines = check_jsonl(
-        "fixtures/oscar/icq-login-bos-5190.pcap",
-        "fixtures/oscar/icq-login-bos-5190.expected.jsonl",
-    );
+    let lines = check_capture("fixtures/oscar/icq-login-bos-5190").lines();
     assert_eq!(lines.len(), 10);
     assert!(
         lines.iter().all(|l| l["local_id"] == "123456789"),
@@ -1241,8 +1099,7 @@ fn binary_carves_oft_transfers() {
     let sent = hex::encode(Sha256::digest(file_bytes(OFT_FILE_LEN)));
     for case in ["oft-transfer-5190", "oft-transfer-midstream-443"] {
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let out = imscan()
             .args(["-F", "jsonl", "--carve"])
             .arg(dir.path())
             .arg(format!("fixtures/oscar/{case}.pcap"))
@@ -1256,8 +1113,7 @@ fn binary_carves_oft_transfers() {
         assert_eq!(hex::encode(Sha256::digest(&files[0].1)), sent, "{case}");
     }
     // A carve directory that does not exist is a usage error.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imscan"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = imscan()
         .args([
             "--carve",
             "/nonexistent/imscan-carve",

@@ -4,21 +4,20 @@
 //! gaps and resync, split invariance, hostile input, and the real captures'
 //! truth files.
 
-mod proto_support;
 mod support;
 
-use std::sync::Arc;
-
-use imscan::event::FlowId;
-use imscan::proto::{FlowDecoder, FlowStart, ProtoStats};
-use imscan::tcp::harness::{check_split_invariance, harness_flow, Conversation, Side as HSide};
-
 use imscan::event::{Kind, LocalId, Protocol};
-use imscan::proto::ProtoConfig;
+use imscan::proto::{ProtoConfig, ProtoStats};
+use imscan::tcp::harness::Side as HSide;
 use proptest::prelude::*;
-use proto_support::{
-    compare, essence, expect_jsonl, is_echo, pipeline, read_truth, run_split, Flow,
+use support::decode::{
+    check_buffering, check_cut_anywhere, essence, harness_conversation, harness_split_invariance,
+    run_random_chunks, run_split, Flow,
 };
+use support::golden::{check_generated, check_jsonl};
+use support::packet::{Conversation as Script, Side as PSide};
+use support::stages::pipeline;
+use support::truth::{compare, is_echo, truth_of};
 
 const C: &str = "192.0.2.21:52236";
 const S: &str = "198.51.100.1:5222";
@@ -136,22 +135,8 @@ fn decodes_a_whole_session() {
 #[test]
 fn every_split_gives_the_same_events() {
     let script = conversation();
-    let whole = essence(&run_split(&cfg(), C, S, true, &script, |_, _| vec![]));
+    let whole = check_cut_anywhere(&cfg(), C, S, &script);
     assert_eq!(whole.len(), 7);
-    for (i, (_, bytes)) in script.iter().enumerate() {
-        for at in 1..bytes.len() {
-            let ev = run_split(&cfg(), C, S, true, &script, |j, _| {
-                if j == i {
-                    vec![at]
-                } else {
-                    vec![]
-                }
-            });
-            assert_eq!(essence(&ev), whole, "element {i} cut at {at}");
-        }
-    }
-    let bytewise = run_split(&cfg(), C, S, true, &script, |_, n| (1..n).collect());
-    assert_eq!(essence(&bytewise), whole);
     // Everything in one chunk per direction.
     let mut f = Flow::new(cfg(), C, S, true);
     for (c, b) in &script {
@@ -405,52 +390,17 @@ fn generic_xml_is_not_xmpp() {
     assert!(f.events().is_empty());
 }
 
-/// A decoder for the tcp harness's flow (10.0.0.1:40000 → 10.0.0.2:5222, SYN seen).
-fn harness_decoder(config: &ProtoConfig) -> FlowDecoder {
-    let nf = harness_flow();
-    FlowDecoder::new(
-        Arc::new(config.clone()),
-        FlowStart {
-            key: nf.key,
-            flow: FlowId(nf.frame),
-            source: nf.frame.source,
-            client_dir: nf.client_dir,
-        },
-    )
-}
-
-fn harness_events(mut d: FlowDecoder) -> Vec<String> {
-    let (mut ev, mut facts) = (Vec::new(), Vec::new());
-    d.drain(&mut ev, &mut facts);
-    essence(&ev)
-}
-
 #[test]
 fn split_invariance_with_gaps_through_the_tcp_harness() {
-    let conv = conversation()
-        .into_iter()
-        .fold(Conversation::new(), |c, (client, b)| {
-            if client {
-                c.client(b)
-            } else {
-                c.server(b)
-            }
-        })
+    let conv = harness_conversation(&conversation())
         .client(b"<message to='a@x'><body>cut by a g")
         .gap(HSide::Client, 12)
         .client(b"ap</body></message><message to='a@x'><body>after the gap</body></message>")
         .gap(HSide::Server, 40)
         .server(b"ody></message><message from='a@x/r' type='chat'><body>after</body></message>");
-    let got = check_split_invariance(&conv, || harness_decoder(&cfg()), harness_events, 16)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = harness_split_invariance(&conv, &cfg(), 16);
     assert_eq!(got.len(), 9, "{got:#?}");
     assert!(got.last().unwrap().contains("lost=40"), "{got:#?}");
-}
-
-use support::packet::{Conversation as Script, Side as PSide};
-
-fn script(client: &str, server: &str) -> Script {
-    Script::new(client.parse().unwrap(), server.parse().unwrap())
 }
 
 /// Generated captures (fixtures/xmpp/): a full session on 5222, the same
@@ -459,22 +409,16 @@ fn script(client: &str, server: &str) -> Script {
 /// pcap and event list.
 #[test]
 fn generated_fixtures() {
-    let mut s = script("192.0.2.21:52236", "198.51.100.1:5222");
+    let mut s = Script::between("192.0.2.21:52236", "198.51.100.1:5222");
     s.handshake();
-    for (client, part) in conversation() {
-        s.send(
-            if client { PSide::Client } else { PSide::Server },
-            part,
-            1460,
-        );
-    }
+    s.play(&conversation(), 1460);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-5222-session", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-5222-session", &[s]);
     assert_eq!(ev.len(), 7);
 
     // Mid-stream on 443 (no handshake, no stream header), a segment lost
     // inside a message and one lost between stanzas.
-    let mut s = script("192.0.2.22:50443", "198.51.100.2:443");
+    let mut s = Script::between("192.0.2.22:50443", "198.51.100.2:443");
     s.send(
         PSide::Client,
         b"e</body></message><message to='bob@x' type='chat'><body>first</body></message>",
@@ -499,7 +443,7 @@ fn generated_fixtures() {
     // Segments: 0 first, 1 reply, 2-4 cut/after, 5 lost, 6 composing.
     s.drop_segment(3).drop_segment(4);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-443-midstream-gaps", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-443-midstream-gaps", &[s]);
     let got: Vec<_> = ev
         .iter()
         .map(|e| (e.kind, e.text.as_deref(), e.flags.gap_before))
@@ -516,7 +460,7 @@ fn generated_fixtures() {
     assert!(ev.iter().all(|e| e.flags.midstream));
 
     // STARTTLS: the stream header is all there is to see.
-    let mut s = script("192.0.2.23:40000", "198.51.100.3:5222");
+    let mut s = Script::between("192.0.2.23:40000", "198.51.100.3:5222");
     s.handshake();
     s.send(PSide::Client, C_HEADER, 1460);
     s.send(PSide::Server, S_HEADER, 1460);
@@ -536,27 +480,16 @@ fn generated_fixtures() {
         1460,
     );
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-5222-starttls", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-5222-starttls", &[s]);
     assert!(ev.is_empty());
 
     // Port 80, every segment 5 bytes: group chat, typing and an SI offer.
-    let mut s = script("192.0.2.24:41080", "198.51.100.4:80");
+    let mut s = Script::between("192.0.2.24:41080", "198.51.100.4:80");
     s.handshake();
-    for (client, part) in conversation().into_iter().skip(4) {
-        s.send(if client { PSide::Client } else { PSide::Server }, part, 5);
-    }
+    s.play(&conversation()[4..], 5);
     s.close();
-    let ev = proto_support::generated::check("xmpp", "xmpp-80-tiny-segments", &s);
+    let ev = check_generated("fixtures/xmpp/xmpp-80-tiny-segments", &[s]);
     assert_eq!(ev.len(), 7);
-}
-
-fn fixture_path(name: &str) -> String {
-    format!("{}/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> String {
-    let path = fixture_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Run a real capture through the `imscan` binary (its JSON Lines must equal
@@ -564,12 +497,13 @@ fn fixture(name: &str) -> String {
 /// message the same connection sent may be missing, and no event may lack a
 /// row.
 fn check_real(name: &str, file: &str, released: &[(u64, u64)]) -> ProtoStats {
-    let events = expect_jsonl(
+    let events = check_jsonl(
         &format!("fixtures/real/{file}"),
         &format!("fixtures/real/{name}.expected.jsonl"),
-    );
-    let (_, stats) = pipeline(&fixture_path(file), cfg());
-    let mut rows = read_truth(&fixture(&format!("{name}.truth.tsv")));
+    )
+    .events();
+    let (_, stats) = pipeline(&format!("fixtures/real/{file}"), cfg());
+    let mut rows = truth_of(&format!("fixtures/real/{name}"));
     for row in &mut rows {
         row.released_at = released
             .iter()
@@ -591,10 +525,10 @@ fn check_real(name: &str, file: &str, released: &[(u64, u64)]) -> ProtoStats {
 
 #[test]
 fn real_ndpi_jabber_midstream_with_gaps() {
-    // Frames 281 and 287 come right after holes the capture never fills;
-    // the tcp stage delivers them when the peer's next ACK (282, 288) shows
-    // the holes are lost for good.
-    let stats = check_real("ndpi-jabber", "ndpi-jabber.pcap", &[(281, 282), (287, 288)]);
+    // Frames 281 and 287 come right after holes the capture never fills; the
+    // tcp stage releases them only at the peer's next ACK (282, 288), but
+    // stamps them with the frames that carried them, as the truth file does.
+    let stats = check_real("ndpi-jabber", "ndpi-jabber.pcap", &[]);
     // The five 5223 flows carry no XMPP (binary records that are not even
     // TLS record headers), the empty stream 6 neither.
     assert_eq!(stats.undetected, 6, "{stats:?}");
@@ -625,17 +559,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12)) {
-        let mut f = Flow::new(cfg(), C, S, true);
-        f.data(true, C_HEADER);
-        for (i, c) in chunks.iter().enumerate() {
-            if i % 5 == 4 {
-                f.gap(i % 2 == 0, c.len() as u64);
-            } else {
-                f.data(i % 2 == 0, c);
-            }
-        }
-        f.close();
-        let _ = f.events();
+        run_random_chunks(cfg(), C, S, true, C_HEADER, &chunks);
     }
 
     #[test]
@@ -678,15 +602,6 @@ proptest! {
 
     #[test]
     fn buffering_never_exceeds_the_caps(chunks in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..24_000)), 1..24), newline_free in any::<bool>()) {
-        let mut f = Flow::new(cfg(), C, S, true);
-        f.data(true, HELLO);
-        for (client, mut c) in chunks {
-            if newline_free {
-                // No line or tag ever ends: units only grow.
-                c.retain(|b| *b != b'\n' && *b != b'>');
-            }
-            f.data(client, &c);
-            prop_assert!(f.dec.buffered_bytes() <= 2 * CAP, "{}", f.dec.buffered_bytes());
-        }
+        check_buffering(cfg(), C, S, HELLO, CAP, chunks, newline_free)?;
     }
 }

@@ -1,103 +1,16 @@
 //! Yahoo (YMSG) decoding from the outside: byte streams fed through the proto
 //! framework's front door (`FlowDecoder`), checked event by event.
 
-mod im_capture;
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use imscan::capture::FrameRef;
-use imscan::event::{Event, FlowId, IdentityFact, Kind, LocalId, Protocol};
-use imscan::net::{Dir, Endpoint, FlowKey, Transport};
-use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
-use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
-use imscan::time::Timestamp;
+use imscan::event::{Event, Kind, LocalId, Protocol};
+use imscan::proto::ProtoConfig;
+use support::decode::{apply_edits, check_every_split, run_steps, Flow, Seen, Step};
+use support::golden::{check_binary, check_decoded};
+use support::packet::{pcap_of, Conversation};
 
 const CLIENT: &str = "10.0.0.9:2201";
 const SERVER: &str = "66.163.181.170:5050";
-
-struct Flow {
-    dec: FlowDecoder,
-    client_dir: Dir,
-    frame: u64,
-    events: Vec<Event>,
-    facts: Vec<IdentityFact>,
-}
-
-fn endpoint(s: &str) -> Endpoint {
-    let a: SocketAddr = s.parse().unwrap();
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
-}
-
-impl Flow {
-    fn new(client: &str, server: &str, syn_seen: bool, raw: bool) -> Flow {
-        let (key, client_dir) = FlowKey::new(Transport::Tcp, endpoint(client), endpoint(server));
-        let config = Arc::new(ProtoConfig {
-            raw,
-            ..ProtoConfig::default()
-        });
-        let start = FlowStart {
-            key,
-            flow: FlowId(FrameRef {
-                source: 0,
-                index: 1,
-            }),
-            source: 0,
-            client_dir: syn_seen.then_some(client_dir),
-        };
-        Flow {
-            dec: FlowDecoder::new(config, start),
-            client_dir,
-            frame: 0,
-            events: Vec::new(),
-            facts: Vec::new(),
-        }
-    }
-
-    fn info(&mut self, from_client: bool, ts: i64) -> ChunkInfo {
-        self.frame += 1;
-        let f = FrameRef {
-            source: 0,
-            index: self.frame,
-        };
-        ChunkInfo {
-            dir: if from_client {
-                self.client_dir
-            } else {
-                self.client_dir.reverse()
-            },
-            ts: Timestamp::from_secs_nanos(ts, 0),
-            frame: f,
-            first_frame: f,
-            offset: 0,
-            flags: ChunkFlags::default(),
-        }
-    }
-
-    fn send(&mut self, from_client: bool, ts: i64, bytes: &[u8]) {
-        let info = self.info(from_client, ts);
-        self.dec.on_chunk(Chunk::Data(bytes), &info);
-    }
-
-    fn gap(&mut self, from_client: bool, ts: i64, len: u64) {
-        let info = self.info(from_client, ts);
-        self.dec.on_chunk(Chunk::Gap(len), &info);
-    }
-
-    fn close(mut self) -> Vec<Event> {
-        self.dec.on_close(
-            CloseReason::EndOfInput,
-            Timestamp::default(),
-            FrameRef::default(),
-        );
-        self.dec.drain(&mut self.events, &mut self.facts);
-        self.events
-    }
-}
 
 /// A YMSG packet (big-endian header, `k C0 80 v C0 80` pairs).
 fn packet(service: u16, status: u32, session: u32, pairs: &[(u32, &[u8])]) -> Vec<u8> {
@@ -121,7 +34,23 @@ fn packet(service: u16, status: u32, session: u32, pairs: &[(u32, &[u8])]) -> Ve
 
 const SID: u32 = 0x0042_1337;
 
-fn script() -> Vec<(bool, i64, Vec<u8>)> {
+/// Bob's typing notification to alice: `state` "1" starts, "0" stops.
+fn typing_from_bob(state: &[u8]) -> Vec<u8> {
+    packet(
+        0x4B,
+        0x16,
+        SID,
+        &[
+            (5, b"alice_y"),
+            (4, b"bob_y"),
+            (14, b" "),
+            (13, state),
+            (49, b"TYPING"),
+        ],
+    )
+}
+
+fn script() -> Vec<Step> {
     vec![
         // Login: AUTH (session 0) then AUTHRESP.
         (true, 100, packet(0x57, 0, 0, &[(1, b"Alice_Y")])),
@@ -183,38 +112,8 @@ fn script() -> Vec<(bool, i64, Vec<u8>)> {
             ),
         ),
         // Typing start (event) and stop (no event), both directions.
-        (
-            false,
-            104,
-            packet(
-                0x4B,
-                0x16,
-                SID,
-                &[
-                    (5, b"alice_y"),
-                    (4, b"bob_y"),
-                    (14, b" "),
-                    (13, b"1"),
-                    (49, b"TYPING"),
-                ],
-            ),
-        ),
-        (
-            false,
-            105,
-            packet(
-                0x4B,
-                0x16,
-                SID,
-                &[
-                    (5, b"alice_y"),
-                    (4, b"bob_y"),
-                    (14, b" "),
-                    (13, b"0"),
-                    (49, b"TYPING"),
-                ],
-            ),
-        ),
+        (false, 104, typing_from_bob(b"1")),
+        (false, 105, typing_from_bob(b"0")),
         (
             true,
             106,
@@ -386,42 +285,8 @@ fn script() -> Vec<(bool, i64, Vec<u8>)> {
     ]
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    kind: Kind,
-    outgoing: bool,
-    local: Option<String>,
-    remote: String,
-    group: bool,
-    sender: Option<String>,
-    text: Option<String>,
-    file: Option<(Option<String>, Option<u64>)>,
-}
-
-fn seen(e: &Event) -> Seen {
-    Seen {
-        kind: e.kind,
-        outgoing: e.outgoing,
-        local: e.local_id_str().map(str::to_string),
-        remote: e.remote_id.clone(),
-        group: e.group,
-        sender: e.sender.clone(),
-        text: e.text.clone(),
-        file: (e.kind == Kind::File).then(|| (e.file_name.clone(), e.file_size)),
-    }
-}
-
 fn s(kind: Kind, outgoing: bool, remote: &str, sender: &str, text: Option<&str>) -> Seen {
-    Seen {
-        kind,
-        outgoing,
-        local: Some("alice_y".into()),
-        remote: remote.into(),
-        group: false,
-        sender: Some(sender.into()),
-        text: text.map(str::to_string),
-        file: None,
-    }
+    Seen::new("alice_y", kind, outgoing, remote, sender, text)
 }
 
 fn file(outgoing: bool, remote: &str, sender: &str, name: &str, size: u64) -> Seen {
@@ -460,24 +325,18 @@ fn expected() -> Vec<Seen> {
     ]
 }
 
-fn run(
-    sc: &[(bool, i64, Vec<u8>)],
-    client: &str,
-    server: &str,
-    syn: bool,
-    raw: bool,
-) -> Vec<Event> {
-    let mut f = Flow::new(client, server, syn, raw);
-    for (c, t, b) in sc {
-        f.send(*c, *t, b);
-    }
-    f.close()
+fn run(sc: &[Step], client: &str, server: &str, syn: bool, raw: bool) -> Vec<Event> {
+    let config = ProtoConfig {
+        raw,
+        ..ProtoConfig::default()
+    };
+    run_steps(config, client, server, syn, sc).0
 }
 
 #[test]
 fn every_event_kind_in_both_directions() {
     let ev = run(&script(), CLIENT, SERVER, true, false);
-    let got: Vec<Seen> = ev.iter().map(seen).collect();
+    let got: Vec<Seen> = ev.iter().map(Seen::from).collect();
     assert_eq!(got, expected());
     for (i, e) in ev.iter().enumerate() {
         assert_eq!(e.protocol, Protocol::Yahoo);
@@ -521,28 +380,16 @@ fn sender_and_recipient_are_not_swapped_without_a_login() {
 #[test]
 fn every_split_gives_the_same_events() {
     let sc = script();
-    let whole: Vec<Seen> = run(&sc, CLIENT, SERVER, true, false)
-        .iter()
-        .map(seen)
-        .collect();
-    for step in 0..sc.len() {
-        for cut in 1..sc[step].2.len() {
-            let mut split = Vec::new();
-            for (i, (c, t, b)) in sc.iter().enumerate() {
-                if i == step {
-                    split.push((*c, *t, b[..cut].to_vec()));
-                    split.push((*c, *t, b[cut..].to_vec()));
-                } else {
-                    split.push((*c, *t, b.clone()));
-                }
-            }
-            let got: Vec<Seen> = run(&split, CLIENT, SERVER, true, false)
+    check_every_split(
+        &sc,
+        |len| (1..len).collect(),
+        |split| {
+            run(split, CLIENT, SERVER, true, false)
                 .iter()
-                .map(seen)
-                .collect();
-            assert_eq!(got, whole, "step {step} cut {cut}");
-        }
-    }
+                .map(Seen::from)
+                .collect::<Vec<_>>()
+        },
+    );
 }
 
 #[test]
@@ -571,21 +418,21 @@ fn coalesced_packets_in_one_chunk() {
 #[test]
 fn gaps_inside_and_between_packets() {
     let sc = script();
-    let mut f = Flow::new(CLIENT, SERVER, true, false);
+    let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, true);
     for (c, t, b) in &sc[..3] {
-        f.send(*c, *t, b);
+        f.at(*t).data(*c, b);
     }
     // Outgoing message cut in the middle by a gap: lost; the next packet after
     // the hole starts mid-packet with junk that contains "YMSG"-like bytes.
     let out = &sc[3].2;
-    f.send(true, 102, &out[..25]);
-    f.gap(true, 102, (out.len() - 25) as u64);
-    f.send(true, 106, b"junkYMSG\x00\x10\x05\x05 more junk");
-    f.send(true, 106, &sc[7].2); // typing start
-                                 // A gap between whole packets on the server side.
-    f.gap(false, 103, 500);
-    f.send(false, 104, &sc[5].2);
-    let ev = f.close();
+    f.at(102).data(true, &out[..25]);
+    f.at(102).gap(true, (out.len() - 25) as u64);
+    f.at(106).data(true, b"junkYMSG\x00\x10\x05\x05 more junk");
+    f.at(106).data(true, &sc[7].2); // typing start
+                                    // A gap between whole packets on the server side.
+    f.at(103).gap(false, 500);
+    f.at(104).data(false, &sc[5].2);
+    let ev = f.finish().0;
     let got: Vec<(Kind, bool, bool, u64)> = ev
         .iter()
         .map(|e| (e.kind, e.outgoing, e.flags.gap_before, e.lost_bytes))
@@ -642,7 +489,7 @@ fn web_client_form_is_decoded_like_binary_packets() {
     let script = vec![(true, 1, out.to_vec()), (false, 2, inc.to_vec())];
     for client in ["10.0.0.9:2201", "10.0.0.9:2202"] {
         let ev = run(&script, client, "66.163.181.170:80", true, false);
-        let got: Vec<Seen> = ev.iter().map(seen).collect();
+        let got: Vec<Seen> = ev.iter().map(Seen::from).collect();
         assert_eq!(
             got,
             [
@@ -701,24 +548,13 @@ mod mutations {
             syn in any::<bool>(),
         ) {
             let mut steps = script();
-            for (pos, byte, op) in edits {
-                let n = steps.len();
-                let b = &mut steps[pos % n].2;
-                if b.is_empty() { continue; }
-                let at = (pos / n) % b.len();
-                match op {
-                    0 => b[at] = byte,
-                    1 => { b.insert(at, byte); }
-                    2 => { b.truncate(at); }
-                    _ => { b.splice(at..at, [0xFF, 0xFF, 0xC0, 0x80]); }
-                }
-            }
-            let mut f = Flow::new(CLIENT, SERVER, syn, false);
+            apply_edits(&mut steps, |s| &mut s.2, &edits, &[0xFF, 0xFF, 0xC0, 0x80]);
+            let mut f = Flow::new(ProtoConfig::default(), CLIENT, SERVER, syn);
             for (i, (c, t, b)) in steps.iter().enumerate() {
-                f.send(*c, *t, b);
-                if i % 6 == 5 { f.gap(*c, *t, 7); }
+                f.at(*t).data(*c, b);
+                if i % 6 == 5 { f.at(*t).gap(*c, 7); }
             }
-            for e in f.close() {
+            for e in f.finish().0 {
                 prop_assert!(e.text.as_ref().map_or(0, String::len) <= 3 * 65535);
                 prop_assert!(e.remote_id.len() <= 65535);
             }
@@ -728,54 +564,16 @@ mod mutations {
 
 // ---- generated captures (fixtures/yahoo) --------------------------------------
 
-use support::packet::{Conversation, Side as Wire};
-
-fn capture(
-    client: &str,
-    server: &str,
-    handshake: bool,
-    steps: &[(bool, i64, Vec<u8>)],
-    mss: impl Fn(usize) -> usize,
-) -> Conversation {
-    let mut c = Conversation::new(client.parse().unwrap(), server.parse().unwrap());
-    if handshake {
-        c.handshake();
-    }
-    for (i, (from_client, _, bytes)) in steps.iter().enumerate() {
-        let side = if *from_client {
-            Wire::Client
-        } else {
-            Wire::Server
-        };
-        c.send(side, bytes, mss(i));
-        c.ack(if *from_client {
-            Wire::Server
-        } else {
-            Wire::Client
-        });
-    }
-    c
-}
-
-fn pcap_of(c: &Conversation) -> Vec<u8> {
-    let frames = c.frames();
-    let records: Vec<(Timestamp, &[u8], u32)> = frames
-        .iter()
-        .map(|(t, f, _)| (*t, f.as_slice(), f.len() as u32))
-        .collect();
-    support::pcapfile::pcap(1, &records)
-}
-
 #[test]
 fn generated_conversation_capture() {
-    let mut c = capture(CLIENT, SERVER, true, &script(), |i| match i {
+    let mut c = Conversation::acked(CLIENT, SERVER, true, &script(), |i| match i {
         3 => 9,
         10 => 40,
         _ => 1460,
     });
     c.close();
-    let events = im_capture::check_fixture("fixtures/yahoo", "conversation", &pcap_of(&c));
-    let got: Vec<Seen> = events.iter().map(seen).collect();
+    let events = check_decoded("fixtures/yahoo/conversation", &pcap_of([&c]));
+    let got: Vec<Seen> = events.iter().map(Seen::from).collect();
     assert_eq!(got, expected());
 }
 
@@ -800,20 +598,15 @@ fn generated_midstream_capture_on_port_80_with_a_lost_segment() {
         (true, 0, sc[3].2.clone()),
         (false, 0, sc[5].2.clone()),
     ];
-    let mut c = capture(
+    let mut c = Conversation::acked(
         "192.168.0.7:51000",
         "66.163.181.170:80",
         false,
         &steps,
         |i| if i == 1 { 120 } else { 1460 },
     );
-    let hole = c
-        .segments()
-        .iter()
-        .position(|s| s.payload.starts_with(b"yyyy"))
-        .unwrap();
-    c.drop_segment(hole);
-    let events = im_capture::check_fixture("fixtures/yahoo", "midstream-port80", &pcap_of(&c));
+    c.drop_first(|s| s.payload.starts_with(b"yyyy"));
+    let events = check_decoded("fixtures/yahoo/midstream-port80", &pcap_of([&c]));
     let got: Vec<(Kind, bool, Option<String>, bool)> = events
         .iter()
         .map(|e| (e.kind, e.outgoing, e.text.clone(), e.flags.gap_before))
@@ -840,10 +633,11 @@ fn generated_midstream_capture_on_port_80_with_a_lost_segment() {
 
 #[test]
 fn binary_reproduces_every_yahoo_fixture_at_any_thread_count() {
-    assert_eq!(im_capture::check_binary("fixtures/yahoo/conversation"), 0);
     // A lost segment is damage: processed, exit code 1.
-    assert_eq!(
-        im_capture::check_binary("fixtures/yahoo/midstream-port80"),
-        1
-    );
+    for (stem, code) in [
+        ("fixtures/yahoo/conversation", 0),
+        ("fixtures/yahoo/midstream-port80", 1),
+    ] {
+        assert_eq!(check_binary(stem), code, "{stem}");
+    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use imscan::capture::FrameRef;
-use imscan::capture::LinkType;
+use imscan::capture::{LinkType, SourceId};
 use imscan::event::{Event, EventFlags, FlowId, Kind, LocalId, Protocol};
 use imscan::policy::Policy;
 use imscan::sink::imspector::{path_component, render_line};
@@ -84,6 +84,17 @@ fn file(mut e: Event, name: &str, size: Option<u64>) -> Event {
     e.file_name = Some(name.to_string());
     e.file_size = size;
     e
+}
+
+/// Where `e` came from: its first and last frame, its input and the frame
+/// that opened its flow (same input).
+fn carried(e: &mut Event, frames: (u64, u64), source: SourceId, flow_frame: u64) {
+    e.frames = frames;
+    e.source = source;
+    e.flow = FlowId(FrameRef {
+        source,
+        index: flow_frame,
+    });
 }
 
 fn example_policy() -> Policy {
@@ -257,9 +268,9 @@ fn imspector_tree_appends_to_existing_files() {
 fn imspector_day_files_follow_the_time_zone() {
     // 2009-07-20T21:30:00Z and 22:30:00Z: the same UTC day, but the second
     // is past midnight at +02:00.
-    let a = msg(
-        ev(
-            1248125400,
+    let [a, b] = [(1248125400, "before"), (1248129000, "after")].map(|(secs, text)| {
+        let e = ev(
+            secs,
             Protocol::Irc,
             Kind::Message,
             true,
@@ -267,22 +278,9 @@ fn imspector_day_files_follow_the_time_zone() {
             "10.0.0.1:6667",
             "eve",
             "bob",
-        ),
-        "before",
-    );
-    let b = msg(
-        ev(
-            1248129000,
-            Protocol::Irc,
-            Kind::Message,
-            true,
-            "10.0.0.7:1",
-            "10.0.0.1:6667",
-            "eve",
-            "bob",
-        ),
-        "after",
-    );
+        );
+        msg(e, text)
+    });
     let tmp = tempfile::tempdir().unwrap();
     write_tree(
         &[a.clone(), b.clone()],
@@ -373,67 +371,33 @@ fn golden_events() -> Vec<Event> {
     use Kind::*;
     use Protocol::*;
     let mut v = Vec::new();
-
-    let mut e = msg(
-        ev(
-            1248087600,
+    // One MSN conversation: alice (local) and bob.
+    let msn = |secs, outgoing, text| {
+        let e = ev(
+            secs,
             Msn,
             Message,
-            true,
+            outgoing,
             "10.0.0.5:1042",
             "65.54.239.80:1863",
             "alice@hotmail.com",
             "bob@hotmail.com",
-        ),
-        "he said \"hi\", then left",
-    );
-    e.frames = (4, 4);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 1,
-    });
+        );
+        msg(e, text)
+    };
+
+    let mut e = msn(1248087600, true, "he said \"hi\", then left");
+    carried(&mut e, (4, 4), 0, 1);
     v.push(e);
 
-    let mut e = msg(
-        ev(
-            1248087612,
-            Msn,
-            Message,
-            false,
-            "10.0.0.5:1042",
-            "65.54.239.80:1863",
-            "alice@hotmail.com",
-            "bob@hotmail.com",
-        ),
-        "=SUM(A1:A9)\r\nsecond line",
-    );
+    let mut e = msn(1248087612, false, "=SUM(A1:A9)\r\nsecond line");
     e.sender = Some("bob@hotmail.com".into());
-    e.frames = (6, 7);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 1,
-    });
+    carried(&mut e, (6, 7), 0, 1);
     e.seq = 1;
     v.push(e);
 
-    let mut e = msg(
-        ev(
-            1248087620,
-            Msn,
-            Message,
-            true,
-            "10.0.0.5:1042",
-            "65.54.239.80:1863",
-            "alice@hotmail.com",
-            "bob@hotmail.com",
-        ),
-        "darn darn, the heck",
-    );
-    e.frames = (9, 9);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 1,
-    });
+    let mut e = msn(1248087620, true, "darn darn, the heck");
+    carried(&mut e, (9, 9), 0, 1);
     e.seq = 2;
     v.push(e);
 
@@ -452,11 +416,7 @@ fn golden_events() -> Vec<Event> {
     );
     e.group = true;
     e.sender = Some("Mike".into());
-    e.frames = (20, 22);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 12,
-    });
+    carried(&mut e, (20, 22), 0, 12);
     e.flags = EventFlags {
         gap_before: true,
         midstream: true,
@@ -480,12 +440,7 @@ fn golden_events() -> Vec<Event> {
         None,
     );
     e.sender = Some("gina_y".into());
-    e.frames = (31, 31);
-    e.flow = FlowId(FrameRef {
-        source: 1,
-        index: 2,
-    });
-    e.source = 1;
+    carried(&mut e, (31, 31), 1, 2);
     v.push(e);
 
     let mut e = ev(
@@ -498,12 +453,7 @@ fn golden_events() -> Vec<Event> {
         "frank_y",
         "gina_y",
     );
-    e.frames = (33, 33);
-    e.flow = FlowId(FrameRef {
-        source: 1,
-        index: 2,
-    });
-    e.source = 1;
+    carried(&mut e, (33, 33), 1, 2);
     v.push(e);
 
     let mut e = ev(
@@ -518,11 +468,7 @@ fn golden_events() -> Vec<Event> {
     );
     e.local_id = LocalId::Unknown;
     e.sender = Some("Dave@Jabber.org/Phone".into());
-    e.frames = (40, 40);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 38,
-    });
+    carried(&mut e, (40, 40), 0, 38);
     v.push(e);
 
     let mut e = msg(
@@ -540,11 +486,7 @@ fn golden_events() -> Vec<Event> {
     );
     e.text_encoding = Some("windows-1250");
     e.raw = Some(vec![0x7a, 0x61, 0xbf, 0xf3, 0xb3, 0xe6]);
-    e.frames = (50, 50);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 44,
-    });
+    carried(&mut e, (50, 50), 0, 44);
     e.flags.decode_error = true;
     v.push(e);
 
@@ -562,11 +504,7 @@ fn golden_events() -> Vec<Event> {
         "@everyone +1 'quoted'",
     );
     e.local_id = LocalId::Token("cookie-1".into());
-    e.frames = (60, 61);
-    e.flow = FlowId(FrameRef {
-        source: 0,
-        index: 55,
-    });
+    carried(&mut e, (60, 61), 0, 55);
     e.flags.overlap_conflict = true;
     v.push(e);
 
@@ -584,12 +522,7 @@ fn golden_events() -> Vec<Event> {
         "notes.txt",
         Some(1200),
     );
-    e.frames = (70, 72);
-    e.flow = FlowId(FrameRef {
-        source: 7,
-        index: 3,
-    });
-    e.source = 7; // no such input: `file` is null
+    carried(&mut e, (70, 72), 7, 3); // no such input: `file` is null
     v.push(e);
 
     let policy = {
@@ -646,48 +579,27 @@ fn check_golden(name: &str, got: &[u8]) {
     assert_eq!(got, &expected[..], "{name}");
 }
 
+/// Every stream writer, plain and with its option, on the golden events.
 #[test]
-fn golden_jsonl() {
-    let events = golden_events();
-    check_golden(
-        "golden.jsonl",
-        &render_stream(|w| sink::jsonl(w, ctx()), &events),
-    );
-    let raw_ctx = SinkContext { raw: true, ..ctx() };
-    check_golden(
-        "golden-raw.jsonl",
-        &render_stream(|w| sink::jsonl(w, raw_ctx), &events),
-    );
-}
-
-#[test]
-fn golden_csv() {
-    let events = golden_events();
-    check_golden(
-        "golden.csv",
-        &render_stream(|w| sink::csv(w, ctx(), false), &events),
-    );
-    check_golden(
-        "golden-csv-raw.csv",
-        &render_stream(|w| sink::csv(w, ctx(), true), &events),
-    );
-}
-
-#[test]
-fn golden_text() {
-    let events = golden_events();
-    check_golden(
-        "golden.txt",
-        &render_stream(|w| sink::text(w, ctx()), &events),
-    );
-    let color = SinkContext {
+fn golden_streams() {
+    type MakeSink<'a> = dyn Fn(Box<dyn Write + Send>) -> Box<dyn Sink> + 'a;
+    let raw = || SinkContext { raw: true, ..ctx() };
+    let color = || SinkContext {
         color: true,
         ..ctx()
     };
-    check_golden(
-        "golden-color.txt",
-        &render_stream(|w| sink::text(w, color), &events),
-    );
+    let cases: [(&str, &MakeSink<'_>); 6] = [
+        ("golden.jsonl", &|w| sink::jsonl(w, ctx())),
+        ("golden-raw.jsonl", &|w| sink::jsonl(w, raw())),
+        ("golden.csv", &|w| sink::csv(w, ctx(), false)),
+        ("golden-csv-raw.csv", &|w| sink::csv(w, ctx(), true)),
+        ("golden.txt", &|w| sink::text(w, ctx())),
+        ("golden-color.txt", &|w| sink::text(w, color())),
+    ];
+    let events = golden_events();
+    for (name, writer) in cases {
+        check_golden(name, &render_stream(writer, &events));
+    }
 }
 
 #[test]

@@ -9,6 +9,8 @@ use crate::time::Timestamp;
 
 mod container;
 mod damage;
+#[cfg(feature = "live")]
+pub mod live;
 mod pcap;
 mod pcapng;
 mod reader;
@@ -105,6 +107,11 @@ pub struct Batch {
     pub source: SourceId,
     pub data: BatchData,
     pub frames: Vec<FrameMeta>,
+    /// The capture clock at the end of this batch, when it ran past the last
+    /// frame: a live capture sends an empty batch carrying the host's clock
+    /// when the interface is quiet, so idle flows still close on time.
+    /// `None` for files, where frame times are the only clock.
+    pub clock: Option<Timestamp>,
 }
 
 impl Batch {
@@ -137,4 +144,39 @@ impl Batch {
     pub fn captured_bytes(&self) -> u64 {
         self.frames.iter().map(|m| u64::from(m.len)).sum()
     }
+}
+
+/// Where the engine's batches come from: capture files read in order, or a
+/// live capture handing over what it captured. The engine runs one loop over
+/// either.
+pub trait BatchSource: Send {
+    /// The next batch, or `None` at the end of the input.
+    fn next_batch(&mut self, max_frames: usize, max_bytes: usize) -> Option<Batch>;
+    /// Damage found since the last call, in input order.
+    fn take_warnings(&mut self) -> Vec<CaptureWarning> {
+        Vec::new()
+    }
+    /// Input bytes consumed so far (drives a progress bar).
+    fn consumed(&self) -> u64;
+}
+
+impl BatchSource for CaptureReader {
+    fn next_batch(&mut self, max_frames: usize, max_bytes: usize) -> Option<Batch> {
+        CaptureReader::next_batch(self, max_frames, max_bytes)
+    }
+
+    fn take_warnings(&mut self) -> Vec<CaptureWarning> {
+        CaptureReader::take_warnings(self)
+    }
+
+    fn consumed(&self) -> u64 {
+        self.stats().bytes_read
+    }
+}
+
+/// Decides, frame by frame, whether a frame is analysed at all (`-f EXPR`
+/// on capture files: a BPF program compiled by libpcap). Frames it rejects
+/// are counted as deselected.
+pub trait FrameFilter: Send + Sync + std::fmt::Debug {
+    fn keep(&self, frame: &Frame<'_>) -> bool;
 }

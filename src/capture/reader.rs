@@ -576,6 +576,7 @@ impl CaptureReader {
             source: self.source,
             data,
             frames,
+            clock: None,
         })
     }
 

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{
-    Batch, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameRef, InputSummary,
-    ReadOptions, SourceId,
+    Batch, BatchSource, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameFilter,
+    FrameRef, InputSummary, ReadOptions, SourceId,
 };
 use crate::event::{Event, IdentityFact, LocalId};
 use crate::net::{NetConfig, NetDecoder, NetStats, Packet, Selection};
@@ -105,6 +105,8 @@ pub struct EngineConfig {
     /// Reassemble every stream and discard the bytes, decoding nothing: a
     /// measure of the stages below proto (benchmarks).
     pub reassemble_only: bool,
+    /// Frames it rejects are not analysed (`-f EXPR` on files).
+    pub frame_filter: Option<Arc<dyn FrameFilter>>,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +124,7 @@ impl Default for EngineConfig {
             hash_inputs: false,
             streams_dir: None,
             reassemble_only: false,
+            frame_filter: None,
         }
     }
 }
@@ -133,7 +136,8 @@ pub struct RunStats {
     pub net: NetStats,
     pub tcp: TcpStats,
     pub proto: ProtoStats,
-    /// Segments outside the `--host/--net/--port` selection.
+    /// Segments outside the `--host/--net/--port` selection, and frames
+    /// rejected by `-f EXPR` on files.
     pub deselected: u64,
     /// Events emitted, after the merge.
     pub events: u64,
@@ -156,6 +160,8 @@ pub trait EngineOutput {
     fn progress(&mut self, _consumed: u64) {}
     /// Called when an input is finished, with its size in bytes.
     fn input_done(&mut self, _size: u64) {}
+    /// Called after each batch with the number of flows the shards hold.
+    fn open_flows(&mut self, _flows: usize) {}
 }
 
 /// A decoded batch on its way to the shards.
@@ -170,7 +176,11 @@ struct Work {
 struct Reader {
     net: NetDecoder,
     selection: Selection,
+    filter: Option<Arc<dyn FrameFilter>>,
     deselected: u64,
+    /// The last frame decoded, across batches: an empty batch that only
+    /// advances the clock is attributed to it.
+    last: FrameRef,
 }
 
 impl Reader {
@@ -180,6 +190,10 @@ impl Reader {
         let mut end = None;
         for frame in batch.iter() {
             end = Some((frame.ts, frame.frame_ref()));
+            if self.filter.as_ref().is_some_and(|f| !f.keep(&frame)) {
+                self.deselected += 1;
+                continue;
+            }
             let Some(packet) = self.net.decode(&frame) else {
                 continue;
             };
@@ -192,6 +206,13 @@ impl Reader {
             }
             let shard = (seg.key.stable_hash() % SHARDS as u64) as usize;
             per_shard[shard].push(SegWork::new(&seg, base));
+        }
+        if let Some((_, f)) = end {
+            self.last = f;
+        }
+        if let Some(clock) = batch.clock {
+            let later = end.map_or(clock, |(ts, _)| ts.max(clock));
+            end = Some((later, self.last));
         }
         Work {
             batch,
@@ -225,79 +246,10 @@ pub fn run(
             },
         )?);
     }
-
-    let proto_config = Arc::new(config.proto.clone());
-    let export = match &config.streams_dir {
-        Some(dir) => Some(
-            StreamExport::create(dir, STREAM_FILES_OPEN)
-                .map_err(|e| EngineError::output(dir, e))?,
-        ),
-        None => None,
-    };
-    let tcp = config.tcp.per_shard(SHARDS);
-    let mut shards: Vec<Shard> = (0..SHARDS)
-        .map(|_| {
-            Shard::new(
-                tcp.clone(),
-                proto_config.clone(),
-                export.clone(),
-                config.reassemble_only,
-            )
-        })
-        .collect();
-    let mut reader = Reader {
-        net: NetDecoder::new(config.net),
-        selection: config.selection.clone(),
-        deselected: 0,
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads.max(1))
-        .build()
-        .expect("building the rayon thread pool");
-    let mut merger = Merger::default();
+    let mut pipeline = Pipeline::new(config)?;
     let mut summary = RunSummary::default();
-    let mut last_frame = FrameRef::default();
-
-    for mut capture in readers {
-        if config.threads <= 1 {
-            while let Some(batch) = capture.next_batch(config.batch_frames, config.batch_bytes) {
-                for w in capture.take_warnings() {
-                    out.warning(&w);
-                }
-                let work = reader.decode(batch);
-                process(&pool, &mut shards, work, &mut merger, out, &mut last_frame);
-                out.progress(capture.stats().bytes_read);
-            }
-        } else {
-            // Read and decode the next batch while the shards work on this one.
-            let (tx, rx) = crossbeam_channel::bounded::<(Work, Vec<CaptureWarning>, u64)>(1);
-            let (batch_frames, batch_bytes) = (config.batch_frames, config.batch_bytes);
-            let (capture_back, reader_back) = std::thread::scope(|scope| {
-                let handle = scope.spawn(move || {
-                    let mut capture = capture;
-                    let mut reader = reader;
-                    while let Some(batch) = capture.next_batch(batch_frames, batch_bytes) {
-                        let warnings = capture.take_warnings();
-                        let consumed = capture.stats().bytes_read;
-                        let work = reader.decode(batch);
-                        if tx.send((work, warnings, consumed)).is_err() {
-                            break;
-                        }
-                    }
-                    (capture, reader)
-                });
-                for (work, warnings, consumed) in rx.iter() {
-                    for w in &warnings {
-                        out.warning(w);
-                    }
-                    process(&pool, &mut shards, work, &mut merger, out, &mut last_frame);
-                    out.progress(consumed);
-                }
-                handle.join().expect("reader thread panicked")
-            });
-            capture = capture_back;
-            reader = reader_back;
-        }
+    for capture in readers {
+        let mut capture = pipeline.drive(capture, out);
         for w in capture.take_warnings() {
             out.warning(&w);
         }
@@ -305,33 +257,175 @@ pub fn run(
         out.input_done(capture.stats().bytes_read);
         summary.inputs.push(capture.finish());
     }
+    pipeline.finish(summary, out)
+}
 
-    // End of input: flush every flow, gaps included.
-    pool.install(|| {
-        use rayon::prelude::*;
-        shards.par_iter_mut().for_each(|s| s.finish(last_frame));
-    });
-    merger.collect(&mut shards);
-    merger.emit(out);
+/// Run the whole pipeline over one source of batches that is not a list of
+/// files (a live capture): until it ends, then flush every flow. Returns the
+/// source too, so its owner can read its counters.
+pub fn run_source<S: BatchSource>(
+    source: S,
+    config: &EngineConfig,
+    out: &mut dyn EngineOutput,
+) -> Result<(RunSummary, S), EngineError> {
+    let mut pipeline = Pipeline::new(config)?;
+    let source = pipeline.drive(source, out);
+    Ok((pipeline.finish(RunSummary::default(), out)?, source))
+}
 
-    for shard in &shards {
-        summary.stats.tcp.merge(shard.tcp_stats());
-        summary.stats.proto.merge(shard.proto_stats());
+/// The engine's state across inputs: shards, merge stage, thread pool.
+struct Pipeline {
+    pool: rayon::ThreadPool,
+    shards: Vec<Shard>,
+    reader: Option<Reader>,
+    merger: Merger,
+    last_frame: FrameRef,
+    export: Option<Arc<StreamExport>>,
+    threads: usize,
+    batch_frames: usize,
+    batch_bytes: usize,
+}
+
+impl Pipeline {
+    fn new(config: &EngineConfig) -> Result<Pipeline, EngineError> {
+        let proto_config = Arc::new(config.proto.clone());
+        let export = match &config.streams_dir {
+            Some(dir) => Some(
+                StreamExport::create(dir, STREAM_FILES_OPEN)
+                    .map_err(|e| EngineError::output(dir, e))?,
+            ),
+            None => None,
+        };
+        let tcp = config.tcp.per_shard(SHARDS);
+        let shards: Vec<Shard> = (0..SHARDS)
+            .map(|_| {
+                Shard::new(
+                    tcp.clone(),
+                    proto_config.clone(),
+                    export.clone(),
+                    config.reassemble_only,
+                )
+            })
+            .collect();
+        let reader = Reader {
+            net: NetDecoder::new(config.net),
+            selection: config.selection.clone(),
+            filter: config.frame_filter.clone(),
+            deselected: 0,
+            last: FrameRef::default(),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads.max(1))
+            .build()
+            .expect("building the rayon thread pool");
+        Ok(Pipeline {
+            pool,
+            shards,
+            reader: Some(reader),
+            merger: Merger::default(),
+            last_frame: FrameRef::default(),
+            export,
+            threads: config.threads,
+            batch_frames: config.batch_frames,
+            batch_bytes: config.batch_bytes,
+        })
     }
-    if let Some(export) = &export {
-        let mut records = Vec::new();
-        for shard in &mut shards {
-            records.append(&mut shard.take_stream_records());
+
+    /// Run every batch of `source` through the shards, handing events to
+    /// `out` as each batch completes; returns the source at its end.
+    fn drive<S: BatchSource>(&mut self, mut source: S, out: &mut dyn EngineOutput) -> S {
+        let (batch_frames, batch_bytes) = (self.batch_frames, self.batch_bytes);
+        let mut reader = self.reader.take().expect("reader present between inputs");
+        if self.threads <= 1 {
+            while let Some(batch) = source.next_batch(batch_frames, batch_bytes) {
+                for w in source.take_warnings() {
+                    out.warning(&w);
+                }
+                let work = reader.decode(batch);
+                self.process(work, out);
+                out.progress(source.consumed());
+            }
+        } else {
+            // Read and decode the next batch while the shards work on this one.
+            let (tx, rx) = crossbeam_channel::bounded::<(Work, Vec<CaptureWarning>, u64)>(1);
+            let (source_back, reader_back) = std::thread::scope(|scope| {
+                let handle = scope.spawn(move || {
+                    while let Some(batch) = source.next_batch(batch_frames, batch_bytes) {
+                        let warnings = source.take_warnings();
+                        let consumed = source.consumed();
+                        let work = reader.decode(batch);
+                        if tx.send((work, warnings, consumed)).is_err() {
+                            break;
+                        }
+                    }
+                    (source, reader)
+                });
+                for (work, warnings, consumed) in rx.iter() {
+                    for w in &warnings {
+                        out.warning(w);
+                    }
+                    self.process(work, out);
+                    out.progress(consumed);
+                }
+                handle.join().expect("reader thread panicked")
+            });
+            source = source_back;
+            reader = reader_back;
         }
-        export
-            .write_index(records)
-            .map_err(|e| EngineError::output(export.root(), e))?;
+        self.reader = Some(reader);
+        source
     }
-    summary.stats.net = reader.net.stats().clone();
-    summary.stats.deselected = reader.deselected;
-    summary.stats.events = merger.emitted;
-    summary.stats.unresolved_identities = merger.unresolved;
-    Ok(summary)
+
+    /// Run one batch through the shards and hand its events to `out` in order.
+    fn process(&mut self, work: Work, out: &mut dyn EngineOutput) {
+        process(
+            &self.pool,
+            &mut self.shards,
+            work,
+            &mut self.merger,
+            out,
+            &mut self.last_frame,
+        );
+        out.open_flows(self.shards.iter().map(Shard::flows).sum());
+    }
+
+    /// End of input: flush every flow, gaps included, and sum the counters.
+    fn finish(
+        mut self,
+        mut summary: RunSummary,
+        out: &mut dyn EngineOutput,
+    ) -> Result<RunSummary, EngineError> {
+        let last_frame = self.last_frame;
+        self.pool.install(|| {
+            use rayon::prelude::*;
+            self.shards
+                .par_iter_mut()
+                .for_each(|s| s.finish(last_frame));
+        });
+        self.merger.collect(&mut self.shards);
+        self.merger.emit(out);
+
+        for shard in &self.shards {
+            summary.stats.tcp.merge(shard.tcp_stats());
+            summary.stats.proto.merge(shard.proto_stats());
+        }
+        if let Some(export) = &self.export {
+            let mut records = Vec::new();
+            for shard in &mut self.shards {
+                records.append(&mut shard.take_stream_records());
+            }
+            export
+                .write_index(records)
+                .map_err(|e| EngineError::output(export.root(), e))?;
+        }
+        if let Some(reader) = &self.reader {
+            summary.stats.net = reader.net.stats().clone();
+            summary.stats.deselected = reader.deselected;
+        }
+        summary.stats.events = self.merger.emitted;
+        summary.stats.unresolved_identities = self.merger.unresolved;
+        Ok(summary)
+    }
 }
 
 /// Run one batch through the shards and hand its events to `out` in order.
@@ -365,10 +459,14 @@ fn process(
 
 /// Puts the shards' events into one order and resolves identity tokens.
 ///
-/// Every event a shard emits while processing a batch was completed by a
-/// frame of that batch (chunks are stamped with the frame that completed
-/// them), so sorting each batch's events by their merge key gives one total
-/// capture order for the whole run.
+/// An event is emitted while the batch holding the frame that made it
+/// complete is processed, so sorting each batch's events by their merge key
+/// (input, last frame, flow, sequence) gives capture order. The exception is
+/// data released from behind a hole: its events carry the earlier frames that
+/// carried the bytes, and come out with the batch that released them. Batch
+/// boundaries are a fixed number of frames, so the order never depends on the
+/// thread count. (A total order by capture time would need every event of the
+/// run held in memory: clocks in merged captures jump back and forth.)
 #[derive(Default)]
 struct Merger {
     events: Vec<Event>,

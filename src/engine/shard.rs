@@ -202,6 +202,11 @@ impl Shard {
         facts.append(&mut self.facts);
     }
 
+    /// Flows in this shard's table (for the live status line).
+    pub fn flows(&self) -> usize {
+        self.table.len()
+    }
+
     pub fn tcp_stats(&self) -> &TcpStats {
         self.table.stats()
     }

@@ -477,6 +477,12 @@ impl Sink for ImspectorSink {
         Ok(())
     }
 
+    /// Writes every waiting line but keeps the files open (a live run's
+    /// periodic flush; `finish` also closes them).
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_pending()
+    }
+
     fn finish(&mut self) -> io::Result<()> {
         self.flush_pending()?;
         // Close in a fixed order; File has no user-space buffer to lose.

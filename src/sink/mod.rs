@@ -36,6 +36,12 @@ pub trait Sink: Send {
     fn write(&mut self, ev: &Event) -> io::Result<()>;
     /// Flushes everything; call once after the last event.
     fn finish(&mut self) -> io::Result<()>;
+    /// Writes out what is buffered, so a reader of the output sees every
+    /// event written so far (a live run calls it about twice a second). The
+    /// sink stays usable. Every stream sink's `finish` is such a flush.
+    fn flush(&mut self) -> io::Result<()> {
+        self.finish()
+    }
     /// Counters for the manifest and `--stats` (name, value), e.g. how often
     /// the IMSpector writer's open-file cache had to close a file.
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -214,7 +214,7 @@ impl HalfStream {
             if !rest.is_empty() {
                 self.insert(self.next, rest, at, sink);
             }
-            self.drain(at, sink);
+            self.drain(sink);
             if !now.is_empty() && self.reorder.is_some() {
                 // The stream made progress: the hole that remains is timed
                 // from now. A stray segment far ahead (a corrupt sequence
@@ -339,7 +339,7 @@ impl HalfStream {
     }
 
     /// Deliver buffered pieces that now continue the stream.
-    fn drain<C: StreamConsumer>(&mut self, at: At, sink: &mut Sink<'_, C>) {
+    fn drain<C: StreamConsumer>(&mut self, sink: &mut Sink<'_, C>) {
         let Some(reorder) = self.reorder.as_mut() else {
             return;
         };
@@ -355,10 +355,14 @@ impl HalfStream {
                 overlap_conflict: std::mem::take(&mut self.conflict_pending),
                 midstream: self.midstream,
             };
+            // The chunk is stamped with the frame that carried its bytes,
+            // not the one that made it deliverable (a retransmission filling
+            // an earlier hole, or the frame whose time gave up on a hole): an
+            // event's time is that of the frame carrying its last byte.
             let info = ChunkInfo {
                 dir: sink.dir,
-                ts: at.ts,
-                frame: at.frame,
+                ts: piece.ts,
+                frame: piece.first_frame,
                 first_frame: piece.first_frame,
                 offset: self.next,
                 flags,
@@ -417,7 +421,7 @@ impl HalfStream {
         sink.consumer.on_chunk(Chunk::Gap(len), &info);
         // A fresh hole after the one just skipped is timed from its own first piece.
         self.hole_since = None;
-        self.drain(at, sink);
+        self.drain(sink);
         self.check_finished();
         true
     }

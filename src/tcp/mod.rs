@@ -54,12 +54,15 @@ pub struct ChunkFlags {
 pub struct ChunkInfo {
     /// Direction of these bytes relative to the flow key.
     pub dir: Dir,
-    /// Capture time of the frame that completed this chunk.
+    /// Capture time of `frame`.
     pub ts: Timestamp,
-    /// The frame that completed this chunk.
+    /// The frame that carried the chunk's last byte. For data that waited
+    /// behind a hole this is the frame that brought it, not the one that
+    /// filled (or gave up on) the hole: an event's time is that of the frame
+    /// carrying its last byte. For a `Gap`, the frame at which it was declared.
     pub frame: FrameRef,
-    /// The first frame that carried bytes of this chunk (equal to `frame` for
-    /// in-order data; earlier for data that waited for a hole to fill).
+    /// The first frame that carried bytes of this chunk (a chunk is the
+    /// payload of one segment, so this equals `frame` for data).
     pub first_frame: FrameRef,
     /// Stream offset (bytes since the initial sequence number) of the chunk's start.
     pub offset: u64,

@@ -533,6 +533,14 @@ impl Conversation {
         }
     }
 
+    /// [`Conversation::new`] with the addresses as text (`"[::1]:80"`).
+    pub fn between(client: &str, server: &str) -> Conversation {
+        Conversation::new(
+            client.parse().expect("client address"),
+            server.parse().expect("server address"),
+        )
+    }
+
     pub fn link(mut self, link: Link) -> Conversation {
         self.link = link;
         self
@@ -652,6 +660,16 @@ impl Conversation {
         self
     }
 
+    /// Lose the first segment `lost` picks (it must pick one).
+    pub fn drop_first(&mut self, lost: impl Fn(&ScriptedSegment) -> bool) -> &mut Conversation {
+        let i = self
+            .segments
+            .iter()
+            .position(lost)
+            .expect("a segment to lose");
+        self.drop_segment(i)
+    }
+
     /// Capture segment `i` twice in a row (a retransmission).
     pub fn duplicate(&mut self, i: usize) -> &mut Conversation {
         let s = self.segments[i].clone();
@@ -697,4 +715,68 @@ impl Conversation {
             })
             .collect()
     }
+}
+
+impl Side {
+    /// The side that sent a script step (`true`: the client).
+    pub fn of(client_sent: bool) -> Side {
+        if client_sent {
+            Side::Client
+        } else {
+            Side::Server
+        }
+    }
+
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+}
+
+impl Conversation {
+    /// Send every step of `script` (client sent, bytes) in segments of at
+    /// most `mss` bytes.
+    pub fn play<B: AsRef<[u8]>>(&mut self, script: &[(bool, B)], mss: usize) -> &mut Conversation {
+        for (client_sent, bytes) in script {
+            self.send(Side::of(*client_sent), bytes.as_ref(), mss);
+        }
+        self
+    }
+
+    /// A connection from `client` to `server` (addresses as text), from
+    /// its handshake or picked up mid-stream, that sends every step of
+    /// `script` (client sent, capture second, bytes: the second is not
+    /// used, frames are `step_ns` apart), step `i` in segments of at most
+    /// `mss(i)` bytes, each step acknowledged by the peer with a bare ACK.
+    pub fn acked(
+        client: &str,
+        server: &str,
+        handshake: bool,
+        script: &[(bool, i64, Vec<u8>)],
+        mss: impl Fn(usize) -> usize,
+    ) -> Conversation {
+        let mut c = Conversation::between(client, server);
+        if handshake {
+            c.handshake();
+        }
+        for (i, (client_sent, _, bytes)) in script.iter().enumerate() {
+            let side = Side::of(*client_sent);
+            c.send(side, bytes, mss(i));
+            c.ack(side.peer());
+        }
+        c
+    }
+}
+
+/// A well-formed pcap (Ethernet) of the frames of `convs` in time order.
+pub fn pcap_of<'a>(convs: impl IntoIterator<Item = &'a Conversation>) -> Vec<u8> {
+    let mut frames: Vec<_> = convs.into_iter().flat_map(Conversation::frames).collect();
+    frames.sort_by_key(|f| f.0);
+    let records: Vec<(Timestamp, &[u8], u32)> = frames
+        .iter()
+        .map(|(t, b, _)| (*t, &b[..], b.len() as u32))
+        .collect();
+    super::pcapfile::pcap(super::pcapfile::ETHERNET, &records)
 }
