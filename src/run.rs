@@ -303,6 +303,10 @@ fn damage_reasons(stats: &RunStats) -> Vec<String> {
         t.ooo_budget_bites + t.total_budget_bites,
         "reassembly buffer budget hits",
     );
+    note(
+        stats.proto.caps_hit,
+        "protocol units dropped over their size cap",
+    );
     why
 }
 

@@ -212,6 +212,10 @@ pub enum Step {
     Unit(usize),
     /// The first `n` bytes (`n > 0`) are noise between units (keep-alives).
     Skip(usize),
+    /// The first `n` bytes (`n > 0`) are damage: a header that cannot be
+    /// (a length past the protocol's maximum, a bad magic). They are skipped
+    /// like noise, and counted as a decode error.
+    Invalid(usize),
     /// The unit is not complete yet.
     NeedMore,
 }
@@ -841,6 +845,10 @@ impl UnitCtx<'_> {
                     pos += n;
                 }
                 Step::Skip(n) if n > 0 => pos += n.min(rest.len()),
+                Step::Invalid(n) if n > 0 => {
+                    self.stats.decode_errors += 1;
+                    pos += n.min(rest.len());
+                }
                 _ => {
                     if rest.len() > cap {
                         self.stats.caps_hit += 1;

@@ -313,3 +313,34 @@ fn an_idle_flow_decoder_is_small_and_allocates_nothing_until_bytes_come() {
     assert!(d.stats.is_none());
     assert_eq!(d.stats(), &ProtoStats::default());
 }
+
+#[test]
+fn a_header_whose_length_lies_is_counted_as_a_decode_error() {
+    // Gadu-Gadu: a SEND_MSG header claiming 4 GiB between two good packets.
+    // Skipping it used to look like keep-alive noise: nothing was counted.
+    let gg = |t: u32, len: u32, body: &[u8]| {
+        let mut v = t.to_le_bytes().to_vec();
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(body);
+        v
+    };
+    let (mut d, c2s) = decoder("10.0.0.1:40000", "10.0.0.2:8074", true);
+    d.on_chunk(
+        Chunk::Data(&gg(0x01, 4, &[1, 2, 3, 4])),
+        &info(c2s.reverse(), 2, 2),
+    );
+    let msg = |text: &[u8]| {
+        let mut b = 7777u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&[7, 0, 0, 0, 8, 0, 0, 0]);
+        b.extend_from_slice(text);
+        b.push(0);
+        gg(0x0B, b.len() as u32, &b)
+    };
+    let mut stream = msg(b"one");
+    stream.extend(gg(0x0B, u32::MAX, b"junk"));
+    stream.extend(msg(b"two"));
+    d.on_chunk(Chunk::Data(&stream), &info(c2s, 3, 3));
+    let texts: Vec<_> = drain(&mut d).into_iter().filter_map(|e| e.text).collect();
+    assert_eq!(texts, ["one", "two"]);
+    assert_eq!(d.stats().decode_errors, 1);
+}

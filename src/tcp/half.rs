@@ -131,6 +131,12 @@ impl HalfStream {
         self.next as i64 + delta
     }
 
+    /// How far `seq` lies from the next byte to deliver (negative: before
+    /// it), within ±2³¹.
+    pub fn distance(&self, seq: u32) -> i64 {
+        i64::from(seq.wrapping_sub(self.next_seq()) as i32)
+    }
+
     fn info(&mut self, dir: Dir, at: At, first_frame: FrameRef) -> ChunkInfo {
         let flags = ChunkFlags {
             overlap_conflict: std::mem::take(&mut self.conflict_pending),

@@ -127,6 +127,9 @@ pub struct TcpStats {
     pub data_after_fin_bytes: u64,
     /// Segments of no known flow that could not start one (no SYN, no payload).
     pub segments_without_flow: u64,
+    /// RSTs ignored because their sequence number lay far outside their
+    /// sender's stream (forged, stale or a storm): the flow stays open.
+    pub rst_out_of_window: u64,
     /// Live flows closed (as evicted) because a SYN with a new initial
     /// sequence number reused their 4-tuple.
     pub tuple_reuses: u64,
@@ -167,6 +170,7 @@ impl TcpStats {
         self.segments_without_flow += o.segments_without_flow;
         self.segments_after_close += o.segments_after_close;
         self.tuple_reuses += o.tuple_reuses;
+        self.rst_out_of_window += o.rst_out_of_window;
         self.unwanted_bytes += o.unwanted_bytes;
     }
 
@@ -217,6 +221,11 @@ pub fn guess_client_dir(key: &FlowKey) -> Dir {
 }
 
 const NIL: u32 = u32::MAX;
+
+/// How far (bytes) a RST's sequence number may lie behind its sender's next
+/// byte, or beyond what the table would buffer ahead of it, and still close
+/// the flow: one unscaled receive window.
+const RST_SLACK: i64 = 65_535;
 
 /// The earlier of two optional times.
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -493,6 +502,18 @@ impl<C: StreamConsumer> FlowTable<C> {
             });
         }
         if seg.flags.rst() {
+            // Only a RST near where its sender's stream stands can be real
+            // (RFC 5961 §3: an out-of-window RST resets nothing): a storm of
+            // forged or stale ones must not close a live flow and lose its
+            // later bytes. Ahead, the sender may have sent up to the
+            // out-of-order budget we would buffer.
+            if half[d].started() {
+                let dist = half[d].distance(seg.seq);
+                if !(-RST_SLACK..=cfg.ooo_bytes_per_dir as i64 + RST_SLACK).contains(&dist) {
+                    self.stats.rst_out_of_window += 1;
+                    return;
+                }
+            }
             // RST ends both directions at once; its payload (if any) is not stream data.
             self.close(slot, CloseReason::Rst, at, true);
             return;
@@ -1262,6 +1283,24 @@ mod tests {
         assert_eq!(rig.stats().closed_rst, 1);
         assert_eq!(rig.stats().gaps_close, 1);
         assert_eq!(rig.table.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn rst_far_outside_the_window_is_ignored_and_counted() {
+        let mut rig = Rig::new(TcpConfig::default());
+        rig.handshake();
+        rig.seg(C2S, 1001, ACK, b"ab", 3);
+        // A forged RST half the sequence space away, from either side.
+        rig.seg(C2S, 1003 ^ 0x8000_0000, RST, b"", 4);
+        rig.seg(S2C, 5001u32.wrapping_sub(1 << 20), RST, b"", 5);
+        rig.seg(C2S, 1003, ACK, b"cd", 6);
+        assert!(rig.table.take_closed().is_empty(), "the flow stays open");
+        assert_eq!(rig.stats().rst_out_of_window, 2);
+        // A RST where the stream stands still closes it.
+        rig.seg(S2C, 5001, RST, b"", 7);
+        let r = one(rig.table.take_closed());
+        assert_eq!(r.data(C2S), b"abcd");
+        assert_eq!(rig.stats().closed_rst, 1);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl crate::proto::Session for GgSession {
             UnitLen::Incomplete => Step::NeedMore,
             UnitLen::Bad => {
                 self.hunting[s] = true;
-                Step::Skip(1)
+                Step::Invalid(1)
             }
         }
     }

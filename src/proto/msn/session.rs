@@ -652,7 +652,7 @@ impl Session for MsnSession {
                         .get(1..)
                         .and_then(http::resync_http)
                         .map_or(buf.len(), |p| p + 1);
-                    Step::Skip(next.max(1))
+                    Step::Invalid(next.max(1))
                 }
             },
             _ => match parser::frame_command(buf) {
@@ -663,7 +663,7 @@ impl Session for MsnSession {
                     let rest = buf.get(1..).unwrap_or_default();
                     match parser::resync(rest) {
                         Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => {
-                            Step::Skip(p + 1)
+                            Step::Invalid(p + 1)
                         }
                     }
                 }

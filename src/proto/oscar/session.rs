@@ -64,7 +64,7 @@ impl FlapSession {
             UnitLen::Bad => {
                 // Out of step without a gap (damage): hunt from the next byte.
                 self.hunting[s] = true;
-                Step::Skip(1)
+                Step::Invalid(1)
             }
         }
     }

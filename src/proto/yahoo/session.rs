@@ -285,7 +285,7 @@ impl Session for YahooSession {
                 let rest = buf.get(1..).unwrap_or_default();
                 match parser::resync_unit(rest) {
                     Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => {
-                        Step::Skip(p + 1)
+                        Step::Invalid(p + 1)
                     }
                 }
             }
