@@ -475,3 +475,51 @@ fn fragment_budgets_are_flags_that_bite_and_are_counted() {
     let few = net(&["--max-fragments", "1"]);
     assert_eq!(few["fragment_drops_too_many"], 5);
 }
+
+#[test]
+fn unusable_policy_files_stop_the_run_naming_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acl = tmp.path().join("acl.txt");
+    std::fs::write(&acl, "allow all\nallow\tbob\n").unwrap();
+    let out = imscan(&["--acl", acl.to_str().unwrap(), &fixture("real/msnms.pcap")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("acl.txt:2:") && err.lines().count() == 1,
+        "{err}"
+    );
+    let missing = imscan(&[
+        "--badwords",
+        "/nonexistent/words",
+        &fixture("real/msnms.pcap"),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/words"));
+}
+
+#[test]
+fn badwords_flag_events_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let words = tmp.path().join("badwords.txt");
+    std::fs::write(&words, "man\n").unwrap();
+    let out = imscan(&[
+        "-F",
+        "jsonl",
+        "--badwords",
+        words.to_str().unwrap(),
+        "--block-count",
+        "1",
+        &fixture("real/msnms.pcap"),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let flagged: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["filtered"] == true)
+        .collect();
+    // "Hey man, whats up?" is the one message with the word.
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_eq!(flagged[0]["text"], "Hey man, whats up?");
+    assert_eq!(flagged[0]["categories"], serde_json::json!(["badwords"]));
+}
