@@ -3,15 +3,14 @@
 //! MSS-sized chunks in both directions (the tcp stage's output shape).
 //! Target (issue 6): at least 500 MB/s per core.
 
+#[path = "chat_bench/mod.rs"]
+mod chat_bench;
+use chat_bench::cpu_time_report;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
-use imscan::capture::FrameRef;
-use imscan::event::{Event, FlowId, Kind, LocalId, Protocol};
-use imscan::net::{Dir, Endpoint, FlowKey, Transport};
-use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
-use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, StreamConsumer};
+use imscan::event::{Event, Kind, LocalId, Protocol};
 use imscan::time::Timestamp;
 
 const MSS: usize = 1448;
@@ -68,71 +67,10 @@ fn xmpp_streams() -> (Vec<u8>, Vec<u8>) {
     (c, s)
 }
 
-fn endpoint(s: &str) -> Endpoint {
-    let a: SocketAddr = s.parse().unwrap();
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
-}
-
 /// Decode both streams as one flow, alternating MSS chunks; returns the event count.
 fn decode(c: &[u8], s: &[u8], server_port: u16) -> usize {
-    let (key, c2s) = FlowKey::new(
-        Transport::Tcp,
-        endpoint("10.88.0.21:47390"),
-        endpoint(&format!("10.88.0.1:{server_port}")),
-    );
-    let mut dec = FlowDecoder::new(
-        Arc::new(ProtoConfig::default()),
-        FlowStart {
-            key,
-            flow: FlowId(FrameRef {
-                source: 0,
-                index: 1,
-            }),
-            source: 0,
-            client_dir: Some(c2s),
-        },
-    );
-    let mut events = Vec::new();
-    let mut facts = Vec::new();
-    let mut n = 0;
-    let mut frame = 1u64;
-    let mut chunks = [c.chunks(MSS), s.chunks(MSS)];
-    let dirs: [Dir; 2] = [c2s, c2s.reverse()];
-    loop {
-        let mut any = false;
-        for k in 0..2 {
-            if let Some(piece) = chunks[k].next() {
-                any = true;
-                frame += 1;
-                let f = FrameRef {
-                    source: 0,
-                    index: frame,
-                };
-                let info = ChunkInfo {
-                    dir: dirs[k],
-                    ts: Timestamp(frame as i64 * 1000),
-                    frame: f,
-                    first_frame: f,
-                    offset: 0,
-                    flags: ChunkFlags::default(),
-                };
-                dec.on_chunk(Chunk::Data(piece), &info);
-            }
-        }
-        // The engine drains after every batch; a batch here is 32 frames.
-        if frame % 32 < 2 || !any {
-            dec.drain(&mut events, &mut facts);
-            n += events.len();
-            events.clear();
-        }
-        if !any {
-            break;
-        }
-    }
-    n
+    let server = format!("10.88.0.1:{server_port}");
+    chat_bench::decode(c, s, "10.88.0.21:47390", &server, MSS)
 }
 
 fn bench(c: &mut Criterion) {
@@ -148,37 +86,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(decode(&xc, &xs, 5222)))
     });
     g.finish();
-}
-
-/// On-CPU nanoseconds of this thread so far, from `/proc/thread-self/schedstat`:
-/// unlike wall time it does not grow when other processes share the cores.
-fn thread_cpu_nanos() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
-}
-
-/// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
-/// times on this thread, best on-CPU time, for a machine busy with other work.
-/// `PROTO_CPU_TIME=<part of a case name>` runs only the matching cases.
-fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
-    let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
-    if only != "1" && !name.contains(only.as_str()) {
-        return;
-    }
-    let mut best = u64::MAX;
-    let mut events = 0;
-    for _ in 0..5 {
-        let t0 = thread_cpu_nanos().unwrap_or(0);
-        events = black_box(run());
-        best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
-    }
-    let secs = best as f64 / 1e9;
-    println!(
-        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
-        secs * 1e3,
-        bytes as f64 / secs / 1e6,
-        bytes as f64 / secs / (1 << 20) as f64
-    );
 }
 
 fn cpu_times() {

@@ -3,29 +3,17 @@
 //! the proto framework's `FlowDecoder`, as the reassembler would hand it over.
 //! Throughput is in stream bytes. The HTTP gateway is measured the same way.
 
+#[path = "chat_bench/mod.rs"]
+mod chat_bench;
+use chat_bench::cpu_time_report;
+
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use imscan::capture::FrameRef;
-use imscan::event::FlowId;
-use imscan::net::{Endpoint, FlowKey, Transport};
-use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
-use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
-use imscan::time::Timestamp;
 
 /// About 32 MB per direction pair: larger than the caches.
 const STREAM_BYTES: usize = 32 << 20;
 const MSS: usize = 1460;
-
-fn endpoint(s: &str) -> Endpoint {
-    let a: SocketAddr = s.parse().expect("addr");
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
-}
 
 fn mime_text(t: &str) -> String {
     format!("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\nX-MMS-IM-Format: FN=Segoe%20UI; EF=; CO=0; CS=0; PF=0\r\n\r\n{t}")
@@ -125,56 +113,7 @@ fn gateway_stream(total: usize) -> (Vec<u8>, Vec<u8>) {
 
 /// Feed both directions in MSS-sized chunks, alternating; returns the event count.
 fn decode(c: &[u8], s: &[u8], client: &str, server: &str) -> usize {
-    let (key, client_dir) = FlowKey::new(Transport::Tcp, endpoint(client), endpoint(server));
-    let start = FlowStart {
-        key,
-        flow: FlowId(FrameRef {
-            source: 0,
-            index: 1,
-        }),
-        source: 0,
-        client_dir: Some(client_dir),
-    };
-    let mut dec = FlowDecoder::new(Arc::new(ProtoConfig::default()), start);
-    let mut events = Vec::new();
-    let mut facts = Vec::new();
-    let mut n = 0usize;
-    let mut frame = 0u64;
-    let mut chunks = [c.chunks(MSS), s.chunks(MSS)];
-    let dirs = [client_dir, client_dir.reverse()];
-    loop {
-        let mut any = false;
-        for side in 0..2 {
-            if let Some(data) = chunks[side].next() {
-                any = true;
-                frame += 1;
-                let f = FrameRef {
-                    source: 0,
-                    index: frame,
-                };
-                let info = ChunkInfo {
-                    dir: dirs[side],
-                    ts: Timestamp(frame as i64 * 1000),
-                    frame: f,
-                    first_frame: f,
-                    offset: 0,
-                    flags: ChunkFlags::default(),
-                };
-                dec.on_chunk(Chunk::Data(data), &info);
-            }
-        }
-        if frame % 256 == 0 || !any {
-            dec.drain(&mut events, &mut facts);
-            n += events.len();
-            events.clear();
-            facts.clear();
-        }
-        if !any {
-            break;
-        }
-    }
-    dec.on_close(CloseReason::EndOfInput, Timestamp(0), FrameRef::default());
-    n
+    chat_bench::decode(c, s, client, server, MSS)
 }
 
 /// Name, (client bytes, server bytes), client address, server address.
@@ -219,37 +158,6 @@ fn bench(cr: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-/// On-CPU nanoseconds of this thread so far, from `/proc/thread-self/schedstat`:
-/// unlike wall time it does not grow when other processes share the cores.
-fn thread_cpu_nanos() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
-}
-
-/// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
-/// times on this thread, best on-CPU time, for a machine busy with other work.
-/// `PROTO_CPU_TIME=<part of a case name>` runs only the matching cases.
-fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
-    let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
-    if only != "1" && !name.contains(only.as_str()) {
-        return;
-    }
-    let mut best = u64::MAX;
-    let mut events = 0;
-    for _ in 0..5 {
-        let t0 = thread_cpu_nanos().unwrap_or(0);
-        events = black_box(run());
-        best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
-    }
-    let secs = best as f64 / 1e9;
-    println!(
-        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
-        secs * 1e3,
-        bytes as f64 / secs / 1e6,
-        bytes as f64 / secs / (1 << 20) as f64
-    );
 }
 
 fn cpu_times() {

@@ -2,19 +2,16 @@
 //! conversation per protocol (messages both ways, typing notices, HTML and
 //! UTF-16 text for OSCAR, GG 8 and GG 11 messages for Gadu-Gadu), delivered
 //! to a `FlowDecoder` in 1448-byte chunks as the reassembler would. The
-//! throughput is in stream bytes; events are drained after every 256 chunks
-//! as the engine drains after a batch.
+//! throughput is in stream bytes; events are drained after every 32 chunks
+//! as the engine drains after a batch (see `chat_bench`).
+
+#[path = "chat_bench/mod.rs"]
+mod chat_bench;
+use chat_bench::cpu_time_report;
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use imscan::capture::FrameRef;
-use imscan::event::FlowId;
-use imscan::net::{Dir, Endpoint, FlowKey, Transport};
-use imscan::proto::{FlowDecoder, FlowStart, ProtoConfig};
-use imscan::tcp::{Chunk, ChunkFlags, ChunkInfo, CloseReason, StreamConsumer};
-use imscan::time::Timestamp;
 
 /// Stream bytes per protocol: larger than the caches.
 const STREAM_BYTES: usize = 32 << 20;
@@ -139,66 +136,9 @@ fn gg_streams() -> (Vec<u8>, Vec<u8>) {
     (c, s)
 }
 
-fn ep(s: &str) -> Endpoint {
-    let a: std::net::SocketAddr = s.parse().expect("address");
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
-}
-
-/// Decode both streams, interleaving their chunks; returns the events seen.
+/// Feed both directions in MSS-sized chunks, alternating; returns the event count.
 fn decode(c2s: &[u8], s2c: &[u8], server: &str) -> usize {
-    let (key, cdir) = FlowKey::new(Transport::Tcp, ep("10.0.0.1:40000"), ep(server));
-    let start = FlowStart {
-        key,
-        flow: FlowId(FrameRef {
-            source: 0,
-            index: 1,
-        }),
-        source: 0,
-        client_dir: Some(cdir),
-    };
-    let mut dec = FlowDecoder::new(Arc::new(ProtoConfig::default()), start);
-    let mut events = Vec::new();
-    let mut facts = Vec::new();
-    let mut n = 0usize;
-    let mut frame = 0u64;
-    let mut chunks = [c2s.chunks(MSS), s2c.chunks(MSS)];
-    let dirs: [Dir; 2] = [cdir, cdir.reverse()];
-    loop {
-        let mut any = false;
-        for i in 0..2 {
-            if let Some(piece) = chunks[i].next() {
-                any = true;
-                frame += 1;
-                let f = FrameRef {
-                    source: 0,
-                    index: frame,
-                };
-                let info = ChunkInfo {
-                    dir: dirs[i],
-                    ts: Timestamp(frame as i64 * 1000),
-                    frame: f,
-                    first_frame: f,
-                    offset: 0,
-                    flags: ChunkFlags::default(),
-                };
-                dec.on_chunk(Chunk::Data(piece), &info);
-            }
-        }
-        if frame % 256 == 0 || !any {
-            dec.drain(&mut events, &mut facts);
-            n += events.len();
-            events.clear();
-            facts.clear();
-        }
-        if !any {
-            break;
-        }
-    }
-    dec.on_close(CloseReason::Fin, Timestamp(0), FrameRef::default());
-    n
+    chat_bench::decode(c2s, s2c, "10.0.0.1:40000", server, MSS)
 }
 
 fn bench(c: &mut Criterion) {
@@ -215,37 +155,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(decode(&gc, &gs, "10.0.0.2:8074")))
     });
     g.finish();
-}
-
-/// On-CPU nanoseconds of this thread so far, from `/proc/thread-self/schedstat`:
-/// unlike wall time it does not grow when other processes share the cores.
-fn thread_cpu_nanos() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
-}
-
-/// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
-/// times on this thread, best on-CPU time, for a machine busy with other work.
-/// `PROTO_CPU_TIME=<part of a case name>` runs only the matching cases.
-fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
-    let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
-    if only != "1" && !name.contains(only.as_str()) {
-        return;
-    }
-    let mut best = u64::MAX;
-    let mut events = 0;
-    for _ in 0..5 {
-        let t0 = thread_cpu_nanos().unwrap_or(0);
-        events = black_box(run());
-        best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
-    }
-    let secs = best as f64 / 1e9;
-    println!(
-        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
-        secs * 1e3,
-        bytes as f64 / secs / 1e6,
-        bytes as f64 / secs / (1 << 20) as f64
-    );
 }
 
 fn cpu_times() {
