@@ -253,15 +253,17 @@ fn conclude(
     let mut reasons = damage_reasons(&summary.stats);
     reasons.extend(extra);
     let damaged = !reasons.is_empty() || output.warnings > 0;
-    if let Some(e) = &output.write_error {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Exit::Damaged;
-        }
-    }
     if cli.stats {
         let json = serde_json::to_string_pretty(&stats_json(summary, &output))
             .expect("counters serialise");
         eprintln!("{json}");
+    }
+    // The output could not be written (a closed pipe is not an error: the
+    // reader had what it wanted): the error was said when it happened.
+    if let Some(e) = &output.write_error {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Exit::Damaged;
+        }
     }
     if damaged {
         if !cli.quiet {
