@@ -5,6 +5,10 @@
 //! throughput is in stream bytes; events are drained after every 32 chunks
 //! as the engine drains after a batch (see `chat_bench`).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::oscar::{flap, snac, tlv};
+
 #[path = "chat_bench/mod.rs"]
 mod chat_bench;
 use chat_bench::cpu_time_report;
@@ -16,30 +20,6 @@ use criterion::{criterion_group, Criterion, Throughput};
 /// Stream bytes per protocol: larger than the caches.
 const STREAM_BYTES: usize = 32 << 20;
 const MSS: usize = 1448;
-
-fn flap(channel: u8, seq: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x2A, channel];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
-fn snac(family: u16, subtype: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&family.to_be_bytes());
-    v.extend_from_slice(&subtype.to_be_bytes());
-    v.extend_from_slice(&[0, 0, 0, 0, 0, 7]);
-    v.extend_from_slice(data);
-    v
-}
-
-fn tlv(t: u16, v: &[u8]) -> Vec<u8> {
-    let mut o = t.to_be_bytes().to_vec();
-    o.extend_from_slice(&(v.len() as u16).to_be_bytes());
-    o.extend_from_slice(v);
-    o
-}
 
 fn icbm(subtype: u16, peer: &str, charset: u16, text: &[u8]) -> Vec<u8> {
     let mut d = b"12345678".to_vec();

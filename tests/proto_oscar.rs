@@ -14,6 +14,7 @@ use support::decode::{
     as_refs, check_cut_anywhere, detect, essence, run_mutated, run_split, run_with_hole, Flow,
 };
 use support::golden::{check_capture, check_pcap, imscan};
+use support::oscar::{flap, snac, tlv};
 use support::packet::{pcap_of, Conversation, Side as Peer};
 use support::stages::pipeline;
 use support::truth::{truth_of, truth_time, Matching};
@@ -28,30 +29,6 @@ fn cfg() -> ProtoConfig {
 }
 
 // --- OSCAR byte builders (protocols.md §3) --------------------------------
-
-fn flap(channel: u8, seq: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x2A, channel];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    v.extend_from_slice(data);
-    v
-}
-
-fn snac(family: u16, subtype: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&family.to_be_bytes());
-    v.extend_from_slice(&subtype.to_be_bytes());
-    v.extend_from_slice(&[0, 0, 0, 0, 0, 7]);
-    v.extend_from_slice(data);
-    v
-}
-
-fn tlv(t: u16, v: &[u8]) -> Vec<u8> {
-    let mut o = t.to_be_bytes().to_vec();
-    o.extend_from_slice(&(v.len() as u16).to_be_bytes());
-    o.extend_from_slice(v);
-    o
-}
 
 fn bstr(s: &str) -> Vec<u8> {
     let mut v = vec![s.len() as u8];

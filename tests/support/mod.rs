@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod golden;
+pub mod oscar;
 pub mod packet;
 pub mod pcapfile;
 pub mod stages;
