@@ -55,18 +55,6 @@ pub fn starts_http(buf: &[u8]) -> bool {
     })
 }
 
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
-}
-
 struct Head<'a> {
     start: StartLine<'a>,
     headers: Vec<(&'a [u8], &'a [u8])>,
@@ -112,7 +100,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, ()> {
     let headers = lines
         .filter_map(|l| {
             let c = memchr::memchr(b':', l)?;
-            Some((trim(&l[..c]), trim(&l[c + 1..])))
+            Some((l[..c].trim_ascii(), l[c + 1..].trim_ascii()))
         })
         .take(MAX_HEADERS)
         .collect();
@@ -168,7 +156,7 @@ fn chunked_len(buf: &[u8], mut on_chunk: impl FnMut(&[u8])) -> Result<Option<usi
         };
         let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
         let hex = line.split(|&b| b == b';').next().unwrap_or_default();
-        let hex = std::str::from_utf8(trim(hex)).map_err(|_| ())?;
+        let hex = std::str::from_utf8(hex.trim_ascii()).map_err(|_| ())?;
         if hex.is_empty() || hex.len() > 8 {
             return Err(());
         }

@@ -364,7 +364,7 @@ impl<'a> Mime<'a> {
             .filter_map(|l| {
                 let l = trim_cr(l);
                 let c = memchr::memchr(b':', l)?;
-                Some((trim(&l[..c]), trim(&l[c + 1..])))
+                Some((l[..c].trim_ascii(), l[c + 1..].trim_ascii()))
             })
     }
 
@@ -390,7 +390,7 @@ impl<'a> Mime<'a> {
                     .take_while(|&&b| b == b' ' || b == b'\t')
                     .count()..];
                 if let Some(value) = rest.strip_prefix(b":") {
-                    return Some(trim(value));
+                    return Some(value.trim_ascii());
                 }
             }
         }
@@ -415,16 +415,19 @@ impl<'a> Mime<'a> {
 
 /// The media type of a `Content-Type` value.
 fn media_type_of(ct: &[u8]) -> &[u8] {
-    trim(ct.split(|&b| b == b';').next().unwrap_or_default())
+    ct.split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
 }
 
 /// The `charset` parameter of a `Content-Type` value.
 fn charset_of(ct: &[u8]) -> Option<&str> {
     ct.split(|&b| b == b';').skip(1).find_map(|p| {
-        let p = trim(p);
+        let p = p.trim_ascii();
         let eq = memchr::memchr(b'=', p)?;
         if p[..eq].eq_ignore_ascii_case(b"charset") {
-            std::str::from_utf8(trim(&p[eq + 1..]))
+            std::str::from_utf8(p[eq + 1..].trim_ascii())
                 .ok()
                 .map(|v| v.trim_matches('"'))
         } else {
@@ -444,18 +447,6 @@ fn blank_line(b: &[u8]) -> Option<(usize, usize)> {
         }
     }
     None
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }
 
 /// The file-transfer application GUID (MSN ≤ 6 invitations and MSNSLP EUF-GUID).
@@ -655,7 +646,7 @@ impl SlpInvite {
             let Some(c) = memchr::memchr(b':', line) else {
                 continue;
             };
-            let (k, v) = (trim(&line[..c]), trim(&line[c + 1..]));
+            let (k, v) = (line[..c].trim_ascii(), line[c + 1..].trim_ascii());
             let v_str = || String::from_utf8_lossy(v).into_owned();
             match k.to_ascii_lowercase().as_slice() {
                 b"to" if inv.to.is_none() => inv.to = Some(slp_address(&v_str())),
