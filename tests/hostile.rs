@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 
 use imscan::time::Timestamp;
 use serde_json::Value;
+use support::oscar::flap;
 use support::packet::{
     fragment, frame, ip_tcp, ipv4, Conversation, Ipv4Fields, Link, Side, TcpFields, ACK, PROTO_TCP,
     RST, SYN,
@@ -275,6 +276,22 @@ fn assert_around(run: &Run) {
         "lost the event after: {:?}",
         run.texts()
     );
+}
+
+/// Runs `middle` between the intact sessions of [`around`] as fixture `name`:
+/// no panic, peak RSS under `max_mib`, and the intact events before and after
+/// the damage still reported.
+fn run_between(name: &str, middle: &[&Conversation], max_mib: u64) -> Run {
+    let (before, after) = around();
+    let mut frames = before;
+    for c in middle {
+        frames.extend(frames_of(c));
+    }
+    frames.extend(after);
+    let run = imscan(&[fixture(name, pcap_of(&frames).bytes())]);
+    run.assert_sane(max_mib);
+    assert_around(&run);
+    run
 }
 
 #[test]
@@ -766,16 +783,11 @@ fn xmpp_billion_laughs_is_not_expanded() {
     }
     bomb.extend_from_slice(b"]>");
     bomb.extend(xmpp_message("&lol9;"));
-    let (before, after) = around();
-    let mut frames = before;
-    frames.extend(frames_of(&xmpp_around(40_010, &bomb)));
-    frames.extend(after);
-    let run = imscan(&[fixture(
+    let run = run_between(
         "xmpp-billion-laughs.pcap",
-        pcap_of(&frames).bytes(),
-    )]);
-    run.assert_sane(64);
-    assert_around(&run);
+        &[&xmpp_around(40_010, &bomb)],
+        64,
+    );
     assert!(run.has_text("xmpp before"));
     assert!(run.has_text("xmpp after"));
     assert!(
@@ -792,13 +804,11 @@ fn xmpp_hundred_thousand_nested_elements() {
     // Never closed: 300 KB of `<a>` outgrow the 256 KiB stanza cap.
     let mut open = b"<message to='erin@imscan.test'>".to_vec();
     open.extend(b"<a>".repeat(100_000));
-    let (before, after) = around();
-    let mut frames = before;
-    frames.extend(frames_of(&xmpp_around(40_011, &open)));
-    frames.extend(after);
-    let run = imscan(&[fixture("xmpp-nested-100000.pcap", pcap_of(&frames).bytes())]);
-    run.assert_sane(64);
-    assert_around(&run);
+    let run = run_between(
+        "xmpp-nested-100000.pcap",
+        &[&xmpp_around(40_011, &open)],
+        64,
+    );
     assert!(run.has_text("xmpp before"));
     assert!(run.has_text("xmpp after"), "{:?}", run.texts());
     assert!(run.counter("proto.caps_hit") >= 1, "{}", run.stats);
@@ -855,16 +865,14 @@ fn msn_switchboard(port: u16, middle: &[u8]) -> Conversation {
 
 #[test]
 fn msn_msg_length_4294967295() {
-    let (before, after) = around();
-    let mut frames = before;
-    frames.extend(frames_of(&msn_switchboard(
-        40_020,
-        b"MSG 3 N 4294967295\r\nMIME-Version: 1.0\r\n\r\nlies\r\n",
-    )));
-    frames.extend(after);
-    let run = imscan(&[fixture("msn-msg-length-max.pcap", pcap_of(&frames).bytes())]);
-    run.assert_sane(64);
-    assert_around(&run);
+    let run = run_between(
+        "msn-msg-length-max.pcap",
+        &[&msn_switchboard(
+            40_020,
+            b"MSG 3 N 4294967295\r\nMIME-Version: 1.0\r\n\r\nlies\r\n",
+        )],
+        64,
+    );
     assert!(run.has_text("msn before"));
     assert!(run.has_text("msn after"), "{:?} {}", run.texts(), run.stats);
     assert!(
@@ -907,13 +915,7 @@ fn ymsg_header_with_maximal_length() {
     c.send(Side::Client, &huge, 1400);
     c.send(Side::Client, &message("ymsg after"), 1400);
     c.close();
-    let (before, after) = around();
-    let mut frames = before;
-    frames.extend(frames_of(&c));
-    frames.extend(after);
-    let run = imscan(&[fixture("ymsg-length-max.pcap", pcap_of(&frames).bytes())]);
-    run.assert_sane(64);
-    assert_around(&run);
+    let run = run_between("ymsg-length-max.pcap", &[&c], 64);
     assert!(run.has_text("ymsg before"), "{:?}", run.texts());
     assert!(
         run.has_text("ymsg after"),
@@ -921,14 +923,6 @@ fn ymsg_header_with_maximal_length() {
         run.texts(),
         run.stats
     );
-}
-
-fn flap(channel: u8, seq: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x2A, channel];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    v.extend_from_slice(data);
-    v
 }
 
 /// An ICBM channel-1 send (SNAC 4/6) of `text` to `to`.
@@ -969,13 +963,7 @@ fn flap_header_with_maximal_length() {
         1400,
     );
     c.close();
-    let (before, after) = around();
-    let mut frames = before;
-    frames.extend(frames_of(&c));
-    frames.extend(after);
-    let run = imscan(&[fixture("flap-length-max.pcap", pcap_of(&frames).bytes())]);
-    run.assert_sane(64);
-    assert_around(&run);
+    let run = run_between("flap-length-max.pcap", &[&c], 64);
     assert!(run.has_text("flap before"), "{:?}", run.texts());
     assert!(
         run.has_text("flap after"),
@@ -1031,16 +1019,7 @@ fn gadu_gadu_header_with_maximal_length() {
     );
     c.send(Side::Client, &gg_send(7777, "gg after"), 1400);
     c.close();
-    let (before, after) = around();
-    let mut frames = before;
-    frames.extend(frames_of(&c));
-    frames.extend(after);
-    let run = imscan(&[fixture(
-        "gadugadu-length-max.pcap",
-        pcap_of(&frames).bytes(),
-    )]);
-    run.assert_sane(64);
-    assert_around(&run);
+    let run = run_between("gadugadu-length-max.pcap", &[&c], 64);
     assert!(run.has_text("gg before"), "{:?}", run.texts());
     assert!(run.has_text("gg after"), "{:?} {}", run.texts(), run.stats);
     assert!(run.counter("proto.decode_errors") >= 1, "{}", run.stats);
