@@ -12,11 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::capture::LinkType;
 use crate::event::{Event, Kind, Protocol};
-use crate::time::Timestamp;
 
 /// The manifest's file name.
 pub const MANIFEST_NAME: &str = "imscan-manifest.json";
@@ -83,69 +80,6 @@ pub struct InputRecord {
     pub frames: u64,
     /// Records of the container that could not be read whole.
     pub damaged_records: u64,
-}
-
-impl InputRecord {
-    /// Fills size and hash from a finished digest.
-    pub fn set_digest(&mut self, digest: InputDigest) {
-        let (size, sha) = digest.finish();
-        self.size = size;
-        self.sha256 = sha;
-    }
-
-    /// Notes a frame: its link type and time widen the record.
-    pub fn note_frame(&mut self, link: LinkType, ts: Timestamp) {
-        if let Err(i) = self.link_types.binary_search(&link.0) {
-            self.link_types.insert(i, link.0);
-        }
-        self.frames += 1;
-        let t = ts.rfc3339_micros();
-        // RFC 3339 UTC strings of equal width sort like the times (years 0..9999).
-        if self.first_capture.as_ref().is_none_or_gt(&t) {
-            self.first_capture = Some(t.clone());
-        }
-        if self.last_capture.as_ref().is_none_or_lt(&t) {
-            self.last_capture = Some(t);
-        }
-    }
-}
-
-trait OptCmp {
-    fn is_none_or_gt(&self, t: &str) -> bool;
-    fn is_none_or_lt(&self, t: &str) -> bool;
-}
-
-impl OptCmp for Option<&String> {
-    fn is_none_or_gt(&self, t: &str) -> bool {
-        self.map_or(true, |s| s.as_str() > t)
-    }
-    fn is_none_or_lt(&self, t: &str) -> bool {
-        self.map_or(true, |s| s.as_str() < t)
-    }
-}
-
-/// SHA-256 and size of an input, fed with its bytes as they are read (one
-/// pass, no re-reading).
-#[derive(Clone, Debug, Default)]
-pub struct InputDigest {
-    hasher: Sha256,
-    size: u64,
-}
-
-impl InputDigest {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
-        self.size += bytes.len() as u64;
-    }
-
-    /// (size, lower-case hex SHA-256).
-    pub fn finish(self) -> (u64, String) {
-        (self.size, hex::encode(self.hasher.finalize()))
-    }
 }
 
 /// Events per protocol and kind; the sinks stage calls [`EventCounts::count`]
@@ -222,39 +156,6 @@ pub fn write_manifest(path: &Path, manifest: &Manifest) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digest_matches_sha256sum() {
-        // `printf 'abc' | sha256sum`
-        let mut d = InputDigest::new();
-        d.update(b"a");
-        d.update(b"bc");
-        assert_eq!(
-            d.finish(),
-            (
-                3,
-                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string()
-            )
-        );
-    }
-
-    #[test]
-    fn frames_widen_the_record() {
-        let mut r = InputRecord::default();
-        r.note_frame(LinkType::ETHERNET, Timestamp::from_secs_nanos(20, 0));
-        r.note_frame(LinkType::RAW, Timestamp::from_secs_nanos(10, 5_000));
-        r.note_frame(LinkType::ETHERNET, Timestamp::from_secs_nanos(30, 0));
-        assert_eq!(r.link_types, vec![1, 101]);
-        assert_eq!(r.frames, 3);
-        assert_eq!(
-            r.first_capture.as_deref(),
-            Some("1970-01-01T00:00:10.000005Z")
-        );
-        assert_eq!(
-            r.last_capture.as_deref(),
-            Some("1970-01-01T00:00:30.000000Z")
-        );
-    }
 
     #[test]
     fn manifest_goes_next_to_the_output() {

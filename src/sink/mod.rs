@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::event::Event;
 
 pub use imspector::{DateZone, ImspectorOptions};
-pub use manifest::{write_manifest, EventCounts, InputDigest, InputRecord, Manifest};
+pub use manifest::{write_manifest, EventCounts, InputRecord, Manifest};
 pub use record::FIELDS;
 
 /// What every sink needs to know about the run besides the events.
