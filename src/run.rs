@@ -251,6 +251,12 @@ fn conclude(
         }
     }
     let mut reasons = damage_reasons(&summary.stats);
+    if output.unwritten > 0 {
+        reasons.push(format!(
+            "{} events not written (the output failed)",
+            output.unwritten
+        ));
+    }
     reasons.extend(extra);
     let damaged = !reasons.is_empty() || output.warnings > 0;
     if cli.stats {
@@ -347,6 +353,11 @@ fn counters(summary: &RunSummary, output: &Output) -> serde_json::Value {
         }
         map.insert("warnings".into(), output.warnings.into());
         map.insert("events_unwritten".into(), output.unwritten.into());
+        map.insert("output_write_errors".into(), output.write_errors.into());
+        #[cfg(feature = "live")]
+        if let Some(h) = &output.spec.health {
+            map.insert("output_bytes_lost".into(), h.bytes_lost().into());
+        }
     }
     v
 }
@@ -410,10 +421,13 @@ struct Output {
     /// Counters of sinks closed by a reopen, added to the current sink's.
     retired_counters: Vec<(&'static str, u64)>,
     counts: EventCounts,
-    /// The first write error; writing stops there (the run goes on counting).
+    /// The write error that stopped writing (the run goes on counting; a
+    /// live run retries and clears it when writing works again).
     write_error: Option<std::io::Error>,
-    /// When writing failed (a live run retries by reopening the output).
+    /// When writing last failed (a live run retries a second later).
     write_failed_at: Option<std::time::Instant>,
+    /// Times writing the output failed (a failure that lasts counts once).
+    write_errors: u64,
     /// Events not written because the output had failed (counted all the same).
     unwritten: u64,
     /// A live run's flushing, reopening and status line.
@@ -430,6 +444,9 @@ struct SinkSpec {
     csv_raw: bool,
     /// Append to an existing output file instead of truncating it.
     append: bool,
+    /// A live run: stream outputs keep what the disk refused and say so here.
+    #[cfg(feature = "live")]
+    health: Option<std::sync::Arc<live::OutputHealth>>,
 }
 
 impl SinkSpec {
@@ -461,6 +478,11 @@ impl SinkSpec {
                                 .map_err(|e| RunError(format!("{}: {e}", path.display())))?,
                         )
                     }
+                };
+                #[cfg(feature = "live")]
+                let w = match &self.health {
+                    Some(h) => live::SpoolingWriter::boxed(w, h.clone()),
+                    None => w,
                 };
                 let ctx = self.ctx.clone();
                 match format {
@@ -511,6 +533,8 @@ impl Output {
             csv_raw: cli.csv_raw,
             // A live run is a service: a restart must not truncate its log.
             append: cli.interface.is_some(),
+            #[cfg(feature = "live")]
+            health: cli.interface.is_some().then(Default::default),
         };
         let sink = spec.open()?;
         Ok(Output {
@@ -525,6 +549,7 @@ impl Output {
             counts: EventCounts::default(),
             write_error: None,
             write_failed_at: None,
+            write_errors: 0,
             unwritten: 0,
             #[cfg(feature = "live")]
             live: None,
@@ -542,11 +567,32 @@ impl Output {
     }
 
     fn write_failed(&mut self, e: std::io::Error) {
+        self.write_errors += 1;
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("imscan: writing output: {e}");
+            // A live run retries (run/live.rs); a file run stops writing.
+            #[cfg(feature = "live")]
+            let note = if self.live.is_some() {
+                "; retrying every second, events meanwhile are counted as not written"
+            } else {
+                ""
+            };
+            #[cfg(not(feature = "live"))]
+            let note = "";
+            eprintln!("imscan: writing output: {e}{note}");
         }
         self.write_error = Some(e);
         self.write_failed_at = Some(std::time::Instant::now());
+    }
+
+    /// The error of a live output that took the event but could not write
+    /// it yet (see `live::SpoolingWriter`): no more events go to it until a
+    /// retry works.
+    fn held_error(&self) -> std::io::Result<()> {
+        #[cfg(feature = "live")]
+        if let Some(h) = &self.spec.health {
+            return h.check();
+        }
+        Ok(())
     }
 
     fn finish(&mut self) {
@@ -566,7 +612,7 @@ impl EngineOutput for Output {
         self.policy.apply(&mut ev);
         self.counts.count(&ev);
         if self.write_error.is_none() {
-            if let Err(e) = self.sink.write(&ev) {
+            if let Err(e) = self.sink.write(&ev).and_then(|()| self.held_error()) {
                 self.write_failed(e);
             }
         } else {

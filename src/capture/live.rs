@@ -180,8 +180,14 @@ impl BatchSource for LiveSource {
 
 impl LiveCapture {
     /// Opens the interface, applies the filter and starts capturing on a
-    /// thread of its own until `stop` is set.
-    pub fn start(opts: &LiveOptions, stop: Arc<AtomicBool>) -> Result<LiveCapture, LiveError> {
+    /// thread of its own until `stop` is set. Setting `reopen` (SIGHUP)
+    /// makes the `-w` writer start a new file once the current one was moved
+    /// away; the capture thread never waits for that.
+    pub fn start(
+        opts: &LiveOptions,
+        stop: Arc<AtomicBool>,
+        reopen: Arc<AtomicBool>,
+    ) -> Result<LiveCapture, LiveError> {
         let iface = &opts.interface;
         let cap = pcap::Capture::from_device(iface.as_str())
             .map_err(|e| open_error(iface, &e))?
@@ -205,14 +211,18 @@ impl LiveCapture {
         let counters = Arc::new(LiveCounters::default());
         let (writer_tx, writer) = match &opts.write {
             Some(path) => {
-                let file = EvidenceWriter::create(path, link_type, opts.snaplen, opts.rotate_bytes)
-                    .map_err(|e| LiveError(format!("{}: {e}", path.display())))?;
-                add(&counters.files_written, 1);
+                let file = EvidenceWriter::create(
+                    path,
+                    link_type,
+                    opts.snaplen,
+                    opts.rotate_bytes,
+                    counters.clone(),
+                )
+                .map_err(|e| LiveError(format!("{}: {e}", path.display())))?;
                 let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE);
-                let c = counters.clone();
                 let handle = std::thread::Builder::new()
                     .name("imscan-pcap-writer".into())
-                    .spawn(move || file.run(rx, &c))
+                    .spawn(move || file.run(rx, &reopen))
                     .map_err(|e| LiveError(format!("starting the -w writer: {e}")))?;
                 (Some(tx), Some(handle))
             }
@@ -470,21 +480,49 @@ fn host_clock() -> Timestamp {
     )
 }
 
-/// Writes captured packets to a classic pcap file (microsecond resolution,
-/// the interface's link type) on a thread of its own, rotating by size: a
-/// slow or failing disk costs counted `-w` packets, never capture.
+/// Writes captured packets to classic pcap files (microsecond resolution,
+/// the interface's link type) on a thread of its own: a slow or failing disk
+/// costs counted `-w` packets, never capture.
+///
+/// It never overwrites a file: a name that is taken is skipped (`FILE`,
+/// then `FILE.1`, `FILE.2`, ...). It starts the next name when
+/// `--rotate-size` would be passed, and on SIGHUP (logrotate) a new `FILE`
+/// once the current file was moved away, after writing out everything the
+/// old one was given. A failed write keeps the records already buffered and
+/// is retried with the next batch or flush; a record is buffered whole or
+/// not at all, so a file never holds half a record.
 struct EvidenceWriter {
     base: PathBuf,
     link_type: LinkType,
     snaplen: u32,
     rotate_bytes: u64,
-    out: Option<BufWriter<File>>,
-    size: u64,
-    /// Files started so far; the n-th after the first is `FILE.n`.
-    files: u64,
+    counters: Arc<LiveCounters>,
+    out: Option<EvidenceFile>,
+    /// The next name to try (0: `FILE`, n: `FILE.n`).
+    next_name: u64,
     /// An error was said on stderr (only the first is, until writing works again).
     said: bool,
 }
+
+/// The file being written.
+struct EvidenceFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    /// Bytes given to the file so far (header included).
+    size: u64,
+    /// Device and inode, to see on SIGHUP whether the file was moved away.
+    id: (u64, u64),
+}
+
+/// Writes buffered for the evidence file before they go to the disk; at
+/// least one whole record always fits.
+const EVIDENCE_BUFFER: usize = 1 << 20;
+/// The evidence file is written out at least this often.
+const EVIDENCE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often the writer looks at the SIGHUP flag when no batch comes.
+const EVIDENCE_POLL: Duration = Duration::from_millis(100);
+/// Taken names skipped before giving up on finding a free one.
+const MAX_TAKEN_NAMES: u64 = 100_000;
 
 /// The classic pcap file header (little-endian, microseconds).
 fn pcap_header(link_type: LinkType, snaplen: u32) -> [u8; 24] {
@@ -503,15 +541,16 @@ impl EvidenceWriter {
         link_type: LinkType,
         snaplen: u32,
         rotate_bytes: u64,
+        counters: Arc<LiveCounters>,
     ) -> std::io::Result<EvidenceWriter> {
         let mut w = EvidenceWriter {
             base: path.to_path_buf(),
             link_type,
             snaplen,
             rotate_bytes,
+            counters,
             out: None,
-            size: 0,
-            files: 0,
+            next_name: 0,
             said: false,
         };
         w.open_next()?;
@@ -528,76 +567,170 @@ impl EvidenceWriter {
         }
     }
 
+    /// Starts a new file at the first free name from `next_name` on. The
+    /// current file, if any, must have been written out already.
     fn open_next(&mut self) -> std::io::Result<()> {
-        if let Some(mut old) = self.out.take() {
-            old.flush()?;
-        }
-        let path = self.path_of(self.files);
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        use std::os::unix::fs::MetadataExt;
+        self.out = None;
+        let last = self.next_name.saturating_add(MAX_TAKEN_NAMES);
+        let (path, file) = loop {
+            let path = self.path_of(self.next_name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => break (path, file),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists && self.next_name < last =>
+                {
+                    self.next_name += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.next_name += 1;
+        let meta = file.metadata()?;
+        let record_max = 16 + self.snaplen.min(super::MAX_FRAME_LEN) as usize;
+        let mut out = BufWriter::with_capacity(EVIDENCE_BUFFER.max(record_max), file);
+        // Into an empty buffer: cannot fail.
         out.write_all(&pcap_header(self.link_type, self.snaplen))?;
-        self.files += 1;
-        self.size = 24;
-        self.out = Some(out);
+        add(&self.counters.files_written, 1);
+        self.out = Some(EvidenceFile {
+            path,
+            out,
+            size: 24,
+            id: (meta.dev(), meta.ino()),
+        });
         Ok(())
     }
 
-    fn run(mut self, rx: Receiver<Batch>, counters: &LiveCounters) {
-        loop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(batch) => {
-                    let n = batch.frames.len() as u64;
-                    match self.write_batch(&batch, counters) {
-                        Ok(()) => {
-                            add(&counters.written, n);
-                            self.said = false;
-                        }
-                        Err(e) => {
-                            add(&counters.write_dropped, n);
-                            add(&counters.write_errors, 1);
-                            if !self.said {
-                                eprintln!("imscan: -w {}: {e}", self.base.display());
-                                self.said = true;
-                            }
-                            // Start afresh with the next batch.
-                            self.out = None;
-                        }
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if let Some(out) = &mut self.out {
-                        let _ = out.flush();
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+    /// SIGHUP: write out the current file; if it is no longer at its path
+    /// (logrotate moved it), start a new one at `FILE` (or the next free
+    /// name). Kept as it is when it did not move. An error leaves the
+    /// current file in use (nothing it holds is lost) and is retried.
+    fn reopen(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(cur) = &mut self.out {
+            cur.out.flush()?;
+            let in_place = std::fs::metadata(&cur.path).is_ok_and(|m| (m.dev(), m.ino()) == cur.id);
+            if in_place {
+                return Ok(());
             }
         }
-        if let Some(out) = &mut self.out {
-            if let Err(e) = out.flush() {
-                eprintln!("imscan: -w {}: {e}", self.base.display());
-                add(&counters.write_errors, 1);
-            }
+        self.next_name = 0;
+        self.open_next()
+    }
+
+    /// Writes out what is buffered (the file stays open).
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.out {
+            Some(cur) => cur.out.flush(),
+            None => Ok(()),
         }
     }
 
-    fn write_batch(&mut self, batch: &Batch, counters: &LiveCounters) -> std::io::Result<()> {
-        for i in 0..batch.frames.len() {
-            let frame = batch.frame(i);
-            let record = 16 + frame.data.len() as u64;
-            let rotate =
-                self.rotate_bytes > 0 && self.size + record > self.rotate_bytes && self.size > 24;
-            if self.out.is_none() || rotate {
-                self.open_next()?;
-                add(&counters.files_written, 1);
+    fn run(mut self, rx: Receiver<Batch>, reopen: &AtomicBool) {
+        let counters = self.counters.clone();
+        let counters = &*counters;
+        let mut last_flush = Instant::now();
+        loop {
+            match rx.recv_timeout(EVIDENCE_POLL) {
+                Ok(batch) => {
+                    let n = batch.frames.len() as u64;
+                    match self.write_batch(&batch) {
+                        Ok(()) => {
+                            add(&counters.written, n);
+                            self.recovered();
+                        }
+                        Err((kept, e)) => {
+                            add(&counters.written, kept);
+                            add(&counters.write_dropped, n - kept);
+                            self.failed(&e, counters);
+                        }
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
-            let out = self.out.as_mut().expect("opened above");
+            let now = Instant::now();
+            if now - last_flush >= EVIDENCE_FLUSH_EVERY {
+                last_flush = now;
+                match self.flush() {
+                    Ok(()) => self.recovered(),
+                    Err(e) => self.failed(&e, counters),
+                }
+            }
+            if reopen.swap(false, Ordering::Relaxed) {
+                match self.reopen() {
+                    Ok(()) => {}
+                    Err(e) => {
+                        self.failed(&e, counters);
+                        // Try again with the next flush.
+                        reopen.store(true, Ordering::Relaxed);
+                        last_flush = now;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.flush() {
+            self.said = false;
+            self.failed(&e, counters);
+        }
+    }
+
+    /// A write failed: count it, say it once, keep what is buffered.
+    fn failed(&mut self, e: &std::io::Error, counters: &LiveCounters) {
+        add(&counters.write_errors, 1);
+        if !self.said {
+            let path = self.out.as_ref().map_or(&self.base, |f| &f.path);
+            eprintln!("imscan: -w {}: {e}", path.display());
+            self.said = true;
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.said {
+            let path = self.out.as_ref().map_or(&self.base, |f| &f.path);
+            eprintln!("imscan: -w {}: writing works again", path.display());
+            self.said = false;
+        }
+    }
+
+    /// Writes every frame of the batch; on an error, how many frames were
+    /// kept (buffered whole) before it.
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), (u64, std::io::Error)> {
+        for i in 0..batch.frames.len() {
+            let kept = i as u64;
+            let frame = batch.frame(i);
+            let record = 16 + frame.data.len();
+            let rotate = self.rotate_bytes > 0
+                && self
+                    .out
+                    .as_ref()
+                    .is_some_and(|f| f.size > 24 && f.size + record as u64 > self.rotate_bytes);
+            if rotate {
+                self.flush().map_err(|e| (kept, e))?;
+            }
+            if self.out.is_none() || rotate {
+                self.open_next().map_err(|e| (kept, e))?;
+            }
+            let Some(cur) = self.out.as_mut() else {
+                unreachable!("opened above")
+            };
+            // Make room for the whole record first, so it is buffered
+            // whole or not at all.
+            if cur.out.capacity() - cur.out.buffer().len() < record {
+                cur.out.flush().map_err(|e| (kept, e))?;
+            }
             let mut h = [0u8; 16];
             h[0..4].copy_from_slice(&(frame.ts.secs() as u32).to_le_bytes());
             h[4..8].copy_from_slice(&frame.ts.subsec_micros().to_le_bytes());
             h[8..12].copy_from_slice(&(frame.data.len() as u32).to_le_bytes());
             h[12..16].copy_from_slice(&frame.orig_len.to_le_bytes());
-            out.write_all(&h)?;
-            out.write_all(frame.data)?;
-            self.size += record;
+            cur.out.write_all(&h).map_err(|e| (kept, e))?;
+            cur.out.write_all(frame.data).map_err(|e| (kept, e))?;
+            cur.size += record as u64;
         }
         Ok(())
     }
@@ -688,48 +821,148 @@ mod tests {
         }
     }
 
-    #[test]
-    fn evidence_file_is_a_pcap_our_reader_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ev.pcap");
-        let counters = LiveCounters::default();
-        let mut w = EvidenceWriter::create(&path, LinkType::ETHERNET, 65535, 0).unwrap();
-        w.write_batch(&batch(&[60, 100, 70]), &counters).unwrap();
-        w.out.as_mut().unwrap().flush().unwrap();
+    fn writer(path: &Path, rotate_bytes: u64) -> (EvidenceWriter, Arc<LiveCounters>) {
+        let counters = Arc::new(LiveCounters::default());
+        let w = EvidenceWriter::create(
+            path,
+            LinkType::ETHERNET,
+            65535,
+            rotate_bytes,
+            counters.clone(),
+        )
+        .unwrap();
+        (w, counters)
+    }
+
+    /// The frames of a pcap file as read back by the crate's reader, which
+    /// must find nothing wrong with it.
+    fn read_back(path: &Path) -> Vec<(Timestamp, Vec<u8>)> {
         let mut r = crate::capture::CaptureReader::open(
             path.to_str().unwrap(),
             0,
             crate::capture::ReadOptions::default(),
         )
         .unwrap();
-        let b = r.next_batch(100, 1 << 20).unwrap();
-        assert_eq!(b.len(), 3);
-        assert_eq!(b.frame(1).data, &[1u8; 100][..]);
+        let mut frames = Vec::new();
+        while let Some(b) = r.next_batch(100, 1 << 20) {
+            for i in 0..b.len() {
+                frames.push((b.frame(i).ts, b.frame(i).data.to_vec()));
+            }
+        }
+        assert!(r.take_warnings().is_empty(), "{}", path.display());
+        assert_eq!(r.stats().damaged, 0, "{}", path.display());
+        frames
+    }
+
+    #[test]
+    fn evidence_file_is_a_pcap_our_reader_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ev.pcap");
+        let (mut w, counters) = writer(&path, 0);
+        w.write_batch(&batch(&[60, 100, 70])).unwrap();
+        w.flush().unwrap();
+        let frames = read_back(&path);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[1].1, [1u8; 100]);
         assert_eq!(
-            b.frame(2).ts,
+            frames[2].0,
             Timestamp::from_secs_nanos(1_700_000_002, 5_000)
         );
-        assert!(r.take_warnings().is_empty());
+        assert_eq!(counters.snapshot().files_written, 1);
     }
 
     #[test]
     fn evidence_rotates_before_passing_the_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ev.pcap");
-        let counters = LiveCounters::default();
         // Header 24 + two records of 16 + 100 fit in 256; the third does not.
-        let mut w = EvidenceWriter::create(&path, LinkType::ETHERNET, 65535, 256).unwrap();
-        w.write_batch(&batch(&[100, 100, 100, 100, 100]), &counters)
-            .unwrap();
-        w.out.as_mut().unwrap().flush().unwrap();
+        let (mut w, counters) = writer(&path, 256);
+        w.write_batch(&batch(&[100, 100, 100, 100, 100])).unwrap();
+        w.flush().unwrap();
         drop(w);
         let sizes: Vec<u64> = ["ev.pcap", "ev.pcap.1", "ev.pcap.2"]
             .iter()
             .map(|n| std::fs::metadata(dir.path().join(n)).unwrap().len())
             .collect();
         assert_eq!(sizes, [24 + 2 * 116, 24 + 2 * 116, 24 + 116]);
-        assert_eq!(counters.snapshot().files_written, 2);
+        assert_eq!(counters.snapshot().files_written, 3);
         assert!(!dir.path().join("ev.pcap.3").exists());
+    }
+
+    #[test]
+    fn evidence_never_overwrites_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ev.pcap");
+        std::fs::write(&path, b"an earlier run").unwrap();
+        std::fs::write(dir.path().join("ev.pcap.1"), b"rotated by logrotate").unwrap();
+        let (mut w, _) = writer(&path, 0);
+        w.write_batch(&batch(&[60])).unwrap();
+        w.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"an earlier run");
+        assert_eq!(read_back(&dir.path().join("ev.pcap.2")).len(), 1);
+    }
+
+    #[test]
+    fn sighup_starts_a_new_file_once_the_old_one_was_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ev.pcap");
+        let (mut w, counters) = writer(&path, 0);
+        w.write_batch(&batch(&[60, 61])).unwrap();
+        // Not moved: SIGHUP writes it out and keeps it.
+        w.reopen().unwrap();
+        assert_eq!(read_back(&path).len(), 2);
+        w.write_batch(&batch(&[62])).unwrap();
+        // What logrotate does: move it away, then SIGHUP. The old file is
+        // complete at once, the new one has its own header.
+        let moved = dir.path().join("ev.pcap.1");
+        std::fs::rename(&path, &moved).unwrap();
+        w.reopen().unwrap();
+        assert_eq!(read_back(&moved).len(), 3);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "header still buffered"
+        );
+        w.write_batch(&batch(&[63, 64])).unwrap();
+        w.flush().unwrap();
+        let new = read_back(&path);
+        assert_eq!(new.iter().map(|f| f.1.len()).collect::<Vec<_>>(), [63, 64]);
+        assert_eq!(counters.snapshot().files_written, 2);
+        // Moved again, and `FILE.1` is taken by the first move: the next
+        // size rotation would go on at `FILE.2`, a SIGHUP starts at `FILE`.
+        std::fs::rename(&path, dir.path().join("ev.pcap.keep")).unwrap();
+        w.reopen().unwrap();
+        w.flush().unwrap();
+        assert!(read_back(&path).is_empty());
+    }
+
+    #[test]
+    fn writer_thread_reopens_on_the_flag_and_writes_everything_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ev.pcap");
+        let (w, counters) = writer(&path, 0);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let flag = reopen.clone();
+        let thread = std::thread::spawn(move || w.run(rx, &flag));
+        tx.send(batch(&[60, 61, 62])).unwrap();
+        // Wait until the writer took the batch (the queue is empty).
+        while !tx.is_empty() {
+            std::thread::yield_now();
+        }
+        let moved = dir.path().join("moved.pcap");
+        std::fs::rename(&path, &moved).unwrap();
+        reopen.store(true, Ordering::Relaxed);
+        while reopen.load(Ordering::Relaxed) || !path.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tx.send(batch(&[70, 71])).unwrap();
+        drop(tx);
+        thread.join().unwrap();
+        let c = counters.snapshot();
+        assert_eq!((c.written, c.write_dropped, c.write_errors), (5, 0, 0));
+        assert_eq!(read_back(&moved).len(), 3);
+        assert_eq!(read_back(&path).len(), 2);
     }
 
     #[test]
@@ -776,7 +1009,8 @@ mod tests {
             write: None,
             rotate_bytes: 0,
         };
-        let err = LiveCapture::start(&opts, Arc::new(AtomicBool::new(false)))
+        let no = || Arc::new(AtomicBool::new(false));
+        let err = LiveCapture::start(&opts, no(), no())
             .err()
             .expect("no such interface");
         let msg = err.to_string();

@@ -306,11 +306,17 @@ impl ImspectorSink {
     }
 
     /// Appends `bytes` to the log file `rel`, through the open-file cache.
-    fn append(&mut self, rel: &str, bytes: &[u8]) -> io::Result<()> {
+    /// On an error, how many bytes were written before it.
+    fn append(&mut self, rel: &str, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
         self.tick += 1;
         if let Some(log) = self.open.get_mut(rel) {
             log.last_use = self.tick;
-            return log.file.write_all(bytes);
+            let written = write_counted(&mut log.file, bytes);
+            if written.is_err() {
+                // Opened afresh at the retry (appending: no byte repeated).
+                self.open.remove(rel);
+            }
+            return written;
         }
         if self.open.len() >= self.max_open {
             let oldest = self
@@ -326,7 +332,7 @@ impl ImspectorSink {
         let path = self.base.join(rel);
         if let Some(parent) = path.parent() {
             if !self.made_dirs.contains(parent) {
-                fs::create_dir_all(parent)?;
+                fs::create_dir_all(parent).map_err(|e| (0, e))?;
                 // A memo, not state: forgetting it only costs a mkdir.
                 if self.made_dirs.len() >= MADE_DIRS_MEMO {
                     self.made_dirs.clear();
@@ -334,9 +340,16 @@ impl ImspectorSink {
                 self.made_dirs.insert(parent.to_path_buf());
             }
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| (0, e))?;
         self.files_opened += 1;
-        file.write_all(bytes)?;
+        let written = write_counted(&mut file, bytes);
+        if written.is_err() {
+            return written;
+        }
         self.open.insert(
             rel.to_string(),
             OpenLog {
@@ -344,19 +357,48 @@ impl ImspectorSink {
                 last_use: self.tick,
             },
         );
-        Ok(())
+        written
     }
 
-    /// Writes every waiting buffer to its file.
+    /// Writes every waiting buffer to its file. On an error (a full disk)
+    /// what was not written keeps waiting, from the exact byte where the
+    /// write stopped, so a later flush that works completes the line
+    /// instead of losing or repeating it.
     fn flush_pending(&mut self) -> io::Result<()> {
         let mut waiting: Vec<(String, Vec<u8>)> = self.pending.drain().collect();
         waiting.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.pending_bytes = 0;
-        for (rel, bytes) in waiting {
-            self.append(&rel, &bytes)?;
+        let mut waiting = waiting.into_iter();
+        while let Some((rel, bytes)) = waiting.next() {
+            if let Err((done, e)) = self.append(&rel, &bytes) {
+                self.keep_waiting(rel, bytes[done..].to_vec());
+                for (rel, bytes) in waiting {
+                    self.keep_waiting(rel, bytes);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
+
+    fn keep_waiting(&mut self, rel: String, bytes: Vec<u8>) {
+        self.pending_bytes += rel.len() + PENDING_OVERHEAD + bytes.len();
+        self.pending.insert(rel, bytes);
+    }
+}
+
+/// `write_all` that says how far it got when it fails.
+fn write_counted(file: &mut File, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write(&bytes[done..]) {
+            Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Appends eventdata bytes with IMSpector's rules: cut at the first NUL,
@@ -604,6 +646,57 @@ mod tests {
         }
         assert_eq!(days.date(midnight - 1), "2009-07-20");
         assert_eq!(days.date(midnight), "2009-07-21");
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_lines_for_the_next_flush() {
+        // /dev/full refuses every write (ENOSPC): a day file that is a link
+        // to it fails like a full disk.
+        if !Path::new("/dev/full").exists() {
+            eprintln!("skipping: no /dev/full");
+            return;
+        }
+        let line = |secs: i64, text: &str| {
+            let mut e = Event::new(
+                Timestamp::from_secs_nanos(secs, 0),
+                Protocol::Irc,
+                Kind::Message,
+                true,
+                "10.0.0.7:1".parse().unwrap(),
+                "10.0.0.1:6667".parse().unwrap(),
+            );
+            e.local_id = crate::event::LocalId::Known("eve".into());
+            e.remote_id = "bob".into();
+            e.text = Some(text.into());
+            e
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = ImspectorOptions {
+            buffer_bytes: 0,
+            ..ImspectorOptions::default()
+        };
+        let mut sink = ImspectorSink::new(tmp.path(), opts).unwrap();
+        let day = tmp.path().join("IRC/eve/bob/2009-07-20");
+        fs::create_dir_all(day.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/dev/full", &day).unwrap();
+        // 2009-07-20 and 2009-07-21 (UTC): the second file works.
+        let err = sink.write(&line(1_248_125_400, "one")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28), "{err}"); // ENOSPC
+        assert!(sink.write(&line(1_248_125_401, "two")).is_err());
+        assert!(sink.write(&line(1_248_215_400, "next day")).is_err());
+        assert!(sink.flush().is_err());
+        // Room again: every line is written once, in order.
+        fs::remove_file(&day).unwrap();
+        sink.flush().unwrap();
+        sink.finish().unwrap();
+        assert_eq!(
+            fs::read_to_string(&day).unwrap(),
+            "10.0.0.7:1,1248125400,1,1,0,,one\n10.0.0.7:1,1248125401,1,1,0,,two\n"
+        );
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("IRC/eve/bob/2009-07-21")).unwrap(),
+            "10.0.0.7:1,1248215400,1,1,0,,next day\n"
+        );
     }
 
     #[test]
