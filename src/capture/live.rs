@@ -114,12 +114,15 @@ pub struct LiveCounts {
     pub kernel_dropped: u64,
     /// Packets the interface or its driver dropped, from libpcap's stats.
     pub interface_dropped: u64,
-    /// Packets written to the `-w` file(s).
+    /// Packets written to the `-w` file(s) (counted when the buffer that
+    /// held them reached the disk).
     pub written: u64,
     /// Packets not written to the `-w` file because the writer fell behind
-    /// or its disk failed.
+    /// or its disk failed (a failed write is retried; what is buffered
+    /// waits for it, and only what is still buffered at the end is lost).
     pub write_dropped: u64,
-    /// Write errors of the `-w` file (each is also said on stderr once).
+    /// Failed writes of the `-w` file (retries included; the first of a
+    /// run of failures is said on stderr, and so is the recovery).
     pub write_errors: u64,
     /// `-w` files started (1 + rotations).
     pub files_written: u64,
@@ -500,6 +503,8 @@ struct EvidenceWriter {
     out: Option<EvidenceFile>,
     /// The next name to try (0: `FILE`, n: `FILE.n`).
     next_name: u64,
+    /// Frames in the buffer, not yet on the disk.
+    buffered: u64,
     /// An error was said on stderr (only the first is, until writing works again).
     said: bool,
 }
@@ -551,6 +556,7 @@ impl EvidenceWriter {
             counters,
             out: None,
             next_name: 0,
+            buffered: 0,
             said: false,
         };
         w.open_next()?;
@@ -611,8 +617,8 @@ impl EvidenceWriter {
     /// current file in use (nothing it holds is lost) and is retried.
     fn reopen(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
-        if let Some(cur) = &mut self.out {
-            cur.out.flush()?;
+        self.flush()?;
+        if let Some(cur) = &self.out {
             let in_place = std::fs::metadata(&cur.path).is_ok_and(|m| (m.dev(), m.ino()) == cur.id);
             if in_place {
                 return Ok(());
@@ -622,60 +628,62 @@ impl EvidenceWriter {
         self.open_next()
     }
 
-    /// Writes out what is buffered (the file stays open).
+    /// Writes out what is buffered (the file stays open); the frames it
+    /// held count as written once that worked.
     fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.out {
-            Some(cur) => cur.out.flush(),
-            None => Ok(()),
+        if let Some(cur) = &mut self.out {
+            cur.out.flush()?;
         }
+        add(&self.counters.written, std::mem::take(&mut self.buffered));
+        Ok(())
     }
 
     fn run(mut self, rx: Receiver<Batch>, reopen: &AtomicBool) {
         let counters = self.counters.clone();
         let counters = &*counters;
         let mut last_flush = Instant::now();
+        let mut reopen_pending = false;
         loop {
             match rx.recv_timeout(EVIDENCE_POLL) {
                 Ok(batch) => {
-                    let n = batch.frames.len() as u64;
-                    match self.write_batch(&batch) {
-                        Ok(()) => {
-                            add(&counters.written, n);
-                            self.recovered();
-                        }
-                        Err((kept, e)) => {
-                            add(&counters.written, kept);
-                            add(&counters.write_dropped, n - kept);
-                            self.failed(&e, counters);
-                        }
+                    // Buffered frames count as written at the flush that
+                    // puts them on the disk.
+                    if let Err((kept, e)) = self.write_batch(&batch) {
+                        add(&counters.write_dropped, batch.frames.len() as u64 - kept);
+                        self.failed(&e, counters);
                     }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             }
             let now = Instant::now();
-            if now - last_flush >= EVIDENCE_FLUSH_EVERY {
+            let flush_due = now - last_flush >= EVIDENCE_FLUSH_EVERY;
+            // A SIGHUP at once; one that failed, with the next flush.
+            if reopen.swap(false, Ordering::Relaxed) || (reopen_pending && flush_due) {
+                last_flush = now;
+                match self.reopen() {
+                    Ok(()) => {
+                        reopen_pending = false;
+                        self.recovered();
+                    }
+                    Err(e) => {
+                        reopen_pending = true;
+                        self.failed(&e, counters);
+                    }
+                }
+            } else if flush_due {
                 last_flush = now;
                 match self.flush() {
                     Ok(()) => self.recovered(),
                     Err(e) => self.failed(&e, counters),
                 }
             }
-            if reopen.swap(false, Ordering::Relaxed) {
-                match self.reopen() {
-                    Ok(()) => {}
-                    Err(e) => {
-                        self.failed(&e, counters);
-                        // Try again with the next flush.
-                        reopen.store(true, Ordering::Relaxed);
-                        last_flush = now;
-                    }
-                }
-            }
         }
         if let Err(e) = self.flush() {
             self.said = false;
             self.failed(&e, counters);
+            // What the buffer still holds never reaches the disk.
+            add(&counters.write_dropped, std::mem::take(&mut self.buffered));
         }
     }
 
@@ -721,8 +729,11 @@ impl EvidenceWriter {
             // Make room for the whole record first, so it is buffered
             // whole or not at all.
             if cur.out.capacity() - cur.out.buffer().len() < record {
-                cur.out.flush().map_err(|e| (kept, e))?;
+                self.flush().map_err(|e| (kept, e))?;
             }
+            let Some(cur) = self.out.as_mut() else {
+                unreachable!("opened above")
+            };
             let mut h = [0u8; 16];
             h[0..4].copy_from_slice(&(frame.ts.secs() as u32).to_le_bytes());
             h[4..8].copy_from_slice(&frame.ts.subsec_micros().to_le_bytes());
@@ -731,6 +742,7 @@ impl EvidenceWriter {
             cur.out.write_all(&h).map_err(|e| (kept, e))?;
             cur.out.write_all(frame.data).map_err(|e| (kept, e))?;
             cur.size += record as u64;
+            self.buffered += 1;
         }
         Ok(())
     }
@@ -934,6 +946,31 @@ mod tests {
         w.reopen().unwrap();
         w.flush().unwrap();
         assert!(read_back(&path).is_empty());
+    }
+
+    #[test]
+    fn a_full_disk_keeps_whole_records_in_the_buffer() {
+        // /dev/full refuses every write (ENOSPC).
+        let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            eprintln!("skipping: no /dev/full");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, counters) = writer(&dir.path().join("ev.pcap"), 0);
+        let cur = w.out.as_mut().unwrap();
+        // A buffer of 24 + 2 records of 16 + 100 and a bit: the third
+        // record does not fit, and making room fails.
+        cur.out = BufWriter::with_capacity(24 + 2 * 116 + 50, full);
+        cur.out
+            .write_all(&pcap_header(LinkType::ETHERNET, 65535))
+            .unwrap();
+        let (kept, err) = w.write_batch(&batch(&[100, 100, 100, 100])).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28));
+        assert_eq!(kept, 2);
+        let cur = w.out.as_ref().unwrap();
+        assert_eq!(cur.out.buffer().len(), 24 + 2 * 116, "whole records only");
+        assert!(w.flush().is_err());
+        assert_eq!(counters.snapshot().written, 0, "not on the disk yet");
     }
 
     #[test]
