@@ -693,7 +693,8 @@ impl Drop for SmallDisk {
 /// 2. The disk is filled to the last byte; IRC and XMPP_SESSION are
 ///    replayed. Their lines go partly into the room left in the last page
 ///    of a file (a real partial write); the rest (new files, new pages)
-///    fails: the error is said, and what the output took waits.
+///    fails: the error is said, and what the output took waits (events
+///    that come after the failure was seen are counted instead).
 /// 3. XMPP is replayed while writing fails: its events are counted as not
 ///    written.
 /// 4. Room is made; writing resumes; XMPP_SESSION is replayed again and its
@@ -766,10 +767,12 @@ fn full_disk_run(
     ns.replay(XMPP_SESSION, 1);
     // Written without a stop, within the second.
     std::thread::sleep(Duration::from_millis(1500));
+    // Phase 1 and 4 are there (phase 2 is too, unless the failure was
+    // seen between its two replays: then part of it is counted instead).
     let resumed = read(&disk.outside(output));
     assert!(
-        is_part_of(&offline(&[IRC, XMPP_SESSION, XMPP_SESSION]), &resumed),
-        "events handed to the output before or after the failure are missing before the stop"
+        is_part_of(&offline(&[IRC, XMPP_SESSION]), &resumed),
+        "events written before the failure or after it are missing before the stop"
     );
     let (code, stderr) = imscan.stop();
     let c = counters(&stderr);

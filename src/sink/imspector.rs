@@ -346,10 +346,8 @@ impl ImspectorSink {
             .open(&path)
             .map_err(|e| (0, e))?;
         self.files_opened += 1;
-        let written = write_counted(&mut file, bytes);
-        if written.is_err() {
-            return written;
-        }
+        // A file that failed is not kept open: the retry opens it afresh.
+        write_counted(&mut file, bytes)?;
         self.open.insert(
             rel.to_string(),
             OpenLog {
@@ -357,7 +355,7 @@ impl ImspectorSink {
                 last_use: self.tick,
             },
         );
-        written
+        Ok(())
     }
 
     /// Writes every waiting buffer to its file. On an error (a full disk)
