@@ -318,14 +318,15 @@ impl Output {
         }
     }
 
-    /// Writing works (again): say so, with what was lost meanwhile.
+    /// Writing works (again): say so, with what was lost meanwhile (even
+    /// with `-q`, as the error was).
     fn recovered(&mut self, what: &str) {
         if self.write_error.take().is_some() {
             self.write_failed_at = None;
-            self.say(format!(
+            eprintln!(
                 "imscan: {what} ({} events not written so far)",
                 self.unwritten
-            ));
+            );
         } else {
             self.say(format!("imscan: {what}"));
         }
