@@ -11,8 +11,10 @@
 //! Small captures are checked in under `fixtures/hostile/` (regenerate with
 //! `IMSCAN_BLESS=1 cargo test --test hostile`; a test fails when a file no
 //! longer matches its generator). Bombs are generated at test time into a
-//! temporary directory: their size is chosen to prove the budget bites many
-//! times over, not to be as large as an attacker would make them.
+//! temporary directory, frame by frame as they are built (`BigCapture`,
+//! `Conversation::stream`), never held whole: the sizes (a 100 MiB
+//! IRC line, 1 GiB behind a TCP hole, a million SYNs) cost disk and seconds,
+//! not memory.
 
 mod support;
 
@@ -236,6 +238,19 @@ impl BigCapture {
         for (ts, f) in frames {
             self.frame(*ts, f);
         }
+    }
+
+    /// Writes the frames `c` scripted so far and forgets them, so that a
+    /// long connection is never held whole (see [`Conversation::stream`]).
+    fn conversation(&mut self, c: &mut Conversation) {
+        for (ts, f, _) in c.take_frames() {
+            self.frame(ts, &f);
+        }
+    }
+
+    /// A frame sink for [`Conversation::stream`].
+    fn sink(&mut self) -> impl FnMut(Timestamp, Vec<u8>) + '_ {
+        |ts, f| self.frame(ts, &f)
     }
 
     fn finish(mut self) -> PathBuf {
@@ -579,37 +594,48 @@ fn syn_flood_of_a_million_flows() {
     assert_eq!(run.code, 1);
 }
 
-/// A flow whose second data segment is lost, then `ahead` bytes of IRC
-/// lines behind the hole: the per-direction budget must give the hole up.
-fn hole_then_ahead(port: u16, start: Timestamp, ahead: usize) -> Conversation {
+/// A flow whose second data segment is lost, then `ahead` bytes (rounded
+/// up to whole lines) of IRC lines behind the hole: the per-direction budget
+/// must give the hole up. Frames go to `out` as they are built (10 µs apart),
+/// so `ahead` may be far larger than memory.
+fn hole_then_ahead(
+    port: u16,
+    start: Timestamp,
+    ahead: usize,
+    out: &mut impl FnMut(Timestamp, Vec<u8>),
+) {
     let mut c = irc_open(port, start);
+    c.step_ns = 10_000;
     c.send(Side::Client, b"PRIVMSG bob :before the hole\r\n", 1400);
     let hole = c.segments().len();
     c.send(Side::Client, b"PRIVMSG bob :lost\r\n", 1400);
+    c.drop_segment(hole);
     // Keep-alives, not messages: the bytes held are the reassembler's, not events'.
     let line = b"PING :far ahead of the hole, waiting for bytes that never come\r\n";
-    let mut bulk = Vec::with_capacity(ahead + line.len());
-    while bulk.len() < ahead {
-        bulk.extend_from_slice(line);
-    }
-    c.send(Side::Client, &bulk, 1400);
+    let bulk = ahead.div_ceil(line.len()) * line.len();
+    c.stream(Side::Client, line, bulk, 1400, out);
     c.send(Side::Client, b"PRIVMSG bob :end of the flow\r\n", 1400);
     c.close();
-    c.drop_segment(hole);
-    c
+    for (ts, f, _) in c.take_frames() {
+        out(ts, f);
+    }
 }
 
 #[test]
 fn out_of_order_data_that_never_fills_its_hole_is_bounded() {
-    // 64 MiB behind one hole: 64 times the per-direction budget.
+    // 1 GiB behind one hole (1 024 times the per-direction budget), written
+    // to the capture as it is built.
     let tmp = tempfile::tempdir().unwrap();
     let (before, after) = around();
     let mut cap = BigCapture::new(tmp.path(), "ooo.pcap");
     cap.frames(&before);
-    cap.frames(&frames_of(&hole_then_ahead(40_003, at(50), 64 << 20)));
+    hole_then_ahead(40_003, at(50), 1 << 30, &mut cap.sink());
     cap.frames(&after);
     let run = imscan(&[cap.finish()]);
-    run.assert_sane(256);
+    // Mapped pages are released behind the batches in flight: the peak does
+    // not grow with the input (it was 258 MB when they piled up).
+    run.assert_sane(128);
+    assert!(run.counter("tcp.payload_bytes") > 1 << 30, "{}", run.stats);
     assert_around(&run);
     assert!(run.has_text("before the hole"));
     assert!(run.has_text("end of the flow"));
@@ -717,26 +743,34 @@ fn rst_storm_does_not_create_flows_or_lose_events() {
 
 // ---------------------------------------------------------------- protocol units
 
-/// An IRC session with one line of `len` bytes and no newline until its end.
 #[test]
 fn irc_line_without_newline_hits_the_line_cap() {
-    // 16 MiB: a thousand times the 16 KiB line cap (the 100 MB
-    // proves nothing more and costs six times the time).
+    // 100 MiB without a newline (6 400 times the 16 KiB line cap), written
+    // to the capture as it is built.
     let tmp = tempfile::tempdir().unwrap();
     let (before, after) = around();
-    let mut c = irc_open(40_003, at(50));
-    c.send(Side::Client, b"PRIVMSG bob :short\r\n", 1400);
-    let mut long = b"PRIVMSG bob :".to_vec();
-    long.resize(16 << 20, b'A');
-    long.extend_from_slice(b"\r\nPRIVMSG bob :after the long line\r\n");
-    c.send(Side::Client, &long, 1400);
-    c.close();
     let mut cap = BigCapture::new(tmp.path(), "irc-long-line.pcap");
     cap.frames(&before);
-    cap.frames(&frames_of(&c));
+    let mut c = irc_open(40_003, at(50));
+    c.step_ns = 10_000;
+    c.send(Side::Client, b"PRIVMSG bob :short\r\n", 1400);
+    c.send(Side::Client, b"PRIVMSG bob :", 1400);
+    c.stream(Side::Client, b"A", 100 << 20, 1400, &mut cap.sink());
+    c.send(
+        Side::Client,
+        b"\r\nPRIVMSG bob :after the long line\r\n",
+        1400,
+    );
+    c.close();
+    cap.conversation(&mut c);
     cap.frames(&after);
     let run = imscan(&[cap.finish()]);
     run.assert_sane(128);
+    assert!(
+        run.counter("tcp.payload_bytes") > 100 << 20,
+        "{}",
+        run.stats
+    );
     assert_around(&run);
     assert!(run.has_text("short"));
     assert!(run.has_text("after the long line"));
@@ -1157,7 +1191,7 @@ fn budget_max_flows_bites_and_flushes_evicted_flows() {
 fn budget_out_of_order_bytes_per_direction_bites() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cap = BigCapture::new(tmp.path(), "ooo-dir.pcap");
-    cap.frames(&frames_of(&hole_then_ahead(40_003, at(0), 256 << 10)));
+    hole_then_ahead(40_003, at(0), 256 << 10, &mut cap.sink());
     let run = imscan(&[
         OsStr::new("--max-ooo-kib"),
         OsStr::new("64"),
@@ -1182,9 +1216,12 @@ fn budget_out_of_order_bytes_of_all_flows_bites() {
     // at least one direction's budget: with 64 KiB per direction and 1 MiB in
     // all, each shard may hold 64 KiB. 80 flows 48 KiB behind a hole each
     // (under the per-direction budget) put two or more in some shard.
-    let mut frames: Frames = (0..80u16)
-        .flat_map(|i| frames_of(&hole_then_ahead(41_000 + i, at(0), 48 << 10)))
-        .collect();
+    let mut frames = Frames::new();
+    for i in 0..80u16 {
+        hole_then_ahead(41_000 + i, at(0), 48 << 10, &mut |ts, f| {
+            frames.push((ts, f))
+        });
+    }
     frames.sort_by_key(|f| f.0);
     cap.frames(&frames);
     let run = imscan(&[
