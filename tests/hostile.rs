@@ -11,8 +11,10 @@
 //! Small captures are checked in under `fixtures/hostile/` (regenerate with
 //! `IMSCAN_BLESS=1 cargo test --test hostile`; a test fails when a file no
 //! longer matches its generator). Bombs are generated at test time into a
-//! temporary directory: their size is chosen to prove the budget bites many
-//! times over, not to be as large as an attacker would make them.
+//! temporary directory, frame by frame as they are built (`BigCapture`,
+//! `Conversation::stream`), never held whole: the sizes (a 100 MiB
+//! IRC line, 1 GiB behind a TCP hole, a million SYNs) cost disk and seconds,
+//! not memory.
 
 mod support;
 
@@ -236,6 +238,19 @@ impl BigCapture {
         for (ts, f) in frames {
             self.frame(*ts, f);
         }
+    }
+
+    /// Writes the frames `c` scripted so far and forgets them, so that a
+    /// long connection is never held whole (see [`Conversation::stream`]).
+    fn conversation(&mut self, c: &mut Conversation) {
+        for (ts, f, _) in c.take_frames() {
+            self.frame(ts, &f);
+        }
+    }
+
+    /// A frame sink for [`Conversation::stream`].
+    fn sink(&mut self) -> impl FnMut(Timestamp, Vec<u8>) + '_ {
+        |ts, f| self.frame(ts, &f)
     }
 
     fn finish(mut self) -> PathBuf {
@@ -579,37 +594,48 @@ fn syn_flood_of_a_million_flows() {
     assert_eq!(run.code, 1);
 }
 
-/// A flow whose second data segment is lost, then `ahead` bytes of IRC
-/// lines behind the hole: the per-direction budget must give the hole up.
-fn hole_then_ahead(port: u16, start: Timestamp, ahead: usize) -> Conversation {
+/// A flow whose second data segment is lost, then `ahead` bytes (rounded
+/// up to whole lines) of IRC lines behind the hole: the per-direction budget
+/// must give the hole up. Frames go to `out` as they are built (10 µs apart),
+/// so `ahead` may be far larger than memory.
+fn hole_then_ahead(
+    port: u16,
+    start: Timestamp,
+    ahead: usize,
+    out: &mut impl FnMut(Timestamp, Vec<u8>),
+) {
     let mut c = irc_open(port, start);
+    c.step_ns = 10_000;
     c.send(Side::Client, b"PRIVMSG bob :before the hole\r\n", 1400);
     let hole = c.segments().len();
     c.send(Side::Client, b"PRIVMSG bob :lost\r\n", 1400);
+    c.drop_segment(hole);
     // Keep-alives, not messages: the bytes held are the reassembler's, not events'.
     let line = b"PING :far ahead of the hole, waiting for bytes that never come\r\n";
-    let mut bulk = Vec::with_capacity(ahead + line.len());
-    while bulk.len() < ahead {
-        bulk.extend_from_slice(line);
-    }
-    c.send(Side::Client, &bulk, 1400);
+    let bulk = ahead.div_ceil(line.len()) * line.len();
+    c.stream(Side::Client, line, bulk, 1400, out);
     c.send(Side::Client, b"PRIVMSG bob :end of the flow\r\n", 1400);
     c.close();
-    c.drop_segment(hole);
-    c
+    for (ts, f, _) in c.take_frames() {
+        out(ts, f);
+    }
 }
 
 #[test]
 fn out_of_order_data_that_never_fills_its_hole_is_bounded() {
-    // 64 MiB behind one hole: 64 times the per-direction budget.
+    // 1 GiB behind one hole (1 024 times the per-direction budget), written
+    // to the capture as it is built.
     let tmp = tempfile::tempdir().unwrap();
     let (before, after) = around();
     let mut cap = BigCapture::new(tmp.path(), "ooo.pcap");
     cap.frames(&before);
-    cap.frames(&frames_of(&hole_then_ahead(40_003, at(50), 64 << 20)));
+    hole_then_ahead(40_003, at(50), 1 << 30, &mut cap.sink());
     cap.frames(&after);
     let run = imscan(&[cap.finish()]);
-    run.assert_sane(256);
+    // Mapped pages are released behind the batches in flight: the peak does
+    // not grow with the input (it was 258 MB when they piled up).
+    run.assert_sane(128);
+    assert!(run.counter("tcp.payload_bytes") > 1 << 30, "{}", run.stats);
     assert_around(&run);
     assert!(run.has_text("before the hole"));
     assert!(run.has_text("end of the flow"));
@@ -713,30 +739,45 @@ fn rst_storm_does_not_create_flows_or_lose_events() {
         "{}",
         run.stats
     );
+    // The 50 000 aimed at the live flow, half the sequence space away, are
+    // not believed (the flow lives on to say "after").
+    assert!(
+        run.counter("tcp.rst_out_of_window") >= 50_000,
+        "{}",
+        run.stats
+    );
 }
 
 // ---------------------------------------------------------------- protocol units
 
-/// An IRC session with one line of `len` bytes and no newline until its end.
 #[test]
 fn irc_line_without_newline_hits_the_line_cap() {
-    // 16 MiB: a thousand times the 16 KiB line cap (the 100 MB
-    // proves nothing more and costs six times the time).
+    // 100 MiB without a newline (6 400 times the 16 KiB line cap), written
+    // to the capture as it is built.
     let tmp = tempfile::tempdir().unwrap();
     let (before, after) = around();
-    let mut c = irc_open(40_003, at(50));
-    c.send(Side::Client, b"PRIVMSG bob :short\r\n", 1400);
-    let mut long = b"PRIVMSG bob :".to_vec();
-    long.resize(16 << 20, b'A');
-    long.extend_from_slice(b"\r\nPRIVMSG bob :after the long line\r\n");
-    c.send(Side::Client, &long, 1400);
-    c.close();
     let mut cap = BigCapture::new(tmp.path(), "irc-long-line.pcap");
     cap.frames(&before);
-    cap.frames(&frames_of(&c));
+    let mut c = irc_open(40_003, at(50));
+    c.step_ns = 10_000;
+    c.send(Side::Client, b"PRIVMSG bob :short\r\n", 1400);
+    c.send(Side::Client, b"PRIVMSG bob :", 1400);
+    c.stream(Side::Client, b"A", 100 << 20, 1400, &mut cap.sink());
+    c.send(
+        Side::Client,
+        b"\r\nPRIVMSG bob :after the long line\r\n",
+        1400,
+    );
+    c.close();
+    cap.conversation(&mut c);
     cap.frames(&after);
     let run = imscan(&[cap.finish()]);
     run.assert_sane(128);
+    assert!(
+        run.counter("tcp.payload_bytes") > 100 << 20,
+        "{}",
+        run.stats
+    );
     assert_around(&run);
     assert!(run.has_text("short"));
     assert!(run.has_text("after the long line"));
@@ -834,12 +875,15 @@ fn xmpp_deep_but_closed_nesting_within_the_cap() {
     assert_eq!(run.counter("proto.caps_hit"), 0);
 }
 
+/// An outgoing MSN text message (MSG with a plain-text payload).
+fn msn_msg(trid: u32, text: &str) -> Vec<u8> {
+    let payload =
+        format!("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{text}");
+    format!("MSG {trid} N {}\r\n{payload}", payload.len()).into_bytes()
+}
+
 fn msn_switchboard(port: u16, middle: &[u8]) -> Conversation {
-    let msg = |trid: u32, t: &str| {
-        let payload =
-            format!("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{t}");
-        format!("MSG {trid} N {}\r\n{payload}", payload.len()).into_bytes()
-    };
+    let msg = msn_msg;
     let mut c = Conversation::new(
         addr(&format!("192.0.2.30:{port}")),
         addr("198.51.100.2:1863"),
@@ -1157,7 +1201,7 @@ fn budget_max_flows_bites_and_flushes_evicted_flows() {
 fn budget_out_of_order_bytes_per_direction_bites() {
     let tmp = tempfile::tempdir().unwrap();
     let mut cap = BigCapture::new(tmp.path(), "ooo-dir.pcap");
-    cap.frames(&frames_of(&hole_then_ahead(40_003, at(0), 256 << 10)));
+    hole_then_ahead(40_003, at(0), 256 << 10, &mut cap.sink());
     let run = imscan(&[
         OsStr::new("--max-ooo-kib"),
         OsStr::new("64"),
@@ -1182,9 +1226,12 @@ fn budget_out_of_order_bytes_of_all_flows_bites() {
     // at least one direction's budget: with 64 KiB per direction and 1 MiB in
     // all, each shard may hold 64 KiB. 80 flows 48 KiB behind a hole each
     // (under the per-direction budget) put two or more in some shard.
-    let mut frames: Frames = (0..80u16)
-        .flat_map(|i| frames_of(&hole_then_ahead(41_000 + i, at(0), 48 << 10)))
-        .collect();
+    let mut frames = Frames::new();
+    for i in 0..80u16 {
+        hole_then_ahead(41_000 + i, at(0), 48 << 10, &mut |ts, f| {
+            frames.push((ts, f))
+        });
+    }
     frames.sort_by_key(|f| f.0);
     cap.frames(&frames);
     let run = imscan(&[
@@ -1277,6 +1324,170 @@ fn budget_unit_caps_of_line_protocols_bite() {
         assert!(run.counter(counter) >= 1, "{name}: {}", run.stats);
         assert!(run.has_text(after), "{name}: {:?}", run.texts());
         assert_eq!(run.code, code, "{name}");
+    }
+}
+
+/// An HTTP request to the MSN gateway carrying `body`.
+fn gateway_post(session: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "POST /gateway/gateway.dll?SessionID={session} HTTP/1.1\r\nContent-Type: application/x-msn-messenger\r\nHost: gateway.messenger.hotmail.com\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// A gateway response carrying `body`.
+fn gateway_reply(session: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "HTTP/1.1 200 OK\r\nX-MSN-Messenger: SessionID={session}; GW-IP=198.51.100.2\r\nContent-Type: application/x-msn-messenger\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn budget_msn_gateway_head_and_body_caps_bite() {
+    // A request head with no end in its first 16 KiB, then one declaring a
+    // body past 256 KiB: both skipped to the next request, counted.
+    let mut long_head = b"POST /gateway/gateway.dll?SessionID=1.3 HTTP/1.1\r\nX-Junk: ".to_vec();
+    long_head.resize(17 * 1024, b'j');
+    long_head.extend_from_slice(b"\r\n\r\n");
+    let huge_body = b"POST /gateway/gateway.dll?SessionID=1.4 HTTP/1.1\r\nContent-Length: 4294967295\r\n\r\nMSG 9 N 3\r\nabc";
+    let mut c = Conversation::new(addr("192.0.2.31:40021"), addr("198.51.100.2:80"))
+        .start_at(at(50), 1_000_000);
+    c.handshake();
+    c.send(
+        Side::Client,
+        &gateway_post("1.1", b"USR 1 alice@hotmail.com 1234.5678.9012\r\n"),
+        1400,
+    );
+    c.send(
+        Side::Server,
+        &gateway_reply(
+            "1.1",
+            b"USR 1 OK alice@hotmail.com Alice\r\nJOI bob@hotmail.com Bob\r\n",
+        ),
+        1400,
+    );
+    c.send(
+        Side::Client,
+        &gateway_post("1.2", &msn_msg(2, "gw before")),
+        1400,
+    );
+    c.send(Side::Server, &gateway_reply("1.2", b""), 1400);
+    c.send(Side::Client, &long_head, 1400);
+    c.send(Side::Client, huge_body, 1400);
+    c.send(
+        Side::Client,
+        &gateway_post("1.5", &msn_msg(3, "gw after")),
+        1400,
+    );
+    c.send(Side::Server, &gateway_reply("1.5", b""), 1400);
+    c.close();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cap = BigCapture::new(tmp.path(), "msn-gateway-caps.pcap");
+    cap.frames(&frames_of(&c));
+    let run = imscan(&[cap.finish()]);
+    run.assert_sane(64);
+    assert!(run.has_text("gw before"), "{:?} {}", run.texts(), run.stats);
+    assert!(run.has_text("gw after"), "{:?} {}", run.texts(), run.stats);
+    assert!(run.counter("proto.decode_errors") >= 2, "{}", run.stats);
+}
+
+#[test]
+fn budget_irc_targets_per_line_bites() {
+    // One PRIVMSG to 40 targets: the first 32 become events, no more.
+    let targets: Vec<String> = (0..40).map(|i| format!("peer{i}")).collect();
+    let line = format!("PRIVMSG {} :to many\r\n", targets.join(","));
+    let mut c = irc_open(40_003, at(50));
+    c.send(Side::Client, line.as_bytes(), 1400);
+    c.send(Side::Client, b"PRIVMSG bob :after many\r\n", 1400);
+    c.close();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cap = BigCapture::new(tmp.path(), "irc-targets.pcap");
+    cap.conversation(&mut c);
+    let run = imscan(&[cap.finish()]);
+    run.assert_sane(64);
+    let many: Vec<&Value> = run
+        .events
+        .iter()
+        .filter(|e| e["text"] == "to many")
+        .collect();
+    assert_eq!(many.len(), 32, "{:?}", run.texts());
+    assert_eq!(many[31]["remote_id"], "peer31");
+    assert!(run.has_text("after many"));
+}
+
+/// An IRC flow with a lost segment and a line behind it, then, `later`
+/// seconds on, one more line; no FIN.
+fn hole_then_quiet(port: u16, later: i64) -> Frames {
+    let mut c = irc_open(port, at(50));
+    c.send(Side::Client, b"PRIVMSG bob :before the hole\r\n", 1400);
+    let hole = c.segments().len();
+    c.send(Side::Client, b"PRIVMSG bob :lost\r\n", 1400);
+    c.drop_segment(hole);
+    c.send(Side::Client, b"PRIVMSG bob :behind the hole\r\n", 1400);
+    let mut frames = frames_of(&c);
+    c.take_frames();
+    c.start = at(51 + later);
+    c.send(Side::Client, b"PRIVMSG bob :much later\r\n", 1400);
+    frames.extend(frames_of(&c));
+    frames
+}
+
+#[test]
+fn budget_gap_timeout_bites_in_capture_time() {
+    // 7 s of capture time with a hole open: under the default 10 s window
+    // the hole is still waiting (given up only at the end of the input);
+    // with --gap-timeout 5 it becomes a gap when the later segment comes.
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("hole.pcap");
+    std::fs::write(&pcap, pcap_of(&hole_then_quiet(40_003, 7)).bytes()).unwrap();
+    for (timeout, by_window) in [(None, 0), (Some("5"), 1)] {
+        let mut args = vec![OsStr::new("--threads"), OsStr::new("1")];
+        if let Some(t) = timeout {
+            args.extend([OsStr::new("--gap-timeout"), OsStr::new(t)]);
+        }
+        args.push(pcap.as_os_str());
+        let run = imscan(&args);
+        run.assert_sane(64);
+        assert_eq!(run.counter("tcp.gaps_window"), by_window, "{}", run.stats);
+        assert_eq!(run.counter("tcp.gaps"), 1, "{}", run.stats);
+        for t in ["before the hole", "behind the hole", "much later"] {
+            assert!(run.has_text(t), "{timeout:?}: {t} lost: {:?}", run.texts());
+        }
+        assert!(!run.has_text("lost"));
+        assert_eq!(run.code, 1);
+    }
+}
+
+#[test]
+fn budget_idle_timeout_closes_flows_in_capture_time() {
+    // A chat left open, then another flow two minutes of capture time later:
+    // with --idle-timeout 60 the first is closed as idle (its events kept);
+    // under the default 30 minutes it stays open to the end of the input.
+    let mut quiet = irc_open(40_003, at(0));
+    quiet.send(Side::Client, b"PRIVMSG bob :then silence\r\n", 1400);
+    let mut frames = frames_of(&quiet);
+    frames.extend(frames_of(&irc_chat(40_004, at(120), &["two minutes on"])));
+    let tmp = tempfile::tempdir().unwrap();
+    let pcap = tmp.path().join("idle.pcap");
+    std::fs::write(&pcap, pcap_of(&frames).bytes()).unwrap();
+    for (timeout, idle) in [(None, 0), (Some("60"), 1)] {
+        let mut args = vec![OsStr::new("--threads"), OsStr::new("1")];
+        if let Some(t) = timeout {
+            args.extend([OsStr::new("--idle-timeout"), OsStr::new(t)]);
+        }
+        args.push(pcap.as_os_str());
+        let run = imscan(&args);
+        run.assert_sane(64);
+        assert_eq!(run.counter("tcp.closed_idle"), idle, "{}", run.stats);
+        assert!(run.has_text("then silence"), "{:?}", run.texts());
+        assert!(run.has_text("two minutes on"), "{:?}", run.texts());
     }
 }
 

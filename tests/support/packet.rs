@@ -509,7 +509,8 @@ pub struct Conversation {
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub link: Link,
-    /// Capture time of the first frame.
+    /// Capture time of the first frame (of the first not yet taken, after
+    /// [`Conversation::take_frames`]).
     pub start: Timestamp,
     /// Capture time between frames, in nanoseconds.
     pub step_ns: i64,
@@ -698,6 +699,55 @@ impl Conversation {
             window: 65_535,
         };
         ip_tcp(src, dst, &f, &s.payload)
+    }
+
+    /// Hands over the frames of the segments scripted so far and forgets
+    /// them; sequence numbers and the clock go on from there. A connection
+    /// too long to hold in memory is scripted a piece at a time, each piece
+    /// written out before the next is scripted.
+    pub fn take_frames(&mut self) -> Vec<(Timestamp, Vec<u8>, LinkType)> {
+        let frames = self.frames();
+        self.start = self
+            .start
+            .saturating_add_nanos(self.step_ns * frames.len() as i64);
+        self.segments.clear();
+        frames
+    }
+
+    /// Sends `len` bytes of `pattern` repeated from `from` in segments of at
+    /// most `mss` bytes, handing every frame (those scripted before first) to
+    /// `out` as it is built: at most about a mebibyte of it is held at once,
+    /// however large `len` is.
+    pub fn stream(
+        &mut self,
+        from: Side,
+        pattern: &[u8],
+        len: usize,
+        mss: usize,
+        out: &mut impl FnMut(Timestamp, Vec<u8>),
+    ) -> &mut Conversation {
+        assert!(!pattern.is_empty(), "a pattern to repeat");
+        let mss = mss.max(1);
+        // Whole segments per piece, so that every segment but the last is
+        // `mss` bytes long, as a single `send` would cut it.
+        let piece_len = mss * (1usize << 20).div_ceil(mss);
+        let mut repeated = Vec::with_capacity(piece_len + pattern.len());
+        while repeated.len() < piece_len + pattern.len() {
+            repeated.extend_from_slice(pattern);
+        }
+        let mut sent = 0;
+        loop {
+            for (ts, frame, _) in self.take_frames() {
+                out(ts, frame);
+            }
+            if sent == len {
+                return self;
+            }
+            let n = piece_len.min(len - sent);
+            let at = sent % pattern.len();
+            self.send(from, &repeated[at..at + n], mss);
+            sent += n;
+        }
     }
 
     /// Render as capture records: (time, frame bytes, link type).
