@@ -908,6 +908,34 @@ fn msn_switchboard(port: u16, middle: &[u8]) -> Conversation {
 }
 
 #[test]
+fn msn_command_line_longer_than_the_cap() {
+    // 20 KiB without a CRLF, then a MSG in the same segment as the line's
+    // end: the overlong line is a cap hit, the MSG right after it is kept,
+    // and its event says bytes were dropped before it.
+    let mut middle = b"MSG 3 N ".to_vec();
+    middle.resize(20 * 1024, b'9');
+    middle.extend_from_slice(b"\r\n");
+    let line_end = middle.len();
+    middle.extend(msn_msg(4, "right after the long line"));
+    assert!(line_end % 1400 + 100 < 1400, "the line ends mid-segment");
+    let c = msn_switchboard(40_021, &middle);
+    let run = run_between("msn-line-over-cap.pcap", &[&c], 64);
+    for t in ["msn before", "right after the long line", "msn after"] {
+        assert!(run.has_text(t), "{t}: {:?} {}", run.texts(), run.stats);
+    }
+    assert!(run.counter("proto.caps_hit") >= 1, "{}", run.stats);
+    assert_eq!(run.counter("proto.decode_errors"), 0, "{}", run.stats);
+    let next = run
+        .events
+        .iter()
+        .find(|e| e["text"] == "right after the long line")
+        .unwrap();
+    let flags = next["flags"].as_array().unwrap();
+    assert!(flags.iter().any(|f| f == "gap_before"), "{next}");
+    assert_eq!(run.code, 1);
+}
+
+#[test]
 fn msn_msg_length_4294967295() {
     let run = run_between(
         "msn-msg-length-max.pcap",
@@ -1309,21 +1337,21 @@ fn budget_unit_caps_of_line_protocols_bite() {
     msn_line.extend_from_slice(b"\r\n");
     let msn = msn_switchboard(40_020, &msn_line);
     let tmp = tempfile::tempdir().unwrap();
-    // IRC and XMPP buffer a unit up to the cap, then drop it (caps_hit,
-    // exit 1); MSN's framing rejects a longer command line outright, as
-    // damage (decode_errors), and resumes at the next command.
-    for (name, c, after, counter, code) in [
-        ("irc", irc, "irc after cap", "proto.caps_hit", 1),
-        ("xmpp", xmpp, "xmpp after", "proto.caps_hit", 1),
-        ("msn", msn, "msn after", "proto.decode_errors", 0),
+    // IRC and XMPP buffer a unit up to the cap, then drop it; MSN's framing
+    // drops a command line with no end within the cap as soon as it has seen
+    // that much, and resumes at the next command. Each is a cap hit (exit 1).
+    for (name, c, after) in [
+        ("irc", irc, "irc after cap"),
+        ("xmpp", xmpp, "xmpp after"),
+        ("msn", msn, "msn after"),
     ] {
         let mut cap = BigCapture::new(tmp.path(), &format!("{name}-cap.pcap"));
         cap.frames(&frames_of(&c));
         let run = imscan(&[cap.finish()]);
         run.assert_sane(64);
-        assert!(run.counter(counter) >= 1, "{name}: {}", run.stats);
+        assert!(run.counter("proto.caps_hit") >= 1, "{name}: {}", run.stats);
         assert!(run.has_text(after), "{name}: {:?}", run.texts());
-        assert_eq!(run.code, code, "{name}");
+        assert_eq!(run.code, 1, "{name}");
     }
 }
 

@@ -106,7 +106,8 @@ pub struct ProtoStats {
     pub units: u64,
     /// Units or parts of units that could not be decoded exactly.
     pub decode_errors: u64,
-    /// Incomplete units dropped because they outgrew the per-unit cap.
+    /// Units dropped because they outgrew the per-unit cap (incomplete past
+    /// the buffer cap, or a part past its own limit: [`Step::OverCap`]).
     pub caps_hit: u64,
     /// Gaps met after detection.
     pub gaps: u64,
@@ -216,6 +217,13 @@ pub enum Step {
     /// (a length past the protocol's maximum, a bad magic). They are skipped
     /// like noise, and counted as a decode error.
     Invalid(usize),
+    /// The first `n` bytes (`n > 0`) are a unit past the protocol's own limit
+    /// for its kind, found before the unit outgrew [`Session::unit_cap`] (an
+    /// MSN command line with no end within 8 KiB, while a whole command may
+    /// be 264 KiB). As when a unit outgrows the buffer cap: counted as a cap
+    /// hit, the next event is flagged, and decoding resynchronises after
+    /// them (the rest of the unit may still be coming).
+    OverCap(usize),
     /// The unit is not complete yet.
     NeedMore,
 }
@@ -847,6 +855,12 @@ impl UnitCtx<'_> {
                 Step::Skip(n) if n > 0 => pos += n.min(rest.len()),
                 Step::Invalid(n) if n > 0 => {
                     self.stats.decode_errors += 1;
+                    pos += n.min(rest.len());
+                }
+                Step::OverCap(n) if n > 0 => {
+                    self.stats.caps_hit += 1;
+                    d.gap_before = true;
+                    d.resync = Some(ResyncCause::Cap);
                     pos += n.min(rest.len());
                 }
                 _ => {

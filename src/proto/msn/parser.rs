@@ -17,6 +17,8 @@ pub enum Frame {
     NeedMore(Option<usize>),
     /// The bytes do not start a unit: the stream is out of step.
     Invalid,
+    /// A command line with no end within [`MAX_LINE`]: over the line cap.
+    TooLong,
 }
 
 /// Where decoding can start again in an out-of-step stream.
@@ -139,7 +141,7 @@ pub fn frame_command(buf: &[u8]) -> Frame {
     let window = &buf[..buf.len().min(MAX_LINE)];
     let Some(nl) = memchr::memchr(b'\n', window) else {
         return if buf.len() >= MAX_LINE {
-            Frame::Invalid
+            Frame::TooLong
         } else {
             Frame::NeedMore(None)
         };
@@ -315,7 +317,7 @@ pub fn resync(buf: &[u8]) -> Boundary {
                     Frame::Unit(n) => payload_fits(name, &cand[nl + 1..n], n - nl - 1),
                     Frame::NeedMore(Some(total)) => payload_fits(name, body, total - nl - 1),
                     Frame::NeedMore(None) => None,
-                    Frame::Invalid => Some(false),
+                    Frame::Invalid | Frame::TooLong => Some(false),
                 };
                 match verdict {
                     Some(true) => return Boundary::At(pos),
@@ -806,7 +808,12 @@ mod tests {
         assert_eq!(frame_command(&long[..3]), Frame::NeedMore(None));
         let mut long_line = b"CHG ".to_vec();
         long_line.resize(MAX_LINE + 1, b'x');
-        assert_eq!(frame_command(&long_line), Frame::Invalid);
+        assert_eq!(frame_command(&long_line), Frame::TooLong);
+        assert_eq!(frame_command(&long_line[..MAX_LINE]), Frame::TooLong);
+        assert_eq!(
+            frame_command(&long_line[..MAX_LINE - 1]),
+            Frame::NeedMore(None)
+        );
     }
 
     #[test]

@@ -582,7 +582,7 @@ impl Gateway {
                     pos += n;
                 }
                 Frame::NeedMore(_) => break,
-                Frame::Invalid => {
+                Frame::Invalid | Frame::TooLong => {
                     out.count_decode_error();
                     d.out_of_step = true;
                     pos += 1;
@@ -655,19 +655,23 @@ impl Session for MsnSession {
                     Step::Invalid(next.max(1))
                 }
             },
-            _ => match parser::frame_command(buf) {
-                Frame::Unit(n) => Step::Unit(n),
-                Frame::NeedMore(_) => Step::NeedMore,
-                Frame::Invalid => {
+            _ => {
+                let frame = parser::frame_command(buf);
+                let skip = || {
                     // Out of step: skip to the next plausible command.
                     let rest = buf.get(1..).unwrap_or_default();
                     match parser::resync(rest) {
-                        Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => {
-                            Step::Invalid(p + 1)
-                        }
+                        Boundary::At(p) | Boundary::NeedMore(p) | Boundary::Skip(p) => p + 1,
                     }
+                };
+                match frame {
+                    Frame::Unit(n) => Step::Unit(n),
+                    Frame::NeedMore(_) => Step::NeedMore,
+                    Frame::Invalid => Step::Invalid(skip()),
+                    // The line cap, like every decoder's unit cap: a cap hit.
+                    Frame::TooLong => Step::OverCap(skip()),
                 }
-            },
+            }
         }
     }
 
