@@ -659,7 +659,7 @@ fn real_icq_on_443_with_gaps_matches_truth() {
                 && e.time.epoch_micros_string() == row.timestamp
                 && e.kind == kind
                 && (e.client == row.src || e.client == row.dst)
-                && &e.remote_id == peer
+                && e.remote_id == *peer
                 && (kind == Kind::Typing
                     || e.text.as_deref()
                         == Some(&*html_to_text(&String::from_utf8_lossy(&row.text))))

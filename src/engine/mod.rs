@@ -22,7 +22,7 @@ use crate::capture::{
     Batch, BatchSource, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameFilter,
     FrameRef, InputSummary, ReadOptions, SourceId,
 };
-use crate::event::{Event, IdentityFact, LocalId};
+use crate::event::{Event, Id, IdentityFact, LocalId};
 use crate::net::{NetConfig, NetDecoder, NetStats, Packet, Selection};
 use crate::proto::{ProtoConfig, ProtoStats};
 use crate::tcp::export::StreamExport;
@@ -501,9 +501,9 @@ impl Merger {
                         // The local user sent an outgoing event: name them
                         // as its sender too, now that they are known.
                         if ev.outgoing && ev.sender.is_none() {
-                            ev.sender = Some(user.clone());
+                            ev.sender = Some(Id::from(user.as_str()));
                         }
-                        ev.local_id = LocalId::Known(user.clone());
+                        ev.local_id = LocalId::Known(Id::from(user.as_str()));
                     }
                     None => {
                         self.unresolved += 1;

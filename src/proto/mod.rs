@@ -41,7 +41,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{FrameRef, SourceId};
-use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, PolicyMarks, Protocol};
+use crate::event::{
+    Event, EventFlags, FlowId, Id, IdentityFact, Kind, LocalId, PolicyMarks, Protocol,
+};
 use crate::net::{Dir, FlowKey};
 use crate::tcp::{Chunk, ChunkInfo, CloseReason, StreamConsumer};
 use crate::time::Timestamp;
@@ -247,9 +249,9 @@ pub struct EventDraft {
     pub kind: Kind,
     pub outgoing: bool,
     pub local_id: LocalId,
-    pub remote_id: String,
+    pub remote_id: Id,
     pub group: bool,
-    pub sender: Option<String>,
+    pub sender: Option<Id>,
     pub text: Option<String>,
     pub text_encoding: Option<&'static str>,
     /// Original text bytes: set when decoding was not exact, or when the
@@ -262,7 +264,7 @@ pub struct EventDraft {
 
 impl EventDraft {
     /// A draft of `kind` with everything else empty.
-    pub fn new(kind: Kind, outgoing: bool, local_id: LocalId, remote_id: String) -> Self {
+    pub fn new(kind: Kind, outgoing: bool, local_id: LocalId, remote_id: Id) -> Self {
         EventDraft {
             kind,
             outgoing,
@@ -1045,6 +1047,15 @@ pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
             let (text, _, had_errors) = encoding_rs::WINDOWS_1252.decode(bytes);
             (text.into_owned(), "windows-1252", !had_errors)
         }
+    }
+}
+
+/// An id (nick, screen name, JID, channel) from its wire bytes, decoded as
+/// [`decode_text`] does; ids of up to 24 bytes need no allocation.
+pub fn decode_id(bytes: &[u8]) -> Id {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Id::from(s),
+        Err(_) => Id::from(encoding_rs::WINDOWS_1252.decode(bytes).0),
     }
 }
 

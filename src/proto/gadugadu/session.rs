@@ -3,7 +3,7 @@
 //! and the per-direction resync state. Nothing here touches bytes beyond one
 //! packet or reads another flow.
 
-use crate::event::{Kind, LocalId};
+use crate::event::{Id, Kind, LocalId};
 use crate::proto::oscar::parser::{hunt, hunt_cap, unit_len, Hunt, UnitLen};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Side, Step};
 
@@ -17,7 +17,7 @@ const DCC7_TYPE_FILE: u32 = 4;
 /// State of one Gadu-Gadu connection.
 #[derive(Debug, Default)]
 pub struct GgSession {
-    local: Option<String>,
+    local: Option<Id>,
     /// Per side: looking for a packet boundary after damage in the stream.
     hunting: [bool; 2],
 }
@@ -45,8 +45,12 @@ impl GgSession {
         remote: String,
         peer: Option<String>,
     ) -> EventDraft {
-        let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
-        d.sender = if outgoing { self.local.clone() } else { peer };
+        let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote.into());
+        d.sender = if outgoing {
+            self.local.clone()
+        } else {
+            peer.map(Id::from)
+        };
         d
     }
 
@@ -64,7 +68,7 @@ impl GgSession {
                 .iter()
                 .map(u32::to_string)
                 .chain(m.peer.clone())
-                .filter(|u| Some(u) != self.local.as_ref())
+                .filter(|u| self.local.as_deref() != Some(u.as_str()))
                 .collect();
             uins.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
             uins.dedup();
@@ -124,8 +128,10 @@ impl crate::proto::Session for GgSession {
             return;
         };
         match p {
-            GgPacket::Login { uin, .. } if from_client => self.local = Some(uin),
-            GgPacket::LoginOk { uin: Some(uin) } if self.local.is_none() => self.local = Some(uin),
+            GgPacket::Login { uin, .. } if from_client => self.local = Some(uin.into()),
+            GgPacket::LoginOk { uin: Some(uin) } if self.local.is_none() => {
+                self.local = Some(uin.into())
+            }
             GgPacket::Message(m) => self.message(m, out),
             // 0 = stopped; any other value (a length, or libpurple's random
             // number) = typing (protocols.md §6).
