@@ -1041,7 +1041,7 @@ fn is_tls_record(b: &[u8]) -> bool {
 /// Decode `bytes` as UTF-8, else as windows-1252 (a superset of Latin-1 for
 /// printable text). Returns the text, its charset, and whether it was exact.
 pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(s) => (s.to_owned(), "utf-8", true),
         Err(_) => {
             let (text, _, had_errors) = encoding_rs::WINDOWS_1252.decode(bytes);
@@ -1053,7 +1053,7 @@ pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
 /// An id (nick, screen name, JID, channel) from its wire bytes, decoded as
 /// [`decode_text`] does; ids of up to 24 bytes need no allocation.
 pub fn decode_id(bytes: &[u8]) -> Id {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(s) => Id::from(s),
         Err(_) => Id::from(encoding_rs::WINDOWS_1252.decode(bytes).0),
     }
