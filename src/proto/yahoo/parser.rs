@@ -485,7 +485,7 @@ fn markup_len(b: &[u8]) -> Option<usize> {
             let known = MARKUP_TAGS
                 .iter()
                 .any(|t| name.eq_ignore_ascii_case(t.as_bytes()));
-            (known && inner.get(name_len).is_none_or(|&c| c == b' ')).then_some(1 + end + 1)
+            (known && inner.get(name_len).map_or(true, |&c| c == b' ')).then_some(1 + end + 1)
         }
         _ => None,
     }
@@ -673,7 +673,8 @@ pub(crate) mod tests {
                             .collect::<String>()
                             .to_ascii_lowercase();
                         let after = inner[name.len()..].chars().next();
-                        if MARKUP_TAGS.contains(&name.as_str()) && after.is_none_or(|ch| ch == ' ')
+                        if MARKUP_TAGS.contains(&name.as_str())
+                            && after.map_or(true, |ch| ch == ' ')
                         {
                             rest = &rest[end + 1..];
                             continue;
