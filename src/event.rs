@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use compact_str::CompactString as Id;
 
@@ -173,7 +174,8 @@ pub enum LocalId {
     Known(Id),
     /// Known only by a token (login cookie, switchboard ticket) that another
     /// connection's [`IdentityFact`] names; resolved at the merge stage.
-    Token(String),
+    /// Shared: every event of the connection carries the same token.
+    Token(Arc<str>),
 }
 
 /// "The user behind `token` is `user`", learned at `time` on some connection.

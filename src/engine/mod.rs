@@ -473,7 +473,7 @@ fn process(
 struct Merger {
     events: Vec<Event>,
     facts: Vec<IdentityFact>,
-    identities: std::collections::HashMap<(crate::event::Protocol, String), String>,
+    identities: std::collections::HashMap<(crate::event::Protocol, Arc<str>), Id>,
     emitted: u64,
     unresolved: u64,
 }
@@ -491,7 +491,7 @@ impl Merger {
         self.facts.sort_by_key(|f| (f.frame, f.time));
         for fact in self.facts.drain(..) {
             self.identities
-                .insert((fact.protocol, fact.token), fact.user);
+                .insert((fact.protocol, fact.token.into()), fact.user.into());
         }
         self.events.sort_by_key(|e| e.merge_key());
         for mut ev in self.events.drain(..) {
@@ -501,9 +501,9 @@ impl Merger {
                         // The local user sent an outgoing event: name them
                         // as its sender too, now that they are known.
                         if ev.outgoing && ev.sender.is_none() {
-                            ev.sender = Some(Id::from(user.as_str()));
+                            ev.sender = Some(user.clone());
                         }
-                        ev.local_id = LocalId::Known(Id::from(user.as_str()));
+                        ev.local_id = LocalId::Known(user.clone());
                     }
                     None => {
                         self.unresolved += 1;

@@ -51,7 +51,7 @@ pub struct MsnpState {
     /// The signed-in user (lowercased, endpoint cut).
     local: Option<Id>,
     /// Token standing for the local user until it is learned (gateway session).
-    local_token: Option<String>,
+    local_token: Option<std::sync::Arc<str>>,
     /// Remote participants of a switchboard in order of arrival (deduped).
     participants: Vec<Id>,
     /// The first participant: the 1:1 remote id.
@@ -77,7 +77,7 @@ impl MsnpState {
         }
         if self.local.as_deref() != Some(id.as_str()) {
             if let Some(t) = &self.local_token {
-                out.fact(t.clone(), id.to_string());
+                out.fact(t.to_string(), id.to_string());
             }
             self.local = Some(id);
         }
@@ -495,7 +495,7 @@ impl Gateway {
         self.sessions.push(GatewaySession {
             id: id.to_string(),
             state: MsnpState {
-                local_token: Some(format!("{TOKEN_GATEWAY}{id}")),
+                local_token: Some(format!("{TOKEN_GATEWAY}{id}").into()),
                 ..MsnpState::default()
             },
             dirs: [VirtualDir::default(), VirtualDir::default()],

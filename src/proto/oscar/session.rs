@@ -96,7 +96,7 @@ impl FlapSession {
         // A BOS connection known only by its cookie: the user learned here
         // (0001/000F) also resolves the token for events already emitted.
         if let Some(LocalId::Token(t)) = &self.local {
-            out.fact(t.clone(), name.to_string());
+            out.fact(t.to_string(), name.to_string());
         }
         self.local = Some(LocalId::Known(name));
     }
@@ -118,7 +118,7 @@ impl FlapSession {
                     self.learn_local(sn, out);
                 } else if let Some(c) = cookie {
                     if !matches!(self.local, Some(LocalId::Known(_))) {
-                        self.local = Some(LocalId::Token(cookie_token(c)));
+                        self.local = Some(LocalId::Token(cookie_token(c).into()));
                     }
                 }
             }
@@ -304,17 +304,19 @@ fn fill_text(d: &mut EventDraft, t: Text<'_>, raw: &[u8], keep_raw: bool, html: 
 
 /// AIM screen names compare without case and spaces (protocols.md §3).
 fn same_user(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        s.chars()
-            .filter(|c| *c != ' ')
+    fn norm(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes()
+            .filter(|c| *c != b' ')
             .map(|c| c.to_ascii_lowercase())
-            .collect()
-    };
-    norm(a) == norm(b)
+    }
+    norm(a).eq(norm(b))
 }
 
 /// A screen name or UIN as it appeared on the wire (JSONL keeps it; the
 /// IMSpector sink normalises).
 fn id_string(b: &[u8]) -> Id {
-    Id::from(String::from_utf8_lossy(b))
+    match simdutf8::basic::from_utf8(b) {
+        Ok(s) => Id::from(s),
+        Err(_) => Id::from(String::from_utf8_lossy(b)),
+    }
 }
