@@ -1050,6 +1050,16 @@ pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
     }
 }
 
+/// `bytes` as UTF-8, with U+FFFD for what is not (as
+/// `String::from_utf8_lossy`), borrowed when valid; valid text is checked
+/// with SIMD first.
+pub fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// An id (nick, screen name, JID, channel) from its wire bytes, decoded as
 /// [`decode_text`] does; ids of up to 24 bytes need no allocation.
 pub fn decode_id(bytes: &[u8]) -> Id {

@@ -315,8 +315,5 @@ fn same_user(a: &str, b: &str) -> bool {
 /// A screen name or UIN as it appeared on the wire (JSONL keeps it; the
 /// IMSpector sink normalises).
 fn id_string(b: &[u8]) -> Id {
-    match simdutf8::basic::from_utf8(b) {
-        Ok(s) => Id::from(s),
-        Err(_) => Id::from(String::from_utf8_lossy(b)),
-    }
+    Id::from(crate::proto::utf8_lossy(b))
 }
