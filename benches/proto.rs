@@ -108,7 +108,7 @@ fn cpu_times() {
 fn event_floor(n: usize) -> usize {
     let a: SocketAddr = "10.88.0.21:47390".parse().unwrap();
     let b: SocketAddr = "10.88.0.1:6667".parse().unwrap();
-    let nick = String::from("dave");
+    let nick = imscan::event::Id::from("dave");
     let mut out = Vec::new();
     let mut done = 0;
     for i in 0..n {
@@ -122,8 +122,8 @@ fn event_floor(n: usize) -> usize {
             b,
         );
         e.local_id = LocalId::Known(nick.clone());
-        e.remote_id = black_box("#harbor").to_owned();
-        e.sender = Some(black_box("erin3").to_owned());
+        e.remote_id = black_box("#harbor").into();
+        e.sender = Some(black_box("erin3").into());
         e.text = Some(t.to_owned());
         e.text_encoding = Some("utf-8");
         out.push(e);

@@ -71,8 +71,8 @@ fn events() -> Vec<Event> {
                 client,
                 server,
             );
-            e.local_id = LocalId::Known(format!("user{conv}@example.org"));
-            e.remote_id = format!("Peer{}@example.com", conv * 7 % 97);
+            e.local_id = LocalId::Known(format!("user{conv}@example.org").into());
+            e.remote_id = format!("Peer{}@example.com", conv * 7 % 97).into();
             e.flow = FlowId(FrameRef {
                 source: 0,
                 index: 1 + conv as u64,

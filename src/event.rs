@@ -4,6 +4,9 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use compact_str::CompactString as Id;
 
 use crate::capture::{FrameRef, SourceId};
 use crate::time::Timestamp;
@@ -168,10 +171,11 @@ impl std::fmt::Display for FlowId {
 pub enum LocalId {
     /// Not learned (rendered `unknown` in IMSpector trees, null in JSONL).
     Unknown,
-    Known(String),
+    Known(Id),
     /// Known only by a token (login cookie, switchboard ticket) that another
     /// connection's [`IdentityFact`] names; resolved at the merge stage.
-    Token(String),
+    /// Shared: every event of the connection carries the same token.
+    Token(Arc<str>),
 }
 
 /// "The user behind `token` is `user`", learned at `time` on some connection.
@@ -222,10 +226,10 @@ pub struct Event {
     pub outgoing: bool,
     pub local_id: LocalId,
     /// The peer, or the channel/room for group chat.
-    pub remote_id: String,
+    pub remote_id: Id,
     pub group: bool,
     /// Who sent this event.
-    pub sender: Option<String>,
+    pub sender: Option<Id>,
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub text: Option<String>,
@@ -274,7 +278,7 @@ impl Event {
             kind,
             outgoing,
             local_id: LocalId::Unknown,
-            remote_id: String::new(),
+            remote_id: Id::default(),
             group: false,
             sender: None,
             client,
@@ -349,7 +353,7 @@ mod tests {
         let a: SocketAddr = "10.0.0.5:1042".parse().unwrap();
         let mut e = Event::new(Timestamp(0), protocol, Kind::Message, true, a, a);
         e.local_id = local;
-        e.remote_id = remote.to_string();
+        e.remote_id = remote.into();
         e
     }
 

@@ -23,8 +23,8 @@ fn event(protocol: Protocol, kind: Kind, local: &str, remote: &str, text: Option
         a,
         b,
     );
-    e.local_id = LocalId::Known(local.to_string());
-    e.remote_id = remote.to_string();
+    e.local_id = LocalId::Known(local.into());
+    e.remote_id = remote.into();
     e.text = text.map(str::to_string);
     e
 }

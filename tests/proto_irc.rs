@@ -61,8 +61,8 @@ fn decodes_a_whole_session() {
                 e.kind,
                 e.outgoing,
                 format!("{:?}", e.local_id),
-                e.remote_id.clone(),
-                e.sender.clone(),
+                e.remote_id.to_string(),
+                e.sender.as_ref().map(|s| s.to_string()),
                 e.text.clone(),
                 e.group,
             )

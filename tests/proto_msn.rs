@@ -415,7 +415,7 @@ fn midstream_pickup_on_a_non_standard_port() {
     let (ev, _) = f.finish();
     let got: Vec<(bool, String, Option<String>)> = ev
         .iter()
-        .map(|e| (e.outgoing, e.remote_id.clone(), e.text.clone()))
+        .map(|e| (e.outgoing, e.remote_id.to_string(), e.text.clone()))
         .collect();
     assert_eq!(
         got,
@@ -586,7 +586,7 @@ fn msnp21_sdg_messages_and_typing() {
             (
                 e.kind,
                 e.outgoing,
-                e.remote_id.clone(),
+                e.remote_id.to_string(),
                 e.group,
                 e.text.clone(),
             )
@@ -895,7 +895,7 @@ fn generated_switchboard_capture() {
         .into_iter()
         .map(|mut x| {
             if x.group {
-                x.remote = group.clone();
+                x.remote = group.to_string();
             }
             x
         })

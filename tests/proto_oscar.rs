@@ -204,10 +204,10 @@ fn login_connection_yields_cookie_fact_and_local_id() {
 #[test]
 fn bos_connection_decodes_every_unit_kind() {
     let (ev, facts) = run(&bos_connection(), S, true);
-    let token = LocalId::Token(run(&login_connection(), S, true).1[0].token.clone());
+    let token = LocalId::Token(run(&login_connection(), S, true).1[0].token.as_str().into());
     // The outgoing channel-4 block names the user behind the cookie.
     assert_eq!(facts.len(), 1);
-    assert_eq!(LocalId::Token(facts[0].token.clone()), token);
+    assert_eq!(LocalId::Token(facts[0].token.as_str().into()), token);
     assert_eq!(facts[0].user, "123456789");
     let got: Vec<_> = ev
         .iter()
@@ -659,7 +659,7 @@ fn real_icq_on_443_with_gaps_matches_truth() {
                 && e.time.epoch_micros_string() == row.timestamp
                 && e.kind == kind
                 && (e.client == row.src || e.client == row.dst)
-                && &e.remote_id == peer
+                && e.remote_id == *peer
                 && (kind == Kind::Typing
                     || e.text.as_deref()
                         == Some(&*html_to_text(&String::from_utf8_lossy(&row.text))))

@@ -69,8 +69,8 @@ fn ev(
         addr(client),
         addr(server),
     );
-    e.local_id = LocalId::Known(local.to_string());
-    e.remote_id = remote.to_string();
+    e.local_id = LocalId::Known(local.into());
+    e.remote_id = remote.into();
     e
 }
 
@@ -678,7 +678,7 @@ fn text_event(text: &str, raw: Option<Vec<u8>>) -> Event {
         text,
     );
     e.group = true;
-    e.sender = Some(text.to_string());
+    e.sender = Some(text.into());
     e.raw = raw;
     e.file_name = Some(text.to_string());
     e

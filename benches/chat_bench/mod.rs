@@ -93,7 +93,9 @@ fn thread_cpu_nanos() -> Option<u64> {
 
 /// `PROTO_CPU_TIME=1 cargo bench --bench NAME`: each case decoded five
 /// times on this thread, best on-CPU time. `PROTO_CPU_TIME=<part of a case
-/// name>` runs only the matching cases.
+/// name>` runs only the matching cases. `PROTO_RUNS=N` decodes N times
+/// instead of five, so that a profiler sees decoding rather than the
+/// generation of the streams.
 pub fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize) {
     let only = std::env::var("PROTO_CPU_TIME").unwrap_or_default();
     if only != "1" && !name.contains(only.as_str()) {
@@ -101,14 +103,18 @@ pub fn cpu_time_report(name: &str, bytes: usize, mut run: impl FnMut() -> usize)
     }
     let mut best = u64::MAX;
     let mut events = 0;
-    for _ in 0..5 {
+    let runs: usize = std::env::var("PROTO_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    for _ in 0..runs.max(1) {
         let t0 = thread_cpu_nanos().unwrap_or(0);
         events = black_box(run());
         best = best.min(thread_cpu_nanos().unwrap_or(0).saturating_sub(t0));
     }
     let secs = best as f64 / 1e9;
     println!(
-        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of 5): {:.0} MB/s, {:.0} MiB/s",
+        "{name}: {bytes} bytes, {events} events, {:.1} ms on-CPU (best of {runs}): {:.0} MB/s, {:.0} MiB/s",
         secs * 1e3,
         bytes as f64 / secs / 1e6,
         bytes as f64 / secs / (1 << 20) as f64

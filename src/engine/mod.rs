@@ -22,7 +22,7 @@ use crate::capture::{
     Batch, BatchSource, CaptureError, CaptureReader, CaptureStats, CaptureWarning, FrameFilter,
     FrameRef, InputSummary, ReadOptions, SourceId,
 };
-use crate::event::{Event, IdentityFact, LocalId};
+use crate::event::{Event, Id, IdentityFact, LocalId};
 use crate::net::{NetConfig, NetDecoder, NetStats, Packet, Selection};
 use crate::proto::{ProtoConfig, ProtoStats};
 use crate::tcp::export::StreamExport;
@@ -473,7 +473,7 @@ fn process(
 struct Merger {
     events: Vec<Event>,
     facts: Vec<IdentityFact>,
-    identities: std::collections::HashMap<(crate::event::Protocol, String), String>,
+    identities: std::collections::HashMap<(crate::event::Protocol, Arc<str>), Id>,
     emitted: u64,
     unresolved: u64,
 }
@@ -491,7 +491,7 @@ impl Merger {
         self.facts.sort_by_key(|f| (f.frame, f.time));
         for fact in self.facts.drain(..) {
             self.identities
-                .insert((fact.protocol, fact.token), fact.user);
+                .insert((fact.protocol, fact.token.into()), fact.user.into());
         }
         self.events.sort_by_key(|e| e.merge_key());
         for mut ev in self.events.drain(..) {

@@ -41,7 +41,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{FrameRef, SourceId};
-use crate::event::{Event, EventFlags, FlowId, IdentityFact, Kind, LocalId, PolicyMarks, Protocol};
+use crate::event::{
+    Event, EventFlags, FlowId, Id, IdentityFact, Kind, LocalId, PolicyMarks, Protocol,
+};
 use crate::net::{Dir, FlowKey};
 use crate::tcp::{Chunk, ChunkInfo, CloseReason, StreamConsumer};
 use crate::time::Timestamp;
@@ -255,9 +257,9 @@ pub struct EventDraft {
     pub kind: Kind,
     pub outgoing: bool,
     pub local_id: LocalId,
-    pub remote_id: String,
+    pub remote_id: Id,
     pub group: bool,
-    pub sender: Option<String>,
+    pub sender: Option<Id>,
     pub text: Option<String>,
     pub text_encoding: Option<&'static str>,
     /// Original text bytes: set when decoding was not exact, or when the
@@ -270,7 +272,7 @@ pub struct EventDraft {
 
 impl EventDraft {
     /// A draft of `kind` with everything else empty.
-    pub fn new(kind: Kind, outgoing: bool, local_id: LocalId, remote_id: String) -> Self {
+    pub fn new(kind: Kind, outgoing: bool, local_id: LocalId, remote_id: Id) -> Self {
         EventDraft {
             kind,
             outgoing,
@@ -1053,12 +1055,31 @@ fn is_tls_record(b: &[u8]) -> bool {
 /// Decode `bytes` as UTF-8, else as windows-1252 (a superset of Latin-1 for
 /// printable text). Returns the text, its charset, and whether it was exact.
 pub fn decode_text(bytes: &[u8]) -> (String, &'static str, bool) {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(s) => (s.to_owned(), "utf-8", true),
         Err(_) => {
             let (text, _, had_errors) = encoding_rs::WINDOWS_1252.decode(bytes);
             (text.into_owned(), "windows-1252", !had_errors)
         }
+    }
+}
+
+/// `bytes` as UTF-8, with U+FFFD for what is not (as
+/// `String::from_utf8_lossy`), borrowed when valid; valid text is checked
+/// with SIMD first.
+pub fn utf8_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// An id (nick, screen name, JID, channel) from its wire bytes, decoded as
+/// [`decode_text`] does; ids of up to 24 bytes need no allocation.
+pub fn decode_id(bytes: &[u8]) -> Id {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Id::from(s),
+        Err(_) => Id::from(encoding_rs::WINDOWS_1252.decode(bytes).0),
     }
 }
 

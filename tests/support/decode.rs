@@ -280,9 +280,9 @@ impl From<&Event> for Seen {
             kind: e.kind,
             outgoing: e.outgoing,
             local: e.local_id_str().map(str::to_string),
-            remote: e.remote_id.clone(),
+            remote: e.remote_id.to_string(),
             group: e.group,
-            sender: e.sender.clone(),
+            sender: e.sender.as_ref().map(|s| s.to_string()),
             text: e.text.clone(),
             file: (e.kind == Kind::File).then(|| (e.file_name.clone(), e.file_size)),
         }

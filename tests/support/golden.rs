@@ -286,12 +286,12 @@ pub fn events_from_jsonl(jsonl: &str) -> Vec<Event> {
                 addr("server"),
             );
             e.local_id = match str_of(&v["local_id"]) {
-                Some(s) => LocalId::Known(s),
+                Some(s) => LocalId::Known(s.into()),
                 None => LocalId::Unknown,
             };
-            e.remote_id = str_of(&v["remote_id"]).unwrap_or_default();
+            e.remote_id = str_of(&v["remote_id"]).unwrap_or_default().into();
             e.group = v["group"].as_bool().unwrap();
-            e.sender = str_of(&v["sender"]);
+            e.sender = str_of(&v["sender"]).map(Into::into);
             e.text = str_of(&v["text"]);
             e.text_encoding = match v["text_encoding"].as_str() {
                 Some("utf-8") => Some("utf-8"),

@@ -125,7 +125,7 @@ pub fn compare(events: &[Event], rows: &[TruthRow]) -> (Vec<TruthRow>, Vec<Event
                 return false;
             }
             let sender_ok = match &e.sender {
-                Some(s) => s == &row.sender || (row.sender == "?" && s.is_empty()),
+                Some(s) => *s == row.sender || (row.sender == "?" && s.is_empty()),
                 None => row.sender == "?",
             };
             let recipient_ok = if e.group || c2s || e.outgoing {

@@ -10,7 +10,10 @@
 
 use std::borrow::Cow;
 
+use crate::event::Id;
 use crate::proto::oscar::parser::{html_to_text, Framing, Reader};
+use crate::proto::utf8_lossy;
+use compact_str::ToCompactString;
 
 pub const GG_HEADER_LEN: usize = 8;
 /// Largest body accepted (texts are ≤ 2000 characters; GG 11 messages carry
@@ -116,7 +119,7 @@ pub struct GgMessage<'a> {
     pub dir: MsgDir,
     /// Recipient (send) or sender (receive) uin, decimal; absent in GG 11
     /// chat packets.
-    pub peer: Option<String>,
+    pub peer: Option<Id>,
     /// GG 11 chat (multi-user conversation) id.
     pub chat_id: Option<u64>,
     /// Conference attribute: the other participants (GG 6/8).
@@ -144,13 +147,13 @@ pub enum GgPacket<'a> {
     Welcome,
     /// c→s login: the local uin.
     Login {
-        uin: String,
+        uin: Id,
         kind: LoginKind,
         status: Option<u32>,
     },
     /// s→c login accepted (GG 11 names the uin).
     LoginOk {
-        uin: Option<String>,
+        uin: Option<Id>,
     },
     Message(GgMessage<'a>),
     /// 0x59: `length` 0 = stopped, anything else = typing; `uin` = the peer.
@@ -199,7 +202,9 @@ pub fn parse_packet(unit: &[u8], from_client: bool) -> Option<GgPacket<'_>> {
             ty::WELCOME => Some(GgPacket::Welcome),
             ty::LOGIN_OK | ty::LOGIN80_OK => Some(GgPacket::LoginOk { uin: None }),
             ty::LOGIN110_OK => Some(GgPacket::LoginOk {
-                uin: Proto::new(body).find_varint(3).map(|u| u.to_string()),
+                uin: Proto::new(body)
+                    .find_varint(3)
+                    .map(|u| u.to_compact_string()),
             }),
             ty::RECV_MSG => parse_msg_old(body, MsgDir::Recv),
             ty::RECV_MSG80 => parse_msg80(body, MsgDir::Recv),
@@ -231,7 +236,7 @@ fn parse_login(t: u32, body: &[u8]) -> Option<GgPacket<'static>> {
         _ => None,
     };
     Some(GgPacket::Login {
-        uin: uin.to_string(),
+        uin: uin.to_compact_string(),
         kind: LoginKind::Legacy(t),
         status,
     })
@@ -259,14 +264,15 @@ fn parse_login105(body: &[u8]) -> Option<GgPacket<'static>> {
 }
 
 /// GG 11 uin bytes: `[magic 0|1][len][ASCII digits]`.
-pub fn uin_bytes(b: &[u8]) -> Option<String> {
+pub fn uin_bytes(b: &[u8]) -> Option<Id> {
     let (&_magic, rest) = b.split_first()?;
     let (&len, digits) = rest.split_first()?;
     let digits = digits.get(..usize::from(len))?;
     if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(String::from_utf8_lossy(digits).into_owned())
+    // All ASCII digits: valid UTF-8.
+    std::str::from_utf8(digits).ok().map(Id::from)
 }
 
 fn parse_typing(body: &[u8]) -> Option<GgPacket<'static>> {
@@ -316,7 +322,7 @@ fn parse_msg_old(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
     let t = decode_plain(text);
     Some(GgPacket::Message(GgMessage {
         dir,
-        peer: Some(peer.to_string()),
+        peer: Some(peer.to_compact_string()),
         chat_id: None,
         conference: conference(attrs),
         class,
@@ -352,7 +358,7 @@ fn parse_msg80(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
     };
     Some(GgPacket::Message(GgMessage {
         dir,
-        peer: Some(peer.to_string()),
+        peer: Some(peer.to_compact_string()),
         chat_id: None,
         conference: conference(attrs),
         class,
@@ -386,7 +392,7 @@ fn parse_msg110(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
     let (text, raw, lossy) = if !stripped.is_empty() {
         (stripped, xhtml, xhtml_lossy)
     } else {
-        let p = String::from_utf8_lossy(plain);
+        let p = utf8_lossy(plain);
         let lossy = matches!(p, Cow::Owned(_));
         (crlf_to_lf(p), plain, lossy)
     };
@@ -409,7 +415,7 @@ fn parse_msg110(body: &[u8], dir: MsgDir) -> Option<GgPacket<'_>> {
 /// The text of a UTF-8 HTML part: `\r` dropped, tags stripped, entities
 /// decoded (libgadu `message.c`); and whether the bytes were not valid UTF-8.
 fn html_text(html: &[u8]) -> (String, bool) {
-    let s = String::from_utf8_lossy(html);
+    let s = utf8_lossy(html);
     let lossy = matches!(s, Cow::Owned(_));
     let text = if s.contains('\r') {
         html_to_text(&s.replace('\r', "")).into_owned()

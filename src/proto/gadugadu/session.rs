@@ -3,7 +3,9 @@
 //! and the per-direction resync state. Nothing here touches bytes beyond one
 //! packet or reads another flow.
 
-use crate::event::{Kind, LocalId};
+use compact_str::ToCompactString;
+
+use crate::event::{Id, Kind, LocalId};
 use crate::proto::oscar::parser::{hunt, hunt_cap, unit_len, Hunt, UnitLen};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Side, Step};
 
@@ -17,7 +19,7 @@ const DCC7_TYPE_FILE: u32 = 4;
 /// State of one Gadu-Gadu connection.
 #[derive(Debug, Default)]
 pub struct GgSession {
-    local: Option<String>,
+    local: Option<Id>,
     /// Per side: looking for a packet boundary after damage in the stream.
     hunting: [bool; 2],
 }
@@ -38,13 +40,7 @@ impl GgSession {
 
     /// `peer` becomes the sender of an incoming event (and is dropped for an
     /// outgoing one, whose sender is the local user).
-    fn draft(
-        &self,
-        kind: Kind,
-        outgoing: bool,
-        remote: String,
-        peer: Option<String>,
-    ) -> EventDraft {
+    fn draft(&self, kind: Kind, outgoing: bool, remote: Id, peer: Option<Id>) -> EventDraft {
         let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
         d.sender = if outgoing { self.local.clone() } else { peer };
         d
@@ -56,19 +52,22 @@ impl GgSession {
         }
         let outgoing = m.dir != MsgDir::Recv;
         let (remote, group) = if let Some(chat) = m.chat_id {
-            (format!("chat:{chat}"), true)
+            (compact_str::format_compact!("chat:{chat}"), true)
         } else if !m.conference.is_empty() {
             // Everyone in the conference but the local user (protocols.md §6).
-            let mut uins: Vec<String> = m
+            let mut uins: Vec<Id> = m
                 .conference
                 .iter()
-                .map(u32::to_string)
+                .map(ToCompactString::to_compact_string)
                 .chain(m.peer.clone())
-                .filter(|u| Some(u) != self.local.as_ref())
+                .filter(|u| self.local.as_deref() != Some(u.as_str()))
                 .collect();
             uins.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
             uins.dedup();
-            (format!("conf:{}", uins.join(",")), true)
+            (
+                compact_str::format_compact!("conf:{}", uins.join(",")),
+                true,
+            )
         } else if outgoing {
             // The peer id itself becomes the remote id: no copy needed.
             (m.peer.take().unwrap_or_else(|| "unknown".into()), false)
@@ -130,7 +129,7 @@ impl crate::proto::Session for GgSession {
             // 0 = stopped; any other value (a length, or libpurple's random
             // number) = typing (protocols.md §6).
             GgPacket::Typing { uin, length } if length != 0 => {
-                let peer = uin.to_string();
+                let peer = uin.to_compact_string();
                 let d = self.draft(Kind::Typing, from_client, peer.clone(), Some(peer));
                 out.emit(d);
             }
@@ -142,10 +141,10 @@ impl crate::proto::Session for GgSession {
                 size,
             } if kind == DCC7_TYPE_FILE => {
                 let outgoing = match &self.local {
-                    Some(l) => *l == from.to_string(),
+                    Some(l) => *l == from.to_compact_string(),
                     None => from_client,
                 };
-                let peer = if outgoing { to } else { from }.to_string();
+                let peer = if outgoing { to } else { from }.to_compact_string();
                 let mut d = self.draft(Kind::File, outgoing, peer.clone(), Some(peer));
                 let (n, _, bad) = encoding_rs::WINDOWS_1250.decode(name);
                 d.file_name = Some(n.into_owned());

@@ -132,7 +132,7 @@ fn evidence(line: &[u8]) -> Evidence {
     if !parser::known_command(&l) {
         return Evidence::Bad;
     }
-    let n = l.params().len();
+    let n = l.params().count();
     match (l.prefix, l.numeric()) {
         // Servers always prefix numerics.
         (None, Some(_)) => Evidence::Bad,
@@ -152,7 +152,7 @@ fn evidence(line: &[u8]) -> Evidence {
                 Role::Client
             };
             if l.is("PRIVMSG") || l.is("NOTICE") {
-                if n != 2 || !l.trailing {
+                if n != 2 || !l.trailing() {
                     return Evidence::Bad;
                 }
                 if prefix.is_none() && l.is("NOTICE") {

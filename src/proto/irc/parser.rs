@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 pub const MAX_PARAMS: usize = 15;
 
 /// One IRC line, borrowed from the stream. The terminating CR LF is not part of it.
+/// Parameters are split when asked for: chat needs only the first two, and
+/// splitting all fifteen up front cost as much as the rest of the line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Line<'a> {
     /// IRCv3 tags without the leading `@`.
@@ -16,19 +18,57 @@ pub struct Line<'a> {
     /// Prefix without the leading `:`.
     pub prefix: Option<&'a [u8]>,
     pub command: &'a [u8],
-    params: [&'a [u8]; MAX_PARAMS],
-    n_params: usize,
-    /// The last parameter was written with a leading `:` (it may hold spaces).
-    pub trailing: bool,
+    /// Everything after the command.
+    rest: &'a [u8],
+}
+
+/// The parameters of a [`Line`], in order.
+#[derive(Clone, Debug)]
+pub struct Params<'a> {
+    rest: &'a [u8],
+    n: usize,
+    trailing: bool,
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = skip_spaces(self.rest);
+        if rest.is_empty() || self.n == MAX_PARAMS {
+            self.rest = &[];
+            return None;
+        }
+        self.n += 1;
+        if self.n == MAX_PARAMS || rest[0] == b':' {
+            self.trailing = rest[0] == b':';
+            self.rest = &[];
+            return Some(rest.strip_prefix(b":").unwrap_or(rest));
+        }
+        let (w, r) = split_word(rest);
+        self.rest = r;
+        Some(w)
+    }
 }
 
 impl<'a> Line<'a> {
-    pub fn params(&self) -> &[&'a [u8]] {
-        &self.params[..self.n_params]
+    pub fn params(&self) -> Params<'a> {
+        Params {
+            rest: self.rest,
+            n: 0,
+            trailing: false,
+        }
     }
 
     pub fn param(&self, i: usize) -> Option<&'a [u8]> {
-        self.params().get(i).copied()
+        self.params().nth(i)
+    }
+
+    /// The last parameter was written with a leading `:` (it may hold spaces).
+    pub fn trailing(&self) -> bool {
+        let mut p = self.params();
+        p.by_ref().for_each(drop);
+        p.trailing
     }
 
     /// The prefix's nick (up to `!` or `@`), when the prefix names a user.
@@ -101,37 +141,15 @@ pub fn parse_line(line: &[u8]) -> Option<Line<'_>> {
         prefix = Some(p);
         rest = skip_spaces(r);
     }
-    let (command, mut rest) = split_word(rest);
+    let (command, rest) = split_word(rest);
     if command.is_empty() {
         return None;
-    }
-    let mut params: [&[u8]; MAX_PARAMS] = [&[]; MAX_PARAMS];
-    let mut n = 0;
-    let mut trailing = false;
-    loop {
-        rest = skip_spaces(rest);
-        if rest.is_empty() {
-            break;
-        }
-        if n == MAX_PARAMS - 1 || rest[0] == b':' {
-            let t = rest.strip_prefix(b":").unwrap_or(rest);
-            trailing = rest[0] == b':';
-            params[n] = t;
-            n += 1;
-            break;
-        }
-        let (w, r) = split_word(rest);
-        params[n] = w;
-        n += 1;
-        rest = r;
     }
     Some(Line {
         tags,
         prefix,
         command,
-        params,
-        n_params: n,
-        trailing,
+        rest,
     })
 }
 
@@ -417,8 +435,11 @@ mod tests {
         assert_eq!(l.tag("nope"), None);
         assert_eq!(l.prefix_nick(), Some(&b"tim1"[..]));
         assert!(l.is("privmsg"));
-        assert_eq!(l.params(), &[&b"#testing"[..], &b"maybe we do"[..]]);
-        assert!(l.trailing);
+        assert_eq!(
+            l.params().collect::<Vec<_>>(),
+            [&b"#testing"[..], &b"maybe we do"[..]]
+        );
+        assert!(l.trailing());
     }
 
     #[test]
@@ -428,8 +449,8 @@ mod tests {
         assert_eq!(l.param(0), Some(&b"alice"[..]));
         assert_eq!(l.prefix_nick(), None);
         let l = parse_line(b"NICK bob").unwrap();
-        assert_eq!(l.params(), &[&b"bob"[..]]);
-        assert!(!l.trailing);
+        assert_eq!(l.params().collect::<Vec<_>>(), [&b"bob"[..]]);
+        assert!(!l.trailing());
         assert!(parse_line(b"").is_none());
         assert!(parse_line(b":only.prefix").is_none());
         assert!(parse_line(b"@tags").is_none());
@@ -439,7 +460,7 @@ mod tests {
     fn caps_params_at_fifteen() {
         let line = b"CMD 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17";
         let l = parse_line(line).unwrap();
-        assert_eq!(l.params().len(), MAX_PARAMS);
+        assert_eq!(l.params().count(), MAX_PARAMS);
         assert_eq!(l.param(14), Some(&b"15 16 17"[..]));
     }
 

@@ -6,8 +6,10 @@
 use std::collections::VecDeque;
 
 use super::parser::{self, Ctcp, Line};
-use crate::event::{Kind, LocalId};
-use crate::proto::{decode_text, Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
+use crate::event::{Id, Kind, LocalId};
+use crate::proto::{
+    decode_id, decode_text, Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step,
+};
 
 /// Longest line (with IRCv3 tags) buffered: 8 KiB of tags + 512 bytes of line,
 /// with room to spare.
@@ -25,7 +27,7 @@ pub struct IrcSession {
     /// Bytes of the pending line already searched for LF, per side.
     scanned: [usize; 2],
     /// The local user's nick, when known.
-    nick: Option<String>,
+    nick: Option<Id>,
     /// Channel prefixes (005 CHANTYPES), RFC 2812 default.
     chantypes: Vec<u8>,
     /// Hashes of (target, text) of our recent PRIVMSG/NOTICE lines.
@@ -186,7 +188,7 @@ impl IrcSession {
         line: &Line<'_>,
         outgoing: bool,
         target: &[u8],
-        sender: Option<String>,
+        sender: Option<Id>,
         text: &[u8],
         out: &mut Emitter<'_>,
     ) {
@@ -203,7 +205,7 @@ impl IrcSession {
         outgoing: bool,
         remote: &[u8],
         group: bool,
-        sender: Option<String>,
+        sender: Option<Id>,
         text: &[u8],
         out: &mut Emitter<'_>,
     ) {
@@ -303,8 +305,8 @@ fn typing_tag(line: &Line<'_>) -> bool {
 }
 
 /// An id from the wire as text (UTF-8, else windows-1252).
-fn id_text(b: &[u8]) -> String {
-    decode_text(b).0
+fn id_text(b: &[u8]) -> Id {
+    decode_id(b)
 }
 
 /// Nick equality under RFC 1459 case mapping (`[]\~` fold to `{}|^`).

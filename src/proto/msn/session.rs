@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use crate::event::{Kind, LocalId};
+use crate::event::{Id, Kind, LocalId};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
 use super::http::{self, HttpFrame, StartLine};
@@ -49,15 +49,15 @@ struct SlpPart {
 #[derive(Debug, Default)]
 pub struct MsnpState {
     /// The signed-in user (lowercased, endpoint cut).
-    local: Option<String>,
+    local: Option<Id>,
     /// Token standing for the local user until it is learned (gateway session).
-    local_token: Option<String>,
+    local_token: Option<std::sync::Arc<str>>,
     /// Remote participants of a switchboard in order of arrival (deduped).
-    participants: Vec<String>,
+    participants: Vec<Id>,
     /// The first participant: the 1:1 remote id.
-    peer: Option<String>,
+    peer: Option<Id>,
     /// `groupchat-<epoch>` once a second participant joined.
-    group: Option<String>,
+    group: Option<Id>,
     slp: Vec<SlpPart>,
 }
 
@@ -71,20 +71,20 @@ impl MsnpState {
     }
 
     fn learn_local(&mut self, addr: &str, out: &mut Emitter<'_>) {
-        let id = parser::normalize_id(addr);
+        let id = Id::from(parser::normalize_id(addr));
         if id.is_empty() || !id.contains('@') {
             return;
         }
         if self.local.as_deref() != Some(id.as_str()) {
             if let Some(t) = &self.local_token {
-                out.fact(t.clone(), id.clone());
+                out.fact(t.to_string(), id.to_string());
             }
             self.local = Some(id);
         }
     }
 
     fn add_participant(&mut self, addr: &str, out: &mut Emitter<'_>) {
-        let id = parser::normalize_id(addr);
+        let id = Id::from(parser::normalize_id(addr));
         if id.is_empty() || self.local.as_deref() == Some(id.as_str()) {
             return;
         }
@@ -99,12 +99,15 @@ impl MsnpState {
         } else if self.group.is_none() && self.peer.as_deref() != Some(id.as_str()) {
             // imspector-format.md §9 / quirk 14: the capture time of the
             // second participant's JOI/IRO names the group.
-            self.group = Some(format!("groupchat-{}", out.time().secs()));
+            self.group = Some(compact_str::format_compact!(
+                "groupchat-{}",
+                out.time().secs()
+            ));
         }
     }
 
     /// The remote id for an event with `sender` (incoming) or none (outgoing).
-    fn remote_for(&self, incoming_from: Option<&str>) -> (String, bool) {
+    fn remote_for(&self, incoming_from: Option<&str>) -> (Id, bool) {
         if let Some(g) = &self.group {
             return (g.clone(), true);
         }
@@ -112,8 +115,8 @@ impl MsnpState {
             return (p.clone(), false);
         }
         match incoming_from {
-            Some(f) => (f.to_string(), false),
-            None => ("unknown".to_string(), false),
+            Some(f) => (f.into(), false),
+            None => ("unknown".into(), false),
         }
     }
 
@@ -212,7 +215,7 @@ impl MsnpState {
 
     fn cookie_fact(&self, cookie: Option<&str>, out: &mut Emitter<'_>) {
         if let (Some(c), Some(local)) = (cookie, &self.local) {
-            out.fact(format!("{TOKEN_SB_COOKIE}{c}"), local.clone());
+            out.fact(format!("{TOKEN_SB_COOKIE}{c}"), local.to_string());
         }
     }
 
@@ -224,7 +227,7 @@ impl MsnpState {
         d.sender = if outgoing {
             self.local.clone()
         } else {
-            from.map(str::to_string)
+            from.map(Id::from)
         };
         d
     }
@@ -251,11 +254,11 @@ impl MsnpState {
     /// A payload addressed to one contact on the NS (`UUM`/`UBM`).
     fn on_direct_payload(&mut self, side: Side, peer: &str, payload: &[u8], out: &mut Emitter<'_>) {
         let outgoing = side == Side::Client;
-        let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), peer.to_string());
+        let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), peer.into());
         d.sender = if outgoing {
             self.local.clone()
         } else {
-            Some(peer.to_string())
+            Some(peer.into())
         };
         self.content_event(side, d, payload, out);
     }
@@ -393,9 +396,13 @@ impl MsnpState {
         } else {
             remote.clone()
         };
-        let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), remote_id);
+        let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), remote_id.into());
         d.group = group;
-        d.sender = if outgoing { self.local.clone() } else { from };
+        d.sender = if outgoing {
+            self.local.clone()
+        } else {
+            from.map(Id::from)
+        };
         let kind = messaging
             .header_str("Message-Type")
             .unwrap_or_default()
@@ -488,7 +495,7 @@ impl Gateway {
         self.sessions.push(GatewaySession {
             id: id.to_string(),
             state: MsnpState {
-                local_token: Some(format!("{TOKEN_GATEWAY}{id}")),
+                local_token: Some(format!("{TOKEN_GATEWAY}{id}").into()),
                 ..MsnpState::default()
             },
             dirs: [VirtualDir::default(), VirtualDir::default()],

@@ -389,7 +389,7 @@ impl OftSession {
             Kind::File,
             t.sender == Side::Client,
             LocalId::Unknown,
-            remote,
+            remote.into(),
         );
         d.file_name = Some(t.header.name.clone());
         d.file_size = Some(u64::from(t.header.size));

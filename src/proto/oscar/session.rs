@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::event::{Kind, LocalId};
+use crate::event::{Id, Kind, LocalId};
 use crate::proto::{EventDraft, ResyncCause, Side, Step};
 
 use super::parser::{
@@ -35,7 +35,7 @@ const SENT_LINES_KEPT: usize = 8;
 pub struct FlapSession {
     local: Option<LocalId>,
     /// The chat room of a chat connection (000E/0002).
-    room: Option<String>,
+    room: Option<Id>,
     /// Text of the local user's last room lines, to recognise the server's
     /// reflection of them (bounded).
     sent_lines: std::collections::VecDeque<Vec<u8>>,
@@ -96,7 +96,7 @@ impl FlapSession {
         // A BOS connection known only by its cookie: the user learned here
         // (0001/000F) also resolves the token for events already emitted.
         if let Some(LocalId::Token(t)) = &self.local {
-            out.fact(t.clone(), name.clone());
+            out.fact(t.to_string(), name.to_string());
         }
         self.local = Some(LocalId::Known(name));
     }
@@ -118,7 +118,7 @@ impl FlapSession {
                     self.learn_local(sn, out);
                 } else if let Some(c) = cookie {
                     if !matches!(self.local, Some(LocalId::Known(_))) {
-                        self.local = Some(LocalId::Token(cookie_token(c)));
+                        self.local = Some(LocalId::Token(cookie_token(c).into()));
                     }
                 }
             }
@@ -130,7 +130,7 @@ impl FlapSession {
                 cookie,
             } if !outgoing => {
                 if let Some(c) = cookie {
-                    out.fact(cookie_token(c), id_string(sn));
+                    out.fact(cookie_token(c), id_string(sn).to_string());
                 }
                 self.learn_local(sn, out);
             }
@@ -150,10 +150,16 @@ impl FlapSession {
                 text,
             } if !outgoing => {
                 if self.local.is_none() && owner != 0 {
-                    self.local = Some(LocalId::Known(owner.to_string()));
+                    self.local = Some(LocalId::Known(
+                        compact_str::ToCompactString::to_compact_string(&owner),
+                    ));
                 }
                 let t = decode_8bit(&text);
-                let mut d = self.draft(Kind::Message, false, sender.to_string());
+                let mut d = self.draft(
+                    Kind::Message,
+                    false,
+                    compact_str::ToCompactString::to_compact_string(&sender),
+                );
                 fill_text(&mut d, t, &text, out.keep_raw(), false);
                 out.emit(d);
             }
@@ -198,8 +204,8 @@ impl FlapSession {
     }
 
     /// A group event in the room of this chat connection.
-    fn room_draft(&self, outgoing: bool, sender: Option<String>) -> EventDraft {
-        let room = self.room.clone().unwrap_or_else(|| "chat".to_owned());
+    fn room_draft(&self, outgoing: bool, sender: Option<Id>) -> EventDraft {
+        let room = self.room.clone().unwrap_or_else(|| "chat".into());
         let mut d = self.draft(Kind::Message, outgoing, room);
         d.group = true;
         if !outgoing {
@@ -208,7 +214,7 @@ impl FlapSession {
         d
     }
 
-    fn draft(&self, kind: Kind, outgoing: bool, peer: String) -> EventDraft {
+    fn draft(&self, kind: Kind, outgoing: bool, peer: Id) -> EventDraft {
         let local = self.local_id();
         let sender = if outgoing {
             match &local {
@@ -223,7 +229,7 @@ impl FlapSession {
         d
     }
 
-    fn icbm(&mut self, outgoing: bool, peer: String, body: IcbmBody, out: &mut Emitter<'_>) {
+    fn icbm(&mut self, outgoing: bool, peer: Id, body: IcbmBody, out: &mut Emitter<'_>) {
         match body {
             IcbmBody::Text { charset, raw, .. } => {
                 let t = decode_charset(charset, &raw);
@@ -298,17 +304,16 @@ fn fill_text(d: &mut EventDraft, t: Text<'_>, raw: &[u8], keep_raw: bool, html: 
 
 /// AIM screen names compare without case and spaces (protocols.md §3).
 fn same_user(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        s.chars()
-            .filter(|c| *c != ' ')
+    fn norm(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes()
+            .filter(|c| *c != b' ')
             .map(|c| c.to_ascii_lowercase())
-            .collect()
-    };
-    norm(a) == norm(b)
+    }
+    norm(a).eq(norm(b))
 }
 
 /// A screen name or UIN as it appeared on the wire (JSONL keeps it; the
 /// IMSpector sink normalises).
-fn id_string(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+fn id_string(b: &[u8]) -> Id {
+    Id::from(crate::proto::utf8_lossy(b))
 }

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use super::parser::{self, Split, Splitter, Stanza};
-use crate::event::{Kind, LocalId};
+use crate::event::{Id, Kind, LocalId};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
 /// Largest stanza buffered (vCards with avatars are the big ones; chat is small).
@@ -40,7 +40,7 @@ pub struct XmppSession {
 impl XmppSession {
     fn local_id(&self) -> LocalId {
         match self.local.as_deref().or(self.sasl_user.as_deref()) {
-            Some(j) => LocalId::Known(parser::bare(j).to_owned()),
+            Some(j) => LocalId::Known(parser::bare(j).into()),
             None => LocalId::Unknown,
         }
     }
@@ -122,9 +122,9 @@ impl XmppSession {
             }
         }
         let draft = |kind| {
-            let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote.clone());
+            let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote.as_str().into());
             d.group = group;
-            d.sender = sender.clone();
+            d.sender = sender.as_deref().map(Id::from);
             d.decode_error = st.decode_error;
             d
         };
@@ -165,10 +165,9 @@ impl XmppSession {
         let Some(peer) = peer else { return };
         let group = m.kind.as_deref() == Some("groupchat");
         let draft = |kind| {
-            let mut d =
-                EventDraft::new(kind, sent, self.local_id(), parser::bare(&peer).to_owned());
+            let mut d = EventDraft::new(kind, sent, self.local_id(), parser::bare(&peer).into());
             d.group = group;
-            d.sender = m.from.clone().or_else(|| self.local_full());
+            d.sender = m.from.clone().or_else(|| self.local_full()).map(Id::from);
             d.decode_error = m.decode_error;
             d
         };
@@ -209,8 +208,8 @@ impl XmppSession {
         } else {
             Kind::Webcam
         };
-        let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
-        d.sender = sender;
+        let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote.into());
+        d.sender = sender.map(Id::from);
         d.decode_error = st.decode_error;
         match &st.file {
             Some(f) => out.emit(file_draft(d, f, unit, out.keep_raw())),

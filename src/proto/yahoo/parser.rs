@@ -435,45 +435,60 @@ const MARKUP_TAGS: [&str; 7] = ["font", "fade", "alt", "b", "i", "u", "s"];
 /// `<font …>`, `<fade …>`, `<alt …>`, `<b>`, `<i>`, `<u>`, `<s>` and their
 /// closing tags. Other `<…>` text is left as typed.
 pub fn strip_markup(text: &str) -> std::borrow::Cow<'_, str> {
-    if memchr::memchr2(0x1b, b'<', text.as_bytes()).is_none() {
+    let b = text.as_bytes();
+    // ESC and `<` are ASCII: every offset found here is a char boundary.
+    let Some(mut at) = memchr::memchr2(0x1b, b'<', b) else {
         return std::borrow::Cow::Borrowed(text);
-    }
+    };
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if c == '\u{1b}' && rest[1..].starts_with('[') {
-            // `ESC [` + up to 16 code characters (hex colour, `x` off, `l`
-            // link, digits) + `m`.
-            let code = rest[2..]
-                .bytes()
-                .take(17)
-                .position(|b| !(b.is_ascii_hexdigit() || b"#xl;,".contains(&b)));
-            if let Some(n) = code {
-                if rest.as_bytes().get(2 + n) == Some(&b'm') {
-                    rest = &rest[2 + n + 1..];
-                    continue;
-                }
+    let mut kept_from = 0;
+    loop {
+        let next_from = match markup_len(&b[at..]) {
+            Some(n) => {
+                out.push_str(&text[kept_from..at]);
+                kept_from = at + n;
+                at + n
             }
+            None => at + 1,
+        };
+        match b
+            .get(next_from..)
+            .and_then(|r| memchr::memchr2(0x1b, b'<', r))
+        {
+            Some(i) => at = next_from + i,
+            None => break,
         }
-        if c == '<' {
-            if let Some(end) = rest.find('>') {
-                let inner = rest[1..end].trim_start_matches('/');
-                let name: String = inner
-                    .chars()
-                    .take_while(|ch| ch.is_ascii_alphabetic())
-                    .collect::<String>()
-                    .to_ascii_lowercase();
-                let after_name = inner[name.len()..].chars().next();
-                if MARKUP_TAGS.contains(&name.as_str()) && after_name.map_or(true, |ch| ch == ' ') {
-                    rest = &rest[end + 1..];
-                    continue;
-                }
-            }
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
     }
+    out.push_str(&text[kept_from..]);
     std::borrow::Cow::Owned(out)
+}
+
+/// Length of the Yahoo markup at the start of `b` (which starts with ESC or
+/// `<`), or `None` when it is text as typed.
+fn markup_len(b: &[u8]) -> Option<usize> {
+    match b {
+        // `ESC [` + up to 16 code characters (hex colour, `x` off, `l` link,
+        // digits) + `m`.
+        [0x1b, b'[', code @ ..] => {
+            let n = code
+                .iter()
+                .take(17)
+                .position(|c| !(c.is_ascii_hexdigit() || b"#xl;,".contains(c)))?;
+            (code.get(n) == Some(&b'm')).then_some(2 + n + 1)
+        }
+        [b'<', tag @ ..] => {
+            let end = memchr::memchr(b'>', tag)?;
+            let inner = &tag[..end];
+            let inner = &inner[inner.iter().take_while(|&&c| c == b'/').count()..];
+            let name_len = inner.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            let name = &inner[..name_len];
+            let known = MARKUP_TAGS
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t.as_bytes()));
+            (known && inner.get(name_len).map_or(true, |&c| c == b' ')).then_some(1 + end + 1)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -631,8 +646,68 @@ pub(crate) mod tests {
         use super::super::*;
         use proptest::prelude::*;
 
+        /// The markup rules read one char at a time: the reference for
+        /// [`strip_markup`].
+        fn strip_markup_model(text: &str) -> String {
+            let mut out = String::new();
+            let mut rest = text;
+            while let Some(c) = rest.chars().next() {
+                if c == '\u{1b}' && rest[1..].starts_with('[') {
+                    let code = rest[2..]
+                        .bytes()
+                        .take(17)
+                        .position(|b| !(b.is_ascii_hexdigit() || b"#xl;,".contains(&b)));
+                    if let Some(n) = code {
+                        if rest.as_bytes().get(2 + n) == Some(&b'm') {
+                            rest = &rest[2 + n + 1..];
+                            continue;
+                        }
+                    }
+                }
+                if c == '<' {
+                    if let Some(end) = rest.find('>') {
+                        let inner = rest[1..end].trim_start_matches('/');
+                        let name: String = inner
+                            .chars()
+                            .take_while(|ch| ch.is_ascii_alphabetic())
+                            .collect::<String>()
+                            .to_ascii_lowercase();
+                        let after = inner[name.len()..].chars().next();
+                        if MARKUP_TAGS.contains(&name.as_str())
+                            && after.map_or(true, |ch| ch == ' ')
+                        {
+                            rest = &rest[end + 1..];
+                            continue;
+                        }
+                    }
+                }
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+            out
+        }
+
         proptest! {
             #[test]
+            /// The byte-run stripper agrees with the plain char-by-char
+            /// reading of the markup rules on any text.
+            #[test]
+            fn markup_stripping_matches_the_char_by_char_model(
+                parts in proptest::collection::vec(
+                    prop_oneof![
+                        Just("\u{1b}[".to_string()), Just("m".to_string()), Just("<".to_string()),
+                        Just(">".to_string()), Just("/".to_string()), Just(" ".to_string()),
+                        Just("font".to_string()), Just("B".to_string()), Just("fade".to_string()),
+                        Just("#ff00".to_string()), Just("x1".to_string()), Just("é".to_string()),
+                        "[a-z0-9;,#]{0,4}",
+                    ],
+                    0..24,
+                )
+            ) {
+                let text: String = parts.concat();
+                prop_assert_eq!(strip_markup(&text).into_owned(), strip_markup_model(&text));
+            }
+
             fn framing_resync_and_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
                 if let Frame::Unit(n) = frame_packet(&bytes) {
                     prop_assert!(n <= bytes.len() && n <= MAX_PACKET);

@@ -4,7 +4,7 @@
 //! webcam notifies, file offers, conference and chat-room messages. Never
 //! touches TCP or another flow's state (protocols.md §2, imspector-format.md §3, §9).
 
-use crate::event::{Kind, LocalId};
+use crate::event::{Id, Kind, LocalId};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
 use super::parser::{self, service, Boundary, Frame, Packet};
@@ -13,18 +13,20 @@ use super::parser::{self, service, Boundary, Frame, Packet};
 #[derive(Debug, Default)]
 pub struct YahooSession {
     /// The signed-in user, from the login packets (lowercased).
-    local: Option<String>,
+    local: Option<Id>,
 }
 
-fn id(v: &[u8]) -> Option<String> {
+fn id(v: &[u8]) -> Option<Id> {
     let v = v.trim_ascii();
     if v.is_empty() {
         return None;
     }
-    Some(match std::str::from_utf8(v) {
-        Ok(s) => s.to_ascii_lowercase(),
-        Err(_) => String::from_utf8_lossy(v).to_ascii_lowercase(),
-    })
+    let mut id = match std::str::from_utf8(v) {
+        Ok(s) => Id::from(s),
+        Err(_) => Id::from(String::from_utf8_lossy(v)),
+    };
+    id.make_ascii_lowercase();
+    Some(id)
 }
 
 impl YahooSession {
@@ -44,7 +46,7 @@ impl YahooSession {
         }
     }
 
-    fn local_name(&self, own: Option<&[u8]>) -> Option<String> {
+    fn local_name(&self, own: Option<&[u8]>) -> Option<Id> {
         match self.local_for(own) {
             LocalId::Known(l) => Some(l),
             _ => None,
@@ -85,7 +87,7 @@ impl YahooSession {
         }
     }
 
-    fn draft(&self, kind: Kind, side: Side, own: Option<&[u8]>, peer: String) -> EventDraft {
+    fn draft(&self, kind: Kind, side: Side, own: Option<&[u8]>, peer: Id) -> EventDraft {
         let outgoing = side == Side::Client;
         let local = self.local_for(own);
         let sender = if outgoing {
