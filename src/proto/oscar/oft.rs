@@ -228,10 +228,9 @@ impl OftSession {
                 match header_len(buf) {
                     Some(len) if buf.len() >= len => Step::Unit(len),
                     Some(_) => Step::NeedMore,
-                    None => match skip_to_magic(buf) {
-                        0 => Step::Skip(1),
-                        n => Step::Skip(n),
-                    },
+                    // The flow was recognised by its `OFT2` header: bytes that
+                    // are not a plausible header here are damage.
+                    None => Step::Invalid(skip_to_magic(buf).max(1)),
                 }
             }
         }
