@@ -100,6 +100,30 @@ fn p2p_payloads(dest: &str, slp: &[u8], chunk: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// A P2P v2 MSG payload (MSNP16+; `P2P-Dest` names the endpoint GUID)
+/// carrying `slp` in one chunk: the transport header with an ACK TLV, then the
+/// data header (TF 1, first chunk of a session-0 message), protocols.md §1.
+fn p2p_v2_payload(dest: &str, slp: &[u8]) -> Vec<u8> {
+    let mut p = format!(
+        "MIME-Version: 1.0\r\nContent-Type: application/x-msnmsgrp2p\r\nP2P-Dest: {dest};{{4a8ab2e1-5a2f-4c1f-9c3b-1f0e7c2d3b4a}}\r\nP2P-Src: alice@hotmail.com;{{0123abcd-0000-4000-8000-000000000001}}\r\n\r\n"
+    )
+    .into_bytes();
+    // Header TLV: type 2 (ACK request), length 4, value.
+    let tlvs = [2u8, 4, 0, 0, 0, 9];
+    let header_len = 8 + tlvs.len() + 2; // padded to a multiple of 4
+    let data_header = [8u8, 1, 0, 0, 0, 0, 0, 0]; // len 8, TF 1, package 0, session 0
+    let message_len = (data_header.len() + slp.len()) as u16;
+    p.push(header_len as u8);
+    p.push(0); // opcode
+    p.extend_from_slice(&message_len.to_be_bytes());
+    p.extend_from_slice(&0x2a2a_2a2au32.to_be_bytes()); // base id
+    p.extend_from_slice(&tlvs);
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&data_header);
+    p.extend_from_slice(slp);
+    p
+}
+
 fn cmd_with_payload(head: &str, payload: &[u8]) -> Vec<u8> {
     let mut v = format!("{head} {}\r\n", payload.len()).into_bytes();
     v.extend_from_slice(payload);
@@ -291,6 +315,44 @@ fn switchboard_conversation_gives_every_event_kind() {
     }
     assert_eq!(events[1].time.secs(), 103);
     assert_eq!(events[2].text_encoding, Some("utf-8"));
+}
+
+/// MSNP16+ clients speak P2P v2 when both ends can (`P2P-Dest` with a GUID):
+/// a variable-length binary header instead of v1's 48 bytes. The SLP INVITE
+/// inside is found and gives the same file event.
+#[test]
+fn p2p_v2_file_invitation_gives_a_file_event() {
+    let ctx = base64(&file_context("minutes 2024.docx", 88_001));
+    let slp = slp_invite(
+        "bob@hotmail.com",
+        "alice@hotmail.com",
+        "{5D3E02AB-6190-11D3-BBBB-00C04F795683}",
+        2,
+        &ctx,
+    );
+    let payload = p2p_v2_payload("bob@hotmail.com", slp.as_bytes());
+    let script: Vec<Step> = vec![
+        (
+            true,
+            100,
+            b"ANS 1 alice@hotmail.com;{0123abcd-0000-4000-8000-000000000001} 849102291.520491113 11752013\r\n".to_vec(),
+        ),
+        (
+            false,
+            101,
+            b"IRO 1 1 1 bob@hotmail.com Bob 1342177280\r\nANS 1 OK\r\n".to_vec(),
+        ),
+        (true, 102, cmd_with_payload("MSG 2 D", &payload)),
+    ];
+    let events = run_script(&script);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e.kind, Kind::File);
+    assert!(e.outgoing);
+    assert_eq!(e.remote_id, "bob@hotmail.com");
+    assert_eq!(e.file_name.as_deref(), Some("minutes 2024.docx"));
+    assert_eq!(e.file_size, Some(88_001));
+    assert!(!e.flags.decode_error);
 }
 
 #[test]
