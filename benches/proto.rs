@@ -1,11 +1,16 @@
 //! Decoding throughput of the proto stage on streams that are 100% chat:
-//! IRC and XMPP conversations generated here, fed to one `FlowDecoder` as
-//! MSS-sized chunks in both directions (the tcp stage's output shape).
+//! IRC and XMPP conversations (from `chat_bench/streams.rs`) fed to one
+//! `FlowDecoder` as MSS-sized chunks in both directions (the tcp stage's
+//! output shape).
 //! Target (issue 6): at least 500 MB/s per core.
 
 #[path = "chat_bench/mod.rs"]
 mod chat_bench;
 use chat_bench::cpu_time_report;
+
+#[path = "chat_bench/streams.rs"]
+mod streams;
+use streams::{irc_streams, xmpp_streams, TEXTS};
 
 use std::net::SocketAddr;
 
@@ -17,56 +22,6 @@ const MSS: usize = 1448;
 /// Bytes per direction per iteration.
 const STREAM: usize = 8 << 20;
 
-const TEXTS: [&str; 4] = [
-    "are we still on for Thursday? bring the blue folder, please",
-    "Καλημέρα σε όλους! Ο καιρός είναι καλός, ξεκινάμε στις δέκα.",
-    "ok",
-    "the build is green again, I'll merge the reassembly branch after lunch if nobody objects",
-];
-
-fn irc_streams() -> (Vec<u8>, Vec<u8>) {
-    let mut c = b"NICK dave\r\nUSER dave 0 * :Dave\r\n".to_vec();
-    let mut s = b":irc.example 001 dave :Welcome\r\n".to_vec();
-    let mut i = 0;
-    while c.len() < STREAM || s.len() < STREAM {
-        let t = TEXTS[i % TEXTS.len()];
-        if i % 3 == 0 {
-            c.extend_from_slice(format!("PRIVMSG #harbor :{t}\r\n").as_bytes());
-        } else {
-            s.extend_from_slice(
-                format!(
-                    ":erin{}!~erin@10.88.0.22 PRIVMSG {} :{t}\r\n",
-                    i % 7,
-                    if i % 2 == 0 { "#harbor" } else { "dave" }
-                )
-                .as_bytes(),
-            );
-        }
-        i += 1;
-    }
-    (c, s)
-}
-
-fn xmpp_streams() -> (Vec<u8>, Vec<u8>) {
-    let mut c = b"<?xml version='1.0'?><stream:stream to='imscan.test' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>".to_vec();
-    let mut s = b"<?xml version='1.0'?><stream:stream from='imscan.test' id='x1' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><iq type='result' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>dave@imscan.test/laptop</jid></bind></iq>".to_vec();
-    let mut i = 0;
-    while c.len() < STREAM || s.len() < STREAM {
-        let t = TEXTS[i % TEXTS.len()];
-        if i % 3 == 0 {
-            c.extend_from_slice(
-                format!("<message to=\"erin@imscan.test\" type=\"chat\" id=\"m{i}\"><body>{t} &amp; more</body><active xmlns=\"http://jabber.org/protocol/chatstates\"/></message>").as_bytes(),
-            );
-        } else {
-            s.extend_from_slice(
-                format!("<message from='erin@imscan.test/mcabber' to='dave@imscan.test/laptop' type='chat' id='r{i}'><body>{t}</body></message>").as_bytes(),
-            );
-        }
-        i += 1;
-    }
-    (c, s)
-}
-
 /// Decode both streams as one flow, alternating MSS chunks; returns the event count.
 fn decode(c: &[u8], s: &[u8], server_port: u16) -> usize {
     let server = format!("10.88.0.1:{server_port}");
@@ -77,10 +32,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("proto");
     g.sample_size(10);
     g.measurement_time(std::time::Duration::from_secs(8));
-    let (ic, is) = irc_streams();
+    let (ic, is) = irc_streams(STREAM);
     g.throughput(Throughput::Bytes((ic.len() + is.len()) as u64));
     g.bench_function("irc_chat", |b| b.iter(|| black_box(decode(&ic, &is, 6667))));
-    let (xc, xs) = xmpp_streams();
+    let (xc, xs) = xmpp_streams(STREAM);
     g.throughput(Throughput::Bytes((xc.len() + xs.len()) as u64));
     g.bench_function("xmpp_chat", |b| {
         b.iter(|| black_box(decode(&xc, &xs, 5222)))
@@ -89,9 +44,9 @@ fn bench(c: &mut Criterion) {
 }
 
 fn cpu_times() {
-    let (ic, is) = irc_streams();
+    let (ic, is) = irc_streams(STREAM);
     cpu_time_report("irc_chat", ic.len() + is.len(), || decode(&ic, &is, 6667));
-    let (xc, xs) = xmpp_streams();
+    let (xc, xs) = xmpp_streams(STREAM);
     cpu_time_report("xmpp_chat", xc.len() + xs.len(), || decode(&xc, &xs, 5222));
     // What the event model alone costs, with no parsing: as many events as
     // the IRC case gives, each with the four strings every chat event owns
