@@ -66,7 +66,7 @@ pub fn decode(c: &[u8], s: &[u8], client: &str, server: &str, mss: usize) -> usi
             }
         }
         if frame % 32 < 2 || !any {
-            dec.drain(&mut events, &mut facts);
+            dec.drain_boxed(&mut events, &mut facts);
             n += events.len();
             events.clear();
             facts.clear();
@@ -80,7 +80,7 @@ pub fn decode(c: &[u8], s: &[u8], client: &str, server: &str, mss: usize) -> usi
         index: frame,
     };
     dec.on_close(CloseReason::EndOfInput, Timestamp(frame as i64 * 1000), end);
-    dec.drain(&mut events, &mut facts);
+    dec.drain_boxed(&mut events, &mut facts);
     n + events.len()
 }
 

@@ -470,8 +470,9 @@ fn process(
 /// thread count. (A total order by capture time would need every event of the
 /// run held in memory: clocks in merged captures jump back and forth.)
 #[derive(Default)]
+#[allow(clippy::vec_box)] // boxed on purpose: see `proto::FlowDecoder`'s events
 struct Merger {
-    events: Vec<Event>,
+    events: Vec<Box<Event>>,
     facts: Vec<IdentityFact>,
     identities: std::collections::HashMap<(crate::event::Protocol, Arc<str>), Id>,
     emitted: u64,
@@ -493,8 +494,10 @@ impl Merger {
             self.identities
                 .insert((fact.protocol, fact.token.into()), fact.user.into());
         }
-        self.events.sort_by_key(|e| e.merge_key());
-        for mut ev in self.events.drain(..) {
+        // Each key read once (the events are behind pointers).
+        self.events.sort_by_cached_key(|e| e.merge_key());
+        for ev in self.events.drain(..) {
+            let mut ev = *ev;
             if let LocalId::Token(token) = &ev.local_id {
                 match self.identities.get(&(ev.protocol, token.clone())) {
                     Some(user) => {

@@ -121,12 +121,13 @@ impl StreamConsumer for FlowConsumer {
     }
 }
 
+#[allow(clippy::vec_box)] // boxed on purpose: see `proto::FlowDecoder`'s events
 pub struct Shard {
     table: FlowTable<FlowConsumer>,
     proto: Arc<ProtoConfig>,
     export: Option<Arc<StreamExport>>,
     reassemble_only: bool,
-    events: Vec<Event>,
+    events: Vec<Box<Event>>,
     facts: Vec<IdentityFact>,
     proto_stats: ProtoStats,
     stream_records: Vec<StreamRecord>,
@@ -182,14 +183,14 @@ impl Shard {
         let (events, facts) = (&mut self.events, &mut self.facts);
         self.table.drain_touched(|c: &mut FlowConsumer| {
             if let FlowConsumer::Decode(Tee(decoder, _)) = c {
-                decoder.drain(events, facts);
+                decoder.drain_boxed(events, facts);
             }
         });
         for closed in self.table.take_closed() {
             let FlowConsumer::Decode(Tee(mut decoder, export)) = closed else {
                 continue;
             };
-            decoder.drain(&mut self.events, &mut self.facts);
+            decoder.drain_boxed(&mut self.events, &mut self.facts);
             self.proto_stats.merge(decoder.stats());
             if let Some(export) = export {
                 self.stream_records.push((*export).into_record());
@@ -197,7 +198,8 @@ impl Shard {
         }
     }
 
-    pub fn drain(&mut self, events: &mut Vec<Event>, facts: &mut Vec<IdentityFact>) {
+    #[allow(clippy::vec_box)]
+    pub fn drain(&mut self, events: &mut Vec<Box<Event>>, facts: &mut Vec<IdentityFact>) {
         events.append(&mut self.events);
         facts.append(&mut self.facts);
     }

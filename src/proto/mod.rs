@@ -425,6 +425,7 @@ static NO_STATS: ProtoStats = ProtoStats {
 };
 
 /// Detection and decoding of one TCP flow.
+#[allow(clippy::vec_box)] // boxed on purpose: see `events`
 pub struct FlowDecoder {
     config: Arc<ProtoConfig>,
     start: FlowStart,
@@ -432,7 +433,11 @@ pub struct FlowDecoder {
     enabled: u8,
     phase: Phase,
     seq: u64,
-    events: Vec<Event>,
+    /// Boxed: an event is a few hundred bytes and passes through the shard's
+    /// and the merger's buffers and the merger's sort before a sink sees it;
+    /// moving a pointer each time instead of the event keeps decoding-heavy
+    /// runs from being bound by memory copies.
+    events: Vec<Box<Event>>,
     facts: Vec<IdentityFact>,
     /// Allocated on the first count.
     stats: Option<Box<ProtoStats>>,
@@ -471,14 +476,17 @@ impl FlowDecoder {
     }
 
     /// Move the events and identity facts produced so far into `events`/`facts`.
+    pub fn drain_boxed(&mut self, events: &mut Vec<Box<Event>>, facts: &mut Vec<IdentityFact>) {
+        // Always append, never swap: a swap would park the caller's large
+        // (emptied) buffer in this decoder, one per flow, and memory would
+        // grow with the number of flows.
+        events.append(&mut self.events);
+        facts.append(&mut self.facts);
+    }
+
+    /// [`FlowDecoder::drain_boxed`] for callers that want the events themselves.
     pub fn drain(&mut self, events: &mut Vec<Event>, facts: &mut Vec<IdentityFact>) {
-        // An empty target takes the whole buffer: events are large, and
-        // moving them one by one costs more than decoding some of them.
-        if events.is_empty() {
-            std::mem::swap(events, &mut self.events);
-        } else {
-            events.append(&mut self.events);
-        }
+        events.extend(self.events.drain(..).map(|ev| *ev));
         facts.append(&mut self.facts);
     }
 
@@ -796,13 +804,14 @@ struct EmitBase {
 }
 
 /// One pass of the unit loop over a buffer of one direction.
+#[allow(clippy::vec_box)] // boxed on purpose: see `FlowDecoder::events`
 struct UnitCtx<'a> {
     session: &'a mut dyn Session,
     side: Side,
     info: &'a ChunkInfo,
     emit: EmitBase,
     seq: &'a mut u64,
-    events: &'a mut Vec<Event>,
+    events: &'a mut Vec<Box<Event>>,
     facts: &'a mut Vec<IdentityFact>,
     stats: &'a mut ProtoStats,
 }
@@ -882,13 +891,14 @@ impl UnitCtx<'_> {
 
 /// Turns [`EventDraft`]s into complete [`Event`]s: the one place where time,
 /// addresses, frames, flags, lost bytes and sequence are filled in.
+#[allow(clippy::vec_box)] // boxed on purpose: see `FlowDecoder::events`
 pub struct Emitter<'a> {
     base: EmitBase,
     info: &'a ChunkInfo,
     first_frame: FrameRef,
     dir: &'a mut DirState,
     seq: &'a mut u64,
-    events: &'a mut Vec<Event>,
+    events: &'a mut Vec<Box<Event>>,
     facts: &'a mut Vec<IdentityFact>,
     stats: &'a mut ProtoStats,
 }
@@ -984,7 +994,7 @@ impl Emitter<'_> {
         self.dir.gap_before = false;
         self.dir.lost = 0;
         self.dir.overlap = false;
-        self.events.push(ev);
+        self.events.push(Box::new(ev));
     }
 }
 
