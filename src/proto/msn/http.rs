@@ -18,7 +18,9 @@ const MAX_CHUNKS: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpFrame {
     Unit(usize),
-    NeedMore,
+    /// More bytes are needed; `Some(n)` when the message is known to be `n`
+    /// bytes (a complete head with a `Content-Length`).
+    NeedMore(Option<usize>),
     Invalid,
 }
 
@@ -33,17 +35,37 @@ pub enum StartLine<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpMessage<'a> {
     pub start: StartLine<'a>,
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    /// The header lines (after the start line, without the blank line);
+    /// looked up on demand, a gateway message has a handful.
+    head: &'a [u8],
     pub body: Cow<'a, [u8]>,
 }
 
 impl<'a> HttpMessage<'a> {
+    /// The value of the first header called `name` (case-insensitive), when
+    /// it is text.
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
+        header_lines(self.head)
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
+
+    /// The `Name: value` header lines, trimmed, in order (at most [`MAX_HEADERS`]).
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        header_lines(self.head)
+    }
+}
+
+/// The `Name: value` lines of a header block (lines without a colon are
+/// skipped), trimmed, at most [`MAX_HEADERS`] of them.
+fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n')
+        .filter_map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            let c = memchr::memchr(b':', l)?;
+            Some((l[..c].trim_ascii(), l[c + 1..].trim_ascii()))
+        })
+        .take(MAX_HEADERS)
 }
 
 /// Whether `buf` starts like an HTTP request or response line.
@@ -57,12 +79,23 @@ pub fn starts_http(buf: &[u8]) -> bool {
 
 struct Head<'a> {
     start: StartLine<'a>,
-    headers: Vec<(&'a [u8], &'a [u8])>,
+    /// The header lines after the start line.
+    lines: &'a [u8],
     len: usize,
 }
 
 /// Most header lines kept.
 const MAX_HEADERS: usize = 64;
+
+/// The end of the header block: the offset of the first `\r\n\r\n` that
+/// lies inside `window`.
+fn head_end(window: &[u8]) -> Option<usize> {
+    // Each newline is checked for completing the pattern, so the first
+    // completion found is the first occurrence.
+    memchr::memchr_iter(b'\n', window)
+        .find(|&nl| nl >= 3 && &window[nl - 3..=nl] == b"\r\n\r\n")
+        .map(|nl| nl - 3)
+}
 
 fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, ()> {
     if buf.is_empty() {
@@ -72,7 +105,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, ()> {
         return Err(());
     }
     let window = &buf[..buf.len().min(MAX_HEAD)];
-    let Some(end) = memchr::memmem::find(window, b"\r\n\r\n") else {
+    let Some(end) = head_end(window) else {
         return if buf.len() >= MAX_HEAD {
             Err(())
         } else {
@@ -80,10 +113,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, ()> {
         };
     };
     let head = &buf[..end];
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let first = lines.next().ok_or(())?;
+    let (first, lines) = match memchr::memchr(b'\n', head) {
+        Some(nl) => (&head[..nl], &head[nl + 1..]),
+        None => (head, &head[head.len()..]),
+    };
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
     let first = std::str::from_utf8(first).map_err(|_| ())?;
     let mut parts = first.split(' ');
     let a = parts.next().ok_or(())?;
@@ -97,16 +131,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, ()> {
             target: b,
         }
     };
-    let headers = lines
-        .filter_map(|l| {
-            let c = memchr::memchr(b':', l)?;
-            Some((l[..c].trim_ascii(), l[c + 1..].trim_ascii()))
-        })
-        .take(MAX_HEADERS)
-        .collect();
     Ok(Some(Head {
         start,
-        headers,
+        lines,
         len: end + 4,
     }))
 }
@@ -118,18 +145,24 @@ enum BodyLen {
 }
 
 fn body_len(head: &Head<'_>) -> Result<BodyLen, ()> {
-    let get = |n: &str| {
-        head.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n.as_bytes()))
-            .map(|(_, v)| *v)
-    };
-    if let Some(te) = get("Transfer-Encoding") {
-        if te.to_ascii_lowercase().windows(7).any(|w| w == b"chunked") {
+    // The first header of each name counts: one pass finds both.
+    let (mut te, mut cl) = (None, None);
+    for (name, value) in header_lines(head.lines) {
+        if te.is_none() && name.eq_ignore_ascii_case(b"Transfer-Encoding") {
+            te = Some(value);
+        } else if cl.is_none() && name.eq_ignore_ascii_case(b"Content-Length") {
+            cl = Some(value);
+        }
+        if te.is_some() && cl.is_some() {
+            break;
+        }
+    }
+    if let Some(te) = te {
+        if te.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked")) {
             return Ok(BodyLen::Chunked);
         }
     }
-    if let Some(cl) = get("Content-Length") {
+    if let Some(cl) = cl {
         let s = std::str::from_utf8(cl).map_err(|_| ())?;
         let n: u64 = s.trim().parse().map_err(|_| ())?;
         if n > MAX_BODY as u64 {
@@ -205,7 +238,7 @@ fn chunked_len(buf: &[u8], mut on_chunk: impl FnMut(&[u8])) -> Result<Option<usi
 pub fn frame_http(buf: &[u8]) -> HttpFrame {
     let head = match parse_head(buf) {
         Err(()) => return HttpFrame::Invalid,
-        Ok(None) => return HttpFrame::NeedMore,
+        Ok(None) => return HttpFrame::NeedMore(None),
         Ok(Some(h)) => h,
     };
     let no_body = matches!(head.start, StartLine::Response { status } if status < 200 || status == 204 || status == 304);
@@ -218,12 +251,12 @@ pub fn frame_http(buf: &[u8]) -> HttpFrame {
             if buf.len() >= total {
                 HttpFrame::Unit(total)
             } else {
-                HttpFrame::NeedMore
+                HttpFrame::NeedMore(Some(total))
             }
         }
         Ok(BodyLen::Chunked) => match chunked_len(&buf[head.len..], |_| {}) {
             Err(()) => HttpFrame::Invalid,
-            Ok(None) => HttpFrame::NeedMore,
+            Ok(None) => HttpFrame::NeedMore(None),
             Ok(Some(n)) => HttpFrame::Unit(head.len + n),
         },
     }
@@ -244,7 +277,7 @@ pub fn parse_http(unit: &[u8]) -> Option<HttpMessage<'_>> {
     };
     Some(HttpMessage {
         start: head.start,
-        headers: head.headers,
+        head: head.lines,
         body,
     })
 }
@@ -329,7 +362,11 @@ mod tests {
         let mut two = a.to_vec();
         two.extend_from_slice(a);
         assert_eq!(frame_http(&two), HttpFrame::Unit(a.len()));
-        assert_eq!(frame_http(&a[..a.len() - 1]), HttpFrame::NeedMore);
+        assert_eq!(
+            frame_http(&a[..a.len() - 1]),
+            HttpFrame::NeedMore(Some(a.len()))
+        );
+        assert_eq!(frame_http(&a[..20]), HttpFrame::NeedMore(None));
         let m = parse_http(a).unwrap();
         assert_eq!(&*m.body, b"OUT\r\n");
         match m.start {
@@ -410,11 +447,59 @@ mod tests {
         assert_eq!(resync_http(b"junk"), None);
     }
 
+    #[test]
+    fn the_first_header_of_a_name_counts() {
+        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ncontent-length: 2\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nno colon here\r\n\r\nokHTTP";
+        assert_eq!(frame_http(r), HttpFrame::Unit(r.len() - 4));
+        let m = parse_http(&r[..r.len() - 4]).unwrap();
+        assert_eq!(m.header("CONTENT-LENGTH"), Some("2"));
+        assert_eq!(m.headers().count(), 4);
+        assert_eq!(&*m.body, b"ok");
+        let bad = b"HTTP/1.1 200 OK\r\nX: \xff\r\nX: y\r\n\r\n";
+        assert_eq!(parse_http(bad).unwrap().header("x"), None);
+    }
+
     mod arbitrary_bytes {
         use super::super::*;
         use proptest::prelude::*;
 
         proptest! {
+            /// The head ends where the first CRLFCRLF of the window starts.
+            #[test]
+            fn head_end_is_the_first_blank_line(parts in proptest::collection::vec(
+                prop_oneof![Just(&b"\r"[..]), Just(&b"\n"[..]), Just(&b"\r\n"[..]), Just(&b"ab"[..]), Just(&b":"[..])],
+                0..30,
+            )) {
+                let b = parts.concat();
+                prop_assert_eq!(head_end(&b), memchr::memmem::find(&b, b"\r\n\r\n"));
+            }
+
+            /// Once a message's length is known, more bytes never change it:
+            /// the session may keep it instead of framing again.
+            #[test]
+            fn a_known_length_stays_the_length(body in proptest::collection::vec(any::<u8>(), 0..80), more in proptest::collection::vec(any::<u8>(), 0..40)) {
+                let mut msg = format!("POST /gateway/gateway.dll?SessionID=1.2 HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+                msg.extend_from_slice(&body);
+                let whole = msg.len();
+                msg.extend_from_slice(&more);
+                let mut known = None;
+                for cut in 0..=msg.len() {
+                    match frame_http(&msg[..cut]) {
+                        HttpFrame::NeedMore(Some(n)) => {
+                            prop_assert_eq!(n, whole);
+                            known = Some(n);
+                        }
+                        HttpFrame::NeedMore(None) => prop_assert!(known.is_none()),
+                        HttpFrame::Unit(n) => {
+                            prop_assert_eq!(n, whole);
+                            prop_assert_eq!(cut, whole);
+                            break;
+                        }
+                        HttpFrame::Invalid => prop_assert!(false, "cut {}", cut),
+                    }
+                }
+            }
+
             #[test]
             fn http_framing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
                 if let HttpFrame::Unit(n) = frame_http(&bytes) {

@@ -8,6 +8,8 @@
 //! (protocols.md §1; quirks from imspector-0.9 `msnprotocolplugin.cpp` and
 //! libpurple `msn/` as summarised there).
 
+use crate::event::Id;
+
 /// Where the next unit of an in-step stream ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -115,19 +117,42 @@ fn prefix_ok(buf: &[u8]) -> bool {
 }
 
 fn line_chars_ok(line: &[u8]) -> bool {
-    line.iter().all(|&b| b >= 0x20 || b == b'\t')
+    // Folded without stopping early, so that it runs many bytes at a time.
+    line.iter()
+        .fold(true, |ok, &b| ok & ((b >= 0x20) | (b == b'\t')))
 }
 
 /// A decimal length of at most 10 digits.
 pub fn parse_len(tok: &[u8]) -> Option<u64> {
-    if tok.is_empty() || tok.len() > 10 || !tok.iter().all(u8::is_ascii_digit) {
+    if tok.is_empty() || tok.len() > 10 {
         return None;
     }
-    std::str::from_utf8(tok).ok()?.parse().ok()
+    let mut n = 0u64;
+    for &b in tok {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+    }
+    Some(n)
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Whether `name` is one of `list` (fixed-size comparisons, no memcmp).
+fn listed<const N: usize>(list: &[&[u8; 3]; N], name: &[u8; 3]) -> bool {
+    list.contains(&name)
+}
+
+/// The number of space-separated tokens of `line`, counted up to `most`.
+fn tokens_up_to(line: &[u8], most: usize) -> usize {
+    line.split(|&b| b == b' ')
+        .filter(|t| !t.is_empty())
+        .take(most)
+        .count()
 }
 
 /// Cut the next command (line plus payload) from `buf`.
@@ -148,24 +173,20 @@ pub fn frame_command(buf: &[u8]) -> Frame {
     };
     let line = trim_cr(&buf[..nl]);
     let line_len = nl + 1;
-    if line.len() < 3 || !line_chars_ok(line) {
+    let Some(&name) = line.first_chunk::<3>() else {
+        return Frame::Invalid;
+    };
+    if !line_chars_ok(line) {
         return Frame::Invalid;
     }
-    let name = &line[..3];
-    let last = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-    // Tokens, counted only as far as the rules below need (at most 3).
-    let tokens = line
-        .split(|&b| b == b' ')
-        .filter(|t| !t.is_empty())
-        .take(3)
-        .count();
-    let declared = if PAYLOAD_COMMANDS.iter().any(|c| &c[..] == name) {
-        match parse_len(last).filter(|_| tokens >= 2) {
+    let last = &line[memchr::memrchr(b' ', line).map_or(0, |i| i + 1)..];
+    let declared = if listed(&PAYLOAD_COMMANDS, &name) {
+        match parse_len(last).filter(|_| tokens_up_to(line, 2) >= 2) {
             Some(n) => Some(n),
-            None if STRICT_PAYLOAD.iter().any(|c| &c[..] == name) => return Frame::Invalid,
+            None if listed(&STRICT_PAYLOAD, &name) => return Frame::Invalid,
             None => None,
         }
-    } else if name.iter().all(u8::is_ascii_digit) && tokens >= 3 {
+    } else if name.iter().all(u8::is_ascii_digit) && tokens_up_to(line, 3) >= 3 {
         // Numeric errors answering ADL/RML/FQY may carry a payload: decide by
         // whether the next bytes start a command (protocols.md §1).
         match parse_len(last) {
@@ -337,25 +358,94 @@ pub fn normalize_id(addr: &str) -> String {
     cut.trim().to_ascii_lowercase()
 }
 
+/// [`normalize_id`] as an [`Id`]: addresses of up to 24 bytes need no allocation.
+pub fn address_id(addr: &str) -> Id {
+    // `;` is ASCII: the cut is a char boundary.
+    let cut = &addr[..memchr::memchr(b';', addr.as_bytes()).unwrap_or(addr.len())];
+    let mut id = Id::from(cut.trim());
+    id.make_ascii_lowercase();
+    id
+}
+
 /// The MIME-like header block and body of a `MSG` payload. Headers are
-/// looked up in the block on demand (a payload has a handful).
+/// looked up in the block on demand (a payload has a handful), except
+/// `Content-Type`, which every payload is classified by: it is picked up
+/// while the block's end is searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mime<'a> {
     pub head: &'a [u8],
     pub body: &'a [u8],
+    /// The value of the first `Content-Type` header, as [`Mime::header`] finds it.
+    content_type: Option<&'a [u8]>,
 }
 
 /// Most header lines looked at per payload (more are ignored).
 const MAX_HEADERS: usize = 64;
 
+/// The value of `line` (one header line, CR and all) when it is header
+/// `name` (case-insensitive): leading whitespace, the name, optional blanks,
+/// `:`, and the value, trimmed.
+fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let line = &line[line.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+    // Most lines are some other header: their first letter says so.
+    if !line.first()?.eq_ignore_ascii_case(name.first()?) {
+        return None;
+    }
+    let line = trim_cr(line);
+    let head = line.get(..name.len()).filter(|_| line.len() > name.len())?;
+    // Clients write the names as documented: an exact comparison first.
+    if head != name && !head.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let rest = &line[name.len()..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()..];
+    rest.strip_prefix(b":").map(<[u8]>::trim_ascii)
+}
+
 impl<'a> Mime<'a> {
-    /// Split at the first blank line; header names are matched case-insensitively.
+    /// Split at the first blank line (`\r\n\r\n` or `\n\n`); header names are
+    /// matched case-insensitively. One pass over the header lines finds the
+    /// blank line and the `Content-Type`.
     pub fn parse(payload: &'a [u8]) -> Mime<'a> {
-        let (head, body) = match blank_line(payload) {
+        const NAME: &[u8] = b"Content-Type";
+        let mut content_type = None;
+        let mut line_start = 0usize;
+        let mut lines = 0usize;
+        let mut blank = None;
+        for nl in memchr::memchr_iter(b'\n', payload) {
+            if nl >= 3 && &payload[nl - 3..=nl] == b"\r\n\r\n" {
+                blank = Some((nl - 3, 4));
+            } else if nl >= 1 && payload[nl - 1] == b'\n' {
+                blank = Some((nl - 1, 2));
+            }
+            if blank.is_some() {
+                break;
+            }
+            // A header line of the block (it ends before any blank line).
+            if content_type.is_none() && lines < MAX_HEADERS {
+                content_type = header_value(&payload[line_start..nl], NAME);
+            }
+            lines += 1;
+            line_start = nl + 1;
+        }
+        let (head, body) = match blank {
             Some((i, n)) => (&payload[..i], &payload[i + n..]),
-            None => (payload, &payload[payload.len()..]),
+            None => {
+                // The block runs to the end: its last line has no newline.
+                if content_type.is_none() && lines < MAX_HEADERS && line_start < payload.len() {
+                    content_type = header_value(&payload[line_start..], NAME);
+                }
+                (payload, &payload[payload.len()..])
+            }
         };
-        Mime { head, body }
+        Mime {
+            head,
+            body,
+            content_type,
+        }
     }
 
     /// The `Name: value` lines of the header block, trimmed.
@@ -370,9 +460,8 @@ impl<'a> Mime<'a> {
             })
     }
 
-    /// The value of the first header called `name` (case-insensitive).
-    /// Only lines that start with the name are trimmed (the hot path: a
-    /// payload has a handful of headers and is looked up two or three times).
+    /// The value of the first header called `name` (case-insensitive),
+    /// among the first [`MAX_HEADERS`] lines.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         let name = name.as_bytes();
         let head: &'a [u8] = self.head;
@@ -382,19 +471,10 @@ impl<'a> Mime<'a> {
                 break;
             }
             let end = memchr::memchr(b'\n', &head[start..]).map_or(head.len(), |i| start + i);
-            let line = trim_cr(&head[start..end]);
-            start = end + 1;
-            let line = &line[line.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
-            if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
-                let rest = &line[name.len()..];
-                let rest = &rest[rest
-                    .iter()
-                    .take_while(|&&b| b == b' ' || b == b'\t')
-                    .count()..];
-                if let Some(value) = rest.strip_prefix(b":") {
-                    return Some(value.trim_ascii());
-                }
+            if let Some(v) = header_value(&head[start..end], name) {
+                return Some(v);
             }
+            start = end + 1;
         }
         None
     }
@@ -406,46 +486,42 @@ impl<'a> Mime<'a> {
     /// The media type of `Content-Type`, without parameters (compare it
     /// case-insensitively).
     pub fn media_type(&self) -> &'a [u8] {
-        media_type_of(self.header("Content-Type").unwrap_or_default())
+        media_type_of(self.content_type.unwrap_or_default())
     }
 
     /// The `charset` parameter of `Content-Type`.
     pub fn charset(&self) -> Option<&'a str> {
-        charset_of(self.header("Content-Type")?)
+        charset_of(self.content_type?)
     }
 }
 
 /// The media type of a `Content-Type` value.
 fn media_type_of(ct: &[u8]) -> &[u8] {
-    ct.split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii()
+    ct[..memchr::memchr(b';', ct).unwrap_or(ct.len())].trim_ascii()
 }
 
-/// The `charset` parameter of a `Content-Type` value.
+/// The `charset` parameter of a `Content-Type` value (the first one that is
+/// text), without quotes.
 fn charset_of(ct: &[u8]) -> Option<&str> {
-    ct.split(|&b| b == b';').skip(1).find_map(|p| {
-        let p = p.trim_ascii();
-        let eq = memchr::memchr(b'=', p)?;
-        if p[..eq].eq_ignore_ascii_case(b"charset") {
-            std::str::from_utf8(p[eq + 1..].trim_ascii())
-                .ok()
-                .map(|v| v.trim_matches('"'))
-        } else {
-            None
+    let mut rest = ct;
+    while let Some(semi) = rest.iter().position(|&b| b == b';') {
+        rest = &rest[semi + 1..];
+        let param = &rest[..rest.iter().position(|&b| b == b';').unwrap_or(rest.len())];
+        let param = param.trim_ascii();
+        let Some(eq) = param.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let name = &param[..eq];
+        if !name.eq_ignore_ascii_case(b"charset") {
+            continue;
         }
-    })
-}
-
-/// The first blank line: its offset and length (`\r\n\r\n` or `\n\n`).
-fn blank_line(b: &[u8]) -> Option<(usize, usize)> {
-    for nl in memchr::memchr_iter(b'\n', b) {
-        if nl >= 3 && &b[nl - 3..=nl] == b"\r\n\r\n" {
-            return Some((nl - 3, 4));
-        }
-        if nl >= 1 && b[nl - 1] == b'\n' {
-            return Some((nl - 1, 2));
+        // Quotes are ASCII: trimming them first cannot change whether the
+        // value is UTF-8.
+        let v = param[eq + 1..].trim_ascii();
+        let v = &v[v.iter().take_while(|&&b| b == b'"').count()..];
+        let v = &v[..v.len() - v.iter().rev().take_while(|&&b| b == b'"').count()];
+        if let Ok(v) = std::str::from_utf8(v) {
+            return Some(v);
         }
     }
     None
@@ -480,8 +556,17 @@ pub enum MsgContent<'a> {
 
 /// Classify a `MSG` payload by its `Content-Type`.
 pub fn classify(payload: &[u8]) -> MsgContent<'_> {
+    /// The `Content-Type` of chat text as MSN Messenger 6 and later,
+    /// Windows Live Messenger and libpurple write it: taken without parsing.
+    const TEXT_UTF8: &[u8] = b"text/plain; charset=UTF-8";
     let mime = Mime::parse(payload);
-    let ct = mime.header("Content-Type").unwrap_or_default();
+    let ct = mime.content_type.unwrap_or_default();
+    if ct == TEXT_UTF8 {
+        return MsgContent::Text {
+            charset: Some("UTF-8"),
+            body: mime.body,
+        };
+    }
     let media = media_type_of(ct);
     let is = |t: &str| media.eq_ignore_ascii_case(t.as_bytes());
     if is("text/plain") {
@@ -1022,11 +1107,167 @@ mod tests {
         assert_eq!(normalize_id("a@b.c"), "a@b.c");
     }
 
+    #[test]
+    fn content_type_is_picked_up_as_header_finds_it() {
+        let cases: [&[u8]; 7] = [
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi",
+            b"content-type :text/x-msmsgscontrol\r\nTypingUser: a@b\r\n\r\n",
+            b"  CONTENT-TYPE:\ttext/plain\n\nbody",
+            b"Content-Type: first\r\nContent-Type: second\r\n\r\n",
+            b"Content-Typo: x\r\nContent-Type: y",
+            b"Content-Type",
+            b"\r\n\r\nContent-Type: in the body",
+        ];
+        for p in cases {
+            let m = Mime::parse(p);
+            assert_eq!(m.content_type, m.header("Content-Type"), "{p:?}");
+        }
+        assert_eq!(Mime::parse(cases[3]).content_type, Some(&b"first"[..]));
+        assert_eq!(Mime::parse(cases[6]).content_type, None);
+    }
+
+    #[test]
+    fn the_usual_text_content_type_is_classified_as_the_general_rules_do() {
+        let usual = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi";
+        let spelled = b"MIME-Version: 1.0\r\nContent-Type: TEXT/plain ;charset=\"UTF-8\"\r\n\r\nhi";
+        assert_eq!(classify(usual), classify(spelled));
+        assert_eq!(
+            classify(usual),
+            MsgContent::Text {
+                charset: Some("UTF-8"),
+                body: b"hi"
+            }
+        );
+    }
+
+    #[test]
+    fn charset_parameters() {
+        assert_eq!(charset_of(b"text/plain; charset=UTF-8"), Some("UTF-8"));
+        assert_eq!(charset_of(b"text/plain;CHARSET = \"big5\" ; x=y"), None);
+        assert_eq!(
+            charset_of(b"text/plain; x=y; Charset=\"big5\""),
+            Some("big5")
+        );
+        assert_eq!(
+            charset_of(b"text/plain; charset=\xff; charset=koi8-r"),
+            Some("koi8-r")
+        );
+        assert_eq!(charset_of(b"charset=UTF-8"), None);
+        assert_eq!(charset_of(b"text/plain; charset"), None);
+    }
+
+    #[test]
+    fn addresses_as_ids_are_normalized_like_strings() {
+        for a in [
+            "Bob@Live.COM;{1234-abcd}",
+            " a@b.c ",
+            "",
+            ";x",
+            "\u{e9}T\u{e9}@x.fr",
+        ] {
+            assert_eq!(address_id(a).as_str(), normalize_id(a), "{a:?}");
+        }
+    }
+
     mod arbitrary_bytes {
         use super::super::*;
         use proptest::prelude::*;
 
+        /// The charset rule as first written (split, trim, `find_map`).
+        fn charset_model(ct: &[u8]) -> Option<&str> {
+            ct.split(|&b| b == b';').skip(1).find_map(|p| {
+                let p = p.trim_ascii();
+                let eq = p.iter().position(|&b| b == b'=')?;
+                if p[..eq].eq_ignore_ascii_case(b"charset") {
+                    std::str::from_utf8(p[eq + 1..].trim_ascii())
+                        .ok()
+                        .map(|v| v.trim_matches('"'))
+                } else {
+                    None
+                }
+            })
+        }
+
+        /// Header blocks made of names, separators and line ends in any order.
+        fn header_block() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(&b"Content-Type"[..]),
+                    Just(&b"content-TYPE"[..]),
+                    Just(&b"Content-Typ"[..]),
+                    Just(&b"TypingUser"[..]),
+                    Just(&b":"[..]),
+                    Just(&b" "[..]),
+                    Just(&b"\t"[..]),
+                    Just(&b"\r\n"[..]),
+                    Just(&b"\n"[..]),
+                    Just(&b"\r"[..]),
+                    Just(&b"text/plain"[..]),
+                    Just(&b";"[..]),
+                    Just(&b"charset="[..]),
+                    Just(&b"UTF-8"[..]),
+                    Just(&b"\""[..]),
+                    Just(&b"\xff"[..]),
+                    Just(&b"x"[..]),
+                ],
+                0..40,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
         proptest! {
+            /// The one-pass `Content-Type` and the line-by-line lookup agree,
+            /// and so do the charset rule and its first form.
+            #[test]
+            fn content_type_and_charset_match_their_models(block in header_block()) {
+                let m = Mime::parse(&block);
+                prop_assert_eq!(m.content_type, m.header("Content-Type"));
+                prop_assert_eq!(charset_of(&block), charset_model(&block));
+                if let Some(ct) = m.content_type {
+                    prop_assert_eq!(charset_of(ct), charset_model(ct));
+                }
+            }
+
+            /// Lengths parse as `str::parse` would take them (at most ten digits).
+            #[test]
+            fn lengths_parse_like_str_parse(tok in proptest::collection::vec(
+                prop_oneof![Just(b'0'), Just(b'9'), Just(b'5'), Just(b'+'), Just(b' '), Just(b'/'), Just(b':')],
+                0..12,
+            )) {
+                let model = (!tok.is_empty() && tok.len() <= 10 && tok.iter().all(u8::is_ascii_digit))
+                    .then(|| std::str::from_utf8(&tok).ok()?.parse::<u64>().ok())
+                    .flatten();
+                prop_assert_eq!(parse_len(&tok), model);
+            }
+
+            /// Once a command's length is known, more bytes never change it:
+            /// the session may keep it instead of framing again.
+            #[test]
+            fn a_known_length_stays_the_length(
+                line in prop_oneof![
+                    Just(&b"MSG 5 N 40\r\n"[..]), Just(&b"MSG a@b.c A 3\r\n"[..]), Just(&b"241 7 4\r\n"[..]),
+                    Just(&b"UUX 9 12\r\n"[..]), Just(&b"GCF 4 Shields.xml 3\r\n"[..]), Just(&b"CHG 3 NLN\r\n"[..]),
+                ],
+                tail in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let stream = [line, &tail].concat();
+                let mut known = None;
+                for cut in 0..=stream.len() {
+                    match frame_command(&stream[..cut]) {
+                        Frame::NeedMore(Some(n)) => {
+                            prop_assert!(known.map_or(true, |k| k == n));
+                            known = Some(n);
+                        }
+                        Frame::Unit(n) => {
+                            prop_assert!(known.map_or(true, |k| k == n));
+                            break;
+                        }
+                        Frame::NeedMore(None) => prop_assert!(known.is_none()),
+                        Frame::Invalid | Frame::TooLong => prop_assert!(known.is_none()),
+                    }
+                }
+            }
+
             #[test]
             fn framing_resync_and_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
                 match frame_command(&bytes) {

@@ -71,7 +71,7 @@ impl MsnpState {
     }
 
     fn learn_local(&mut self, addr: &str, out: &mut Emitter<'_>) {
-        let id = Id::from(parser::normalize_id(addr));
+        let id = parser::address_id(addr);
         if id.is_empty() || !id.contains('@') {
             return;
         }
@@ -84,7 +84,7 @@ impl MsnpState {
     }
 
     fn add_participant(&mut self, addr: &str, out: &mut Emitter<'_>) {
-        let id = Id::from(parser::normalize_id(addr));
+        let id = parser::address_id(addr);
         if id.is_empty() || self.local.as_deref() == Some(id.as_str()) {
             return;
         }
@@ -107,7 +107,7 @@ impl MsnpState {
     }
 
     /// The remote id for an event with `sender` (incoming) or none (outgoing).
-    fn remote_for(&self, incoming_from: Option<&str>) -> (Id, bool) {
+    fn remote_for(&self, incoming_from: Option<&Id>) -> (Id, bool) {
         if let Some(g) = &self.group {
             return (g.clone(), true);
         }
@@ -115,7 +115,7 @@ impl MsnpState {
             return (p.clone(), false);
         }
         match incoming_from {
-            Some(f) => (f.into(), false),
+            Some(f) => (f.clone(), false),
             None => ("unknown".into(), false),
         }
     }
@@ -165,7 +165,7 @@ impl MsnpState {
             }
             (b"BYE", Side::Server) => {
                 if let Some(email) = cmd.param(0) {
-                    let id = parser::normalize_id(email);
+                    let id = parser::address_id(email);
                     self.participants.retain(|p| *p != id);
                 }
             }
@@ -180,8 +180,8 @@ impl MsnpState {
                     return;
                 }
                 if let Some(payload) = cmd.payload {
-                    let from = parser::normalize_id(from);
-                    if self.local.as_deref() == Some(from.as_str()) {
+                    let from = parser::address_id(from);
+                    if self.local.as_ref() == Some(&from) {
                         // MSNP16+ multiple points of presence: what the local
                         // user wrote on another endpoint, relayed here. The
                         // wire says s→c, the event is outgoing (protocols.md §0).
@@ -194,14 +194,14 @@ impl MsnpState {
             (b"UUM", Side::Client) => {
                 // MSNP14+ message to a Yahoo contact: `UUM t <to> <net> <type> <len>`.
                 if let (Some(to), Some(payload)) = (cmd.param(1), cmd.payload) {
-                    let to = parser::normalize_id(to);
-                    self.on_direct_payload(side, &to, payload, out);
+                    let to = parser::address_id(to);
+                    self.on_direct_payload(side, to, payload, out);
                 }
             }
             (b"UBM", Side::Server) => {
                 if let (Some(from), Some(payload)) = (cmd.param(0), cmd.payload) {
-                    let from = parser::normalize_id(from);
-                    self.on_direct_payload(side, &from, payload, out);
+                    let from = parser::address_id(from);
+                    self.on_direct_payload(side, from, payload, out);
                 }
             }
             (b"SDG", _) => {
@@ -219,7 +219,7 @@ impl MsnpState {
         }
     }
 
-    fn draft(&self, kind: Kind, side: Side, from: Option<&str>) -> EventDraft {
+    fn draft(&self, kind: Kind, side: Side, from: Option<&Id>) -> EventDraft {
         let (remote, group) = self.remote_for(from);
         let outgoing = side == Side::Client;
         let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
@@ -227,51 +227,48 @@ impl MsnpState {
         d.sender = if outgoing {
             self.local.clone()
         } else {
-            from.map(Id::from)
+            from.cloned()
         };
         d
     }
 
     /// A switchboard `MSG` payload (`from` = sender for incoming).
-    fn on_payload(
-        &mut self,
-        side: Side,
-        from: Option<&str>,
-        payload: &[u8],
-        out: &mut Emitter<'_>,
-    ) {
+    fn on_payload(&mut self, side: Side, from: Option<&Id>, payload: &[u8], out: &mut Emitter<'_>) {
+        let content = parser::classify(payload);
         if side == Side::Client && self.local.is_none() {
-            if let MsgContent::Typing { user } = parser::classify(payload) {
+            if let MsgContent::Typing { user } = content {
                 // Our own typing notification names us: on a switchboard
                 // picked up mid-stream it is often the only clue.
                 self.learn_local(user, out);
             }
         }
         let draft = self.draft(Kind::Message, side, from);
-        self.content_event(side, draft, payload, out);
+        self.content_event(side, draft, content, out);
     }
 
     /// A payload addressed to one contact on the NS (`UUM`/`UBM`).
-    fn on_direct_payload(&mut self, side: Side, peer: &str, payload: &[u8], out: &mut Emitter<'_>) {
+    fn on_direct_payload(&mut self, side: Side, peer: Id, payload: &[u8], out: &mut Emitter<'_>) {
         let outgoing = side == Side::Client;
-        let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), peer.into());
-        d.sender = if outgoing {
+        let sender = if outgoing {
             self.local.clone()
         } else {
-            Some(peer.into())
+            Some(peer.clone())
         };
-        self.content_event(side, d, payload, out);
+        let mut d = EventDraft::new(Kind::Message, outgoing, self.local_id(), peer);
+        d.sender = sender;
+        self.content_event(side, d, parser::classify(payload), out);
     }
 
-    /// Fill `draft` from a MIME payload and emit it, or drop non-chat content.
+    /// Fill `draft` from a classified MIME payload and emit it, or drop
+    /// non-chat content.
     fn content_event(
         &mut self,
         side: Side,
         mut d: EventDraft,
-        payload: &[u8],
+        content: MsgContent<'_>,
         out: &mut Emitter<'_>,
     ) {
-        match parser::classify(payload) {
+        match content {
             MsgContent::Text { charset, body } => {
                 if body.is_empty() {
                     return;
@@ -475,6 +472,62 @@ struct GatewaySession {
     dirs: [VirtualDir; 2],
 }
 
+/// Bytes of a body first appended to a carried incomplete command whose
+/// length is not known yet (doubling while it stays incomplete).
+const CARRY_STEP: usize = 512;
+
+/// Decode the whole commands at the start of `buf` (a virtual stream's
+/// bytes from a command boundary, or from anywhere when `out_of_step`);
+/// returns the bytes consumed. What is left is an incomplete command or a
+/// resync candidate that needs more bytes.
+fn decode_commands(
+    state: &mut MsnpState,
+    side: Side,
+    out_of_step: &mut bool,
+    buf: &[u8],
+    out: &mut Emitter<'_>,
+) -> usize {
+    let mut pos = 0usize;
+    loop {
+        let rest = &buf[pos..];
+        if rest.is_empty() {
+            break;
+        }
+        if *out_of_step {
+            match parser::resync(rest) {
+                Boundary::At(n) => {
+                    pos += n;
+                    *out_of_step = false;
+                    continue;
+                }
+                Boundary::NeedMore(n) => {
+                    pos += n;
+                    break;
+                }
+                Boundary::Skip(n) => {
+                    pos += n.max(1).min(rest.len());
+                    continue;
+                }
+            }
+        }
+        match parser::frame_command(rest) {
+            Frame::Unit(n) => {
+                if let Some(cmd) = parser::parse_command(&rest[..n]) {
+                    state.on_command(side, &cmd, out);
+                }
+                pos += n;
+            }
+            Frame::NeedMore(_) => break,
+            Frame::Invalid | Frame::TooLong => {
+                out.count_decode_error();
+                *out_of_step = true;
+                pos += 1;
+            }
+        }
+    }
+    pos
+}
+
 /// The HTTP gateway: virtual MSNP streams keyed by stable `SessionID`.
 #[derive(Debug, Default)]
 pub struct Gateway {
@@ -550,53 +603,46 @@ impl Gateway {
         }
     }
 
-    /// Append a body to a virtual stream and decode its whole commands.
+    /// Append a body to a virtual stream and decode its whole commands. The
+    /// body is decoded where it lies: only the bytes that complete a command
+    /// carried over from earlier bodies, and an incomplete command at its
+    /// end, are copied.
     fn feed(&mut self, id: &str, side: Side, body: &[u8], out: &mut Emitter<'_>) {
         if body.is_empty() {
             return;
         }
         let s = self.session(id);
         let d = &mut s.dirs[side.index()];
-        d.pending.extend_from_slice(body);
-        let mut pos = 0usize;
-        loop {
-            let rest = &d.pending[pos..];
-            if rest.is_empty() {
+        let mut rest = body;
+        while !d.pending.is_empty() && !rest.is_empty() {
+            let carried = d.pending.len();
+            let want = match parser::frame_command(&d.pending) {
+                Frame::NeedMore(Some(total)) if !d.out_of_step => total.saturating_sub(carried),
+                // A line still incomplete, or a resync point being judged:
+                // grow in doubling steps.
+                _ => carried.max(CARRY_STEP),
+            };
+            let take = want.clamp(1, rest.len());
+            let mut buf = std::mem::take(&mut d.pending);
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            let used = decode_commands(&mut s.state, side, &mut d.out_of_step, &buf, out);
+            if used >= carried {
+                // The carried bytes are done with: what is left of `buf`
+                // came from this body and is decoded in place below.
+                let back = buf.len() - used;
+                rest = &body[body.len() - rest.len() - back..];
+                buf.clear();
+                d.pending = buf;
                 break;
             }
-            if d.out_of_step {
-                match parser::resync(rest) {
-                    Boundary::At(n) => {
-                        pos += n;
-                        d.out_of_step = false;
-                        continue;
-                    }
-                    Boundary::NeedMore(n) => {
-                        pos += n;
-                        break;
-                    }
-                    Boundary::Skip(n) => {
-                        pos += n.max(1).min(rest.len());
-                        continue;
-                    }
-                }
-            }
-            match parser::frame_command(rest) {
-                Frame::Unit(n) => {
-                    if let Some(cmd) = parser::parse_command(&rest[..n]) {
-                        s.state.on_command(side, &cmd, out);
-                    }
-                    pos += n;
-                }
-                Frame::NeedMore(_) => break,
-                Frame::Invalid | Frame::TooLong => {
-                    out.count_decode_error();
-                    d.out_of_step = true;
-                    pos += 1;
-                }
-            }
+            buf.drain(..used);
+            d.pending = buf;
         }
-        d.pending.drain(..pos.min(d.pending.len()));
+        if d.pending.is_empty() {
+            let used = decode_commands(&mut s.state, side, &mut d.out_of_step, rest, out);
+            d.pending.extend_from_slice(&rest[used..]);
+        }
         if d.pending.len() > UNIT_CAP {
             d.pending.clear();
             d.out_of_step = true;
@@ -630,6 +676,11 @@ enum Mode {
 #[derive(Debug, Default)]
 pub struct MsnSession {
     mode: Mode,
+    /// Per side ([`Side::index`]), the length of the unit that starts the
+    /// pending bytes, once its framing told it (a complete command line or
+    /// HTTP head): the framework offers the same unit again with more bytes
+    /// until it is complete, and it is not framed again each time.
+    known_len: [Option<usize>; 2],
 }
 
 impl MsnSession {
@@ -648,12 +699,23 @@ impl MsnSession {
 }
 
 impl Session for MsnSession {
-    fn next_unit(&mut self, _side: Side, buf: &[u8]) -> Step {
+    fn next_unit(&mut self, side: Side, buf: &[u8]) -> Step {
         self.decide(buf);
+        let known = &mut self.known_len[side.index()];
+        if let Some(total) = *known {
+            if buf.len() < total {
+                return Step::NeedMore;
+            }
+            *known = None;
+            return Step::Unit(total);
+        }
         match &self.mode {
             Mode::Gateway(_) => match http::frame_http(buf) {
                 HttpFrame::Unit(n) => Step::Unit(n),
-                HttpFrame::NeedMore => Step::NeedMore,
+                HttpFrame::NeedMore(total) => {
+                    *known = total;
+                    Step::NeedMore
+                }
                 HttpFrame::Invalid => {
                     let next = buf
                         .get(1..)
@@ -673,7 +735,10 @@ impl Session for MsnSession {
                 };
                 match frame {
                     Frame::Unit(n) => Step::Unit(n),
-                    Frame::NeedMore(_) => Step::NeedMore,
+                    Frame::NeedMore(total) => {
+                        *known = total;
+                        Step::NeedMore
+                    }
                     Frame::Invalid => Step::Invalid(skip()),
                     // The line cap, like every decoder's unit cap: a cap hit.
                     Frame::TooLong => Step::OverCap(skip()),
@@ -684,6 +749,8 @@ impl Session for MsnSession {
 
     fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
         self.decide(buf);
+        // The unit being completed (if any) is dropped.
+        self.known_len[side.index()] = None;
         match &mut self.mode {
             Mode::Gateway(g) => {
                 if cause != ResyncCause::Midstream {
@@ -719,5 +786,115 @@ impl Session for MsnSession {
 
     fn encrypted(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::capture::FrameRef;
+    use crate::event::{Event, FlowId};
+    use crate::net::{Endpoint, FlowKey, Transport};
+    use crate::proto::{FlowDecoder, FlowStart, ProtoConfig};
+    use crate::tcp::{Chunk, ChunkFlags, ChunkInfo, StreamConsumer};
+    use crate::time::Timestamp;
+
+    /// Decode client bytes given as chunks, on a flow whose SYN was seen.
+    fn client_events(chunks: &[Vec<u8>]) -> (Vec<Event>, u64) {
+        let ep = |s: &str| {
+            let a: std::net::SocketAddr = s.parse().unwrap();
+            Endpoint {
+                ip: a.ip(),
+                port: a.port(),
+            }
+        };
+        let (key, c2s) = FlowKey::new(Transport::Tcp, ep("10.0.0.5:3000"), ep("65.54.239.140:80"));
+        let mut d = FlowDecoder::new(
+            Arc::new(ProtoConfig::default()),
+            FlowStart {
+                key,
+                flow: FlowId(FrameRef {
+                    source: 0,
+                    index: 1,
+                }),
+                source: 0,
+                client_dir: Some(c2s),
+            },
+        );
+        for (i, c) in chunks.iter().enumerate() {
+            let f = FrameRef {
+                source: 0,
+                index: i as u64 + 1,
+            };
+            let info = ChunkInfo {
+                dir: c2s,
+                ts: Timestamp::from_secs_nanos(1000, 0),
+                frame: f,
+                first_frame: f,
+                offset: 0,
+                flags: ChunkFlags::default(),
+            };
+            d.on_chunk(Chunk::Data(c), &info);
+        }
+        let (mut ev, mut facts) = (Vec::new(), Vec::new());
+        d.drain(&mut ev, &mut facts);
+        (ev, d.stats().decode_errors)
+    }
+
+    fn post(body: &[u8]) -> Vec<u8> {
+        let mut v = format!(
+            "POST /gateway/gateway.dll?SessionID=77.1 HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn msg(trid: u32, text: &str) -> Vec<u8> {
+        let p =
+            format!("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{text}");
+        format!("MSG {trid} N {}\r\n{p}", p.len()).into_bytes()
+    }
+
+    /// A client MSNP stream: login, long and short messages, typing, and a
+    /// damaged command the decoder must resynchronise after.
+    fn virtual_stream() -> Vec<u8> {
+        let typing = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: alice@hotmail.com\r\n\r\n\r\n";
+        let mut v = b"USR 1 alice@hotmail.com 1234.5678.9012\r\n".to_vec();
+        v.extend_from_slice(&msg(2, &"long ".repeat(300)));
+        v.extend_from_slice(format!("MSG 3 U {}\r\n", typing.len()).as_bytes());
+        v.extend_from_slice(typing);
+        v.extend_from_slice(&msg(4, "short"));
+        v.extend_from_slice(b"MSG 5 N zz\r\nnot a command\r\n");
+        v.extend_from_slice(&msg(6, "after the damage"));
+        v
+    }
+
+    #[test]
+    fn commands_cut_across_gateway_bodies_anywhere_give_the_same_events() {
+        let stream = virtual_stream();
+        let texts = |ev: &[Event]| -> Vec<(Kind, Option<String>)> {
+            ev.iter().map(|e| (e.kind, e.text.clone())).collect()
+        };
+        let (whole, errors) = client_events(&[post(&stream)]);
+        let expected = texts(&whole);
+        assert_eq!(expected.len(), 4);
+        assert_eq!(expected[1], (Kind::Typing, None));
+        assert_eq!(expected[3].1.as_deref(), Some("after the damage"));
+        assert!(errors > 0, "the damaged command is counted");
+        for size in [1, 2, 3, 7, 13, 64, 511, 512, 513, 1000, 1600] {
+            let bodies: Vec<Vec<u8>> = stream.chunks(size).map(post).collect();
+            // Several HTTP messages per chunk, as a keep-alive connection sends them.
+            let chunks: Vec<Vec<u8>> = bodies.chunks(3).map(|b| b.concat()).collect();
+            let (ev, e) = client_events(&chunks);
+            assert_eq!(texts(&ev), expected, "bodies of {size} bytes");
+            assert_eq!(e, errors, "bodies of {size} bytes");
+            assert!(ev
+                .iter()
+                .all(|e| e.local_id == LocalId::Known("alice@hotmail.com".into())));
+        }
     }
 }

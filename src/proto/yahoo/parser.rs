@@ -82,8 +82,12 @@ pub enum Frame {
 
 /// Cut the next packet from `buf`.
 pub fn frame_packet(buf: &[u8]) -> Frame {
-    let n = buf.len().min(4);
-    if buf[..n] != MAGIC[..n] {
+    // A fixed-size comparison (not a call to memcmp) on the hot path.
+    let magic_ok = match buf.get(..4).and_then(|m| <&[u8; 4]>::try_from(m).ok()) {
+        Some(m) => m == MAGIC,
+        None => MAGIC.starts_with(buf),
+    };
+    if !magic_ok {
         return Frame::Invalid;
     }
     let Some(h) = Header::parse(buf) else {
@@ -236,12 +240,17 @@ fn web_number(tag: &[u8], name: &str) -> u32 {
 
 /// Parse a web-form unit into a [`Packet`] (header fields from the tag).
 pub fn parse_web(unit: &[u8]) -> Option<Packet<'_>> {
+    parse_web_with(unit, Vec::new())
+}
+
+/// [`parse_web`] filling `pairs` (an empty list whose allocation is reused).
+fn parse_web_with<'a>(unit: &'a [u8], mut pairs: Vec<(u32, &'a [u8])>) -> Option<Packet<'a>> {
     let open = memchr::memmem::find(unit, WEB_OPEN)?;
     let tag_end = open + memchr::memchr(b'>', &unit[open..])?;
     let tag = &unit[open..tag_end];
     let close = tag_end + memchr::memmem::find(&unit[tag_end..], WEB_CLOSE)?;
     let body = &unit[tag_end + 1..close];
-    let mut pairs = Vec::with_capacity(8);
+    pairs.clear();
     let mut fields = body.split(|&b| b == 0).next().unwrap_or_default();
     while !fields.is_empty() && pairs.len() < MAX_PAIRS {
         let Some(k_end) = memchr::memmem::find(fields, WEB_SEP) else {
@@ -273,10 +282,16 @@ pub fn parse_web(unit: &[u8]) -> Option<Packet<'_>> {
 
 /// Parse a whole unit of either form.
 pub fn parse_unit(unit: &[u8]) -> Option<Packet<'_>> {
+    parse_unit_with(unit, Vec::new())
+}
+
+/// [`parse_unit`] filling `pairs` (an empty list whose allocation is reused:
+/// a session parses every packet into the same list).
+pub fn parse_unit_with<'a>(unit: &'a [u8], pairs: Vec<(u32, &'a [u8])>) -> Option<Packet<'a>> {
     if unit.starts_with(MAGIC) {
-        Packet::parse(unit)
+        Packet::parse_with(unit, pairs)
     } else {
-        parse_web(unit)
+        parse_web_with(unit, pairs)
     }
 }
 
@@ -324,10 +339,18 @@ pub fn resync_unit(buf: &[u8]) -> Boundary {
 }
 
 fn decimal_key(key: &[u8]) -> Option<u32> {
-    (!key.is_empty() && key.len() <= 9 && key.iter().all(u8::is_ascii_digit)).then(|| {
-        key.iter()
-            .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
-    })
+    if key.is_empty() || key.len() > 9 {
+        return None;
+    }
+    let mut n = 0u32;
+    for &d in key {
+        let digit = d.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u32::from(digit);
+    }
+    Some(n)
 }
 
 /// One packet: its header and its ordered key/value pairs.
@@ -341,12 +364,16 @@ impl<'a> Packet<'a> {
     /// Parse a whole packet as cut by [`frame_packet`]. Pairs whose key is not
     /// a number are dropped; a trailing key without value is ignored.
     pub fn parse(unit: &'a [u8]) -> Option<Packet<'a>> {
+        Packet::parse_with(unit, Vec::new())
+    }
+
+    /// [`Packet::parse`] filling `pairs` (an empty list whose allocation is reused).
+    pub fn parse_with(unit: &'a [u8], mut pairs: Vec<(u32, &'a [u8])>) -> Option<Packet<'a>> {
         let header = Header::parse(unit)?;
         let payload = unit.get(HEADER_LEN..header.total_len())?;
-        Some(Packet {
-            header,
-            pairs: parse_pairs(payload),
-        })
+        pairs.clear();
+        parse_pairs_into(payload, &mut pairs);
+        Some(Packet { header, pairs })
     }
 
     /// The first value of `key`.
@@ -359,39 +386,116 @@ impl<'a> Packet<'a> {
     }
 }
 
-/// The offset of the next `C0 80` separator.
-fn find_sep(b: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(SEP[0], b.get(from..)?) {
-        let at = from + i;
-        if b.get(at + 1) == Some(&SEP[1]) {
-            return Some(at);
+/// The offsets of the `C0 80` separators of a payload, in order. Eight
+/// bytes are looked at together: a word's `C0` bytes come out of the exact
+/// zero-byte test on the word XOR `C0…C0`, so a packet's dozen separators
+/// cost one pass instead of one search each. `C0` is rare elsewhere (it is
+/// never valid UTF-8), so each candidate's next byte is simply checked.
+struct Separators<'a> {
+    payload: &'a [u8],
+    /// Offset of the word `mask` belongs to.
+    word: usize,
+    /// One high bit per `C0` byte of that word not yet reported.
+    mask: u64,
+}
+
+impl<'a> Separators<'a> {
+    fn new(payload: &'a [u8]) -> Self {
+        Separators {
+            payload,
+            word: 0,
+            mask: c0_bytes(word_at(payload, 0)),
         }
-        from = at + 1;
     }
-    None
+}
+
+/// The eight bytes at `at` as a little-endian word, zero-padded past the end
+/// (zero is not `C0`).
+fn word_at(b: &[u8], at: usize) -> u64 {
+    let word = |i: usize| {
+        b.get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    if let Some(w) = word(at) {
+        return w;
+    }
+    // The last word of a payload: the payload's last eight bytes, shifted
+    // so that byte `at` comes first (no copy into a padded buffer).
+    let past = (at + 8).saturating_sub(b.len());
+    if let Some(last) = b.len().checked_sub(8).and_then(word) {
+        return last.checked_shr(8 * past as u32).unwrap_or(0);
+    }
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(b.get(at..).unwrap_or_default()) {
+        *d = *s;
+    }
+    u64::from_le_bytes(w)
+}
+
+/// The high bit of each byte of `w` that is `C0`, and no other bit.
+fn c0_bytes(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let y = w ^ 0xC0C0_C0C0_C0C0_C0C0;
+    // Per byte, (y & 7F) + 7F sets the high bit unless the low bits are all
+    // zero, and never carries into the next byte.
+    !(((y & LOW7) + LOW7) | y | LOW7)
+}
+
+impl Iterator for Separators<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            while self.mask != 0 {
+                let at = self.word + (self.mask.trailing_zeros() / 8) as usize;
+                self.mask &= self.mask - 1;
+                if self.payload.get(at + 1) == Some(&SEP[1]) {
+                    return Some(at);
+                }
+            }
+            self.word += 8;
+            if self.word >= self.payload.len() {
+                return None;
+            }
+            self.mask = c0_bytes(word_at(self.payload, self.word));
+        }
+    }
 }
 
 /// Split `k C0 80 v C0 80 ...` into ordered pairs.
 pub fn parse_pairs(payload: &[u8]) -> Vec<(u32, &[u8])> {
-    let mut out = Vec::with_capacity(8);
-    let mut rest = payload;
-    while !rest.is_empty() && out.len() < MAX_PAIRS {
-        let Some(k_end) = find_sep(rest) else {
-            break;
-        };
-        let key = &rest[..k_end];
-        rest = &rest[k_end + 2..];
-        let (value, next) = match find_sep(rest) {
-            Some(v_end) => (&rest[..v_end], &rest[v_end + 2..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
-        if let Some(k) = decimal_key(key) {
-            out.push((k, value));
+    let mut out = Vec::new();
+    parse_pairs_into(payload, &mut out);
+    out
+}
+
+/// [`parse_pairs`] appending to `out` (a list kept across packets, so that
+/// its allocation is reused). A value runs to the next separator or to the
+/// end of the payload; a trailing key without separator is ignored; at most
+/// [`MAX_PAIRS`] pairs are kept.
+pub fn parse_pairs_into<'a>(payload: &'a [u8], out: &mut Vec<(u32, &'a [u8])>) {
+    let mut start = 0usize;
+    let mut key: Option<&'a [u8]> = None;
+    for sep in Separators::new(payload) {
+        let field = &payload[start..sep];
+        start = sep + SEP.len();
+        match key.take() {
+            None => key = Some(field),
+            Some(k) => {
+                if let Some(k) = decimal_key(k) {
+                    out.push((k, field));
+                    if out.len() >= MAX_PAIRS {
+                        return;
+                    }
+                }
+            }
         }
     }
-    out
+    if let Some(k) = key.and_then(decimal_key) {
+        out.push((k, &payload[start..]));
+    }
 }
 
 /// Text decoded from a packet field.
@@ -567,6 +671,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn separators_are_found_at_every_offset_and_across_words() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut payload = vec![b'x'; len];
+                payload[at] = 0xC0;
+                if at + 1 < len {
+                    payload[at + 1] = 0x80;
+                }
+                let seps: Vec<usize> = Separators::new(&payload).collect();
+                let expected = if at + 1 < len { vec![at] } else { vec![] };
+                assert_eq!(seps, expected, "len {len}, C0 at {at}");
+            }
+        }
+        // Separators back to back, and a C0 C0 80 run, in the last word.
+        let p = b"0123456789\xc0\x80\xc0\x80\xc0\xc0\x80";
+        assert_eq!(Separators::new(p).collect::<Vec<_>>(), vec![10, 12, 15]);
+    }
+
+    #[test]
+    fn hostile_pair_counts_stop_at_the_cap_and_bad_keys_do_not_count() {
+        let pair = b"7\xc0\x80v\xc0\x80";
+        let many: Vec<u8> = pair.repeat(MAX_PAIRS + 900);
+        let pairs = parse_pairs(&many);
+        assert_eq!(pairs.len(), MAX_PAIRS);
+        assert!(pairs.iter().all(|&(k, v)| k == 7 && v == b"v"));
+        // Thousands of pairs with keys that are not numbers are skipped
+        // without taking a place: the good pair after them is kept.
+        let mut junk = b"k\xc0\x80v\xc0\x80".repeat(MAX_PAIRS + 10);
+        junk.extend_from_slice(b"14\xc0\x80kept\xc0\x80");
+        assert_eq!(parse_pairs(&junk), vec![(14, &b"kept"[..])]);
+        // Keys longer than nine digits are not numbers either.
+        assert!(parse_pairs(b"1234567890\xc0\x80v\xc0\x80").is_empty());
+        assert_eq!(
+            parse_pairs(b"123456789\xc0\x80v\xc0\x80"),
+            vec![(123_456_789, &b"v"[..])]
+        );
+    }
+
+    #[test]
+    fn a_reused_pair_list_is_emptied_first() {
+        let big = packet(6, 0, &[(1, b"a"), (5, b"b"), (14, b"c"), (97, b"1")]);
+        let small = packet(6, 0, &[(4, b"z")]);
+        let p = Packet::parse_with(&big, Vec::new()).unwrap();
+        assert_eq!(p.pairs.len(), 4);
+        let q = Packet::parse_with(&small, p.pairs).unwrap();
+        assert_eq!(q.pairs, vec![(4, &b"z"[..])]);
+        let web = b"<Ymsg Command=\"6\" Status=\"1\">4^$w^$</Ymsg>";
+        let r = parse_unit_with(web, q.pairs).unwrap();
+        assert_eq!(r.pairs, vec![(4, &b"w"[..])]);
+    }
+
+    #[test]
     fn resync_finds_a_plausible_header() {
         let good = packet(6, 0, &[(4, b"bob"), (14, b"hi")]);
         let mut s = b"garbage YMSG\x00\x10\x01\x00".to_vec(); // vendor != 0: not plausible
@@ -687,8 +843,33 @@ pub(crate) mod tests {
             out
         }
 
+        /// The separator search as first written, one search per field: the
+        /// reference for the word-at-a-time [`parse_pairs`].
+        fn parse_pairs_model(payload: &[u8]) -> Vec<(u32, &[u8])> {
+            fn find_sep(b: &[u8]) -> Option<usize> {
+                b.windows(2).position(|w| w == SEP)
+            }
+            let mut out = Vec::new();
+            let mut rest = payload;
+            while !rest.is_empty() && out.len() < MAX_PAIRS {
+                let Some(k_end) = find_sep(rest) else {
+                    break;
+                };
+                let key = &rest[..k_end];
+                rest = &rest[k_end + 2..];
+                let (value, next) = match find_sep(rest) {
+                    Some(v_end) => (&rest[..v_end], &rest[v_end + 2..]),
+                    None => (rest, &rest[rest.len()..]),
+                };
+                rest = next;
+                if let Some(k) = decimal_key(key) {
+                    out.push((k, value));
+                }
+            }
+            out
+        }
+
         proptest! {
-            #[test]
             /// The byte-run stripper agrees with the plain char-by-char
             /// reading of the markup rules on any text.
             #[test]
@@ -708,6 +889,25 @@ pub(crate) mod tests {
                 prop_assert_eq!(strip_markup(&text).into_owned(), strip_markup_model(&text));
             }
 
+            /// Payloads made of separators, their halves, keys and text in
+            /// any order and at any offset split exactly as the model does.
+            #[test]
+            fn pairs_split_like_the_one_search_per_field_model(
+                parts in proptest::collection::vec(
+                    prop_oneof![
+                        Just(vec![0xC0, 0x80]), Just(vec![0xC0]), Just(vec![0x80]),
+                        Just(vec![0xC0, 0xC0, 0x80]), Just(b"14".to_vec()), Just(b"1".to_vec()),
+                        Just(b"4294967295".to_vec()), Just(b"x".to_vec()),
+                        proptest::collection::vec(any::<u8>(), 0..12),
+                    ],
+                    0..40,
+                )
+            ) {
+                let payload: Vec<u8> = parts.concat();
+                prop_assert_eq!(parse_pairs(&payload), parse_pairs_model(&payload));
+            }
+
+            #[test]
             fn framing_resync_and_views_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
                 if let Frame::Unit(n) = frame_packet(&bytes) {
                     prop_assert!(n <= bytes.len() && n <= MAX_PACKET);

@@ -14,6 +14,57 @@ use super::parser::{self, service, Boundary, Frame, Packet};
 pub struct YahooSession {
     /// The signed-in user, from the login packets (lowercased).
     local: Option<Id>,
+    /// The allocation of the pair list every packet is parsed into (kept
+    /// empty between packets; see [`recycle`]).
+    pairs: Vec<(u32, &'static [u8])>,
+    /// Per direction ([`Side::index`]), the last peer id made from wire bytes.
+    peers: [PeerMemo; 2],
+}
+
+/// Longest wire id a [`PeerMemo`] remembers (the inline size of [`Id`]).
+const MEMO_RAW: usize = 24;
+
+/// A peer id with the wire bytes it was made from: a conversation names the
+/// same contact in every packet, so trimming, the UTF-8 check and the
+/// lowercasing are done once, not per packet.
+#[derive(Debug, Default)]
+struct PeerMemo {
+    raw: [u8; MEMO_RAW],
+    len: usize,
+    id: Option<Id>,
+}
+
+impl PeerMemo {
+    /// What [`id`] makes of `v`.
+    fn id(&mut self, v: &[u8]) -> Option<Id> {
+        if let Some(known) = &self.id {
+            if self.raw.get(..self.len) == Some(v) {
+                return Some(known.clone());
+            }
+        }
+        let made = id(v)?;
+        if v.len() <= MEMO_RAW {
+            self.raw[..v.len()].copy_from_slice(v);
+            self.len = v.len();
+            self.id = Some(made.clone());
+        }
+        Some(made)
+    }
+}
+
+/// Most pairs whose list's allocation a session keeps between packets: a
+/// chat packet has a dozen; a hostile one with thousands is not kept.
+const KEEP_PAIRS: usize = 64;
+
+/// An empty pair list for other borrowed bytes, in `v`'s allocation: std
+/// collects a `Vec` into one of the same layout in place, so no packet
+/// allocates its list. Allocations grown past [`KEEP_PAIRS`] are freed.
+fn recycle<'b>(mut v: Vec<(u32, &[u8])>) -> Vec<(u32, &'b [u8])> {
+    v.clear();
+    if v.capacity() > KEEP_PAIRS {
+        return Vec::new();
+    }
+    v.into_iter().map(|(k, _)| (k, &[][..])).collect()
 }
 
 fn id(v: &[u8]) -> Option<Id> {
@@ -131,7 +182,7 @@ impl YahooSession {
         self.emit_message(side, &msg, out);
     }
 
-    fn emit_message(&self, side: Side, m: &MessageFields<'_>, out: &mut Emitter<'_>) {
+    fn emit_message(&mut self, side: Side, m: &MessageFields<'_>, out: &mut Emitter<'_>) {
         let Some(text) = m.text else {
             return;
         };
@@ -139,7 +190,7 @@ impl YahooSession {
             Side::Client => (m.from, m.to),
             Side::Server => (m.to, m.from),
         };
-        let Some(peer) = peer.and_then(id) else {
+        let Some(peer) = peer.and_then(|v| self.peers[side.index()].id(v)) else {
             out.count_decode_error();
             return;
         };
@@ -159,7 +210,7 @@ impl YahooSession {
             _ => return,
         };
         let (own, peer) = Self::ends(side, p);
-        let Some(peer) = peer.and_then(id) else {
+        let Some(peer) = peer.and_then(|v| self.peers[side.index()].id(v)) else {
             return;
         };
         let d = self.draft(kind, side, own, peer);
@@ -216,7 +267,7 @@ impl YahooSession {
     /// File offers: every key 27 (name) with the key 28 (size) that follows it.
     fn files(&mut self, side: Side, p: &Packet<'_>, out: &mut Emitter<'_>) {
         let (own, peer) = Self::ends(side, p);
-        let Some(peer) = peer.and_then(id) else {
+        let Some(peer) = peer.and_then(|v| self.peers[side.index()].id(v)) else {
             return;
         };
         let mut pending: Option<&[u8]> = None;
@@ -302,10 +353,13 @@ impl Session for YahooSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        match parser::parse_unit(unit) {
-            Some(p) => self.on_packet(side, &p, out),
-            None => out.count_decode_error(),
-        }
+        let pairs = recycle(std::mem::take(&mut self.pairs));
+        let Some(p) = parser::parse_unit_with(unit, pairs) else {
+            out.count_decode_error();
+            return;
+        };
+        self.on_packet(side, &p, out);
+        self.pairs = recycle(p.pairs);
     }
 
     fn unit_cap(&self) -> usize {
@@ -314,5 +368,146 @@ impl Session for YahooSession {
 
     fn encrypted(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::capture::FrameRef;
+    use crate::event::{Event, FlowId};
+    use crate::net::{Endpoint, FlowKey, Transport};
+    use crate::proto::{FlowDecoder, FlowStart, ProtoConfig};
+    use crate::tcp::{Chunk, ChunkFlags, ChunkInfo, StreamConsumer};
+    use crate::time::Timestamp;
+
+    use super::super::parser::tests::packet;
+
+    /// Decode client packets, one chunk each, on a flow whose SYN was seen.
+    fn client_events(packets: &[Vec<u8>]) -> Vec<Event> {
+        let ep = |s: &str| {
+            let a: std::net::SocketAddr = s.parse().unwrap();
+            Endpoint {
+                ip: a.ip(),
+                port: a.port(),
+            }
+        };
+        let (key, c2s) = FlowKey::new(
+            Transport::Tcp,
+            ep("10.0.0.9:2201"),
+            ep("66.163.181.170:5050"),
+        );
+        let mut d = FlowDecoder::new(
+            Arc::new(ProtoConfig::default()),
+            FlowStart {
+                key,
+                flow: FlowId(FrameRef {
+                    source: 0,
+                    index: 1,
+                }),
+                source: 0,
+                client_dir: Some(c2s),
+            },
+        );
+        for (i, p) in packets.iter().enumerate() {
+            let f = FrameRef {
+                source: 0,
+                index: i as u64 + 1,
+            };
+            let info = ChunkInfo {
+                dir: c2s,
+                ts: Timestamp::from_secs_nanos(1000 + i as i64, 0),
+                frame: f,
+                first_frame: f,
+                offset: 0,
+                flags: ChunkFlags::default(),
+            };
+            d.on_chunk(Chunk::Data(p), &info);
+        }
+        let (mut ev, mut facts) = (Vec::new(), Vec::new());
+        d.drain(&mut ev, &mut facts);
+        ev
+    }
+
+    fn message(to: &[u8], text: &[u8]) -> Vec<u8> {
+        packet(
+            service::MESSAGE,
+            0,
+            &[(1, b"alice_y"), (5, to), (97, b"1"), (14, text)],
+        )
+    }
+
+    #[test]
+    fn the_pair_list_is_reused_across_packets_of_any_size() {
+        // A batch of a thousand messages in one packet (3000 pairs) between
+        // ordinary ones: every packet is split on its own pairs only.
+        let mut batch = Vec::new();
+        for i in 0..1000u32 {
+            batch.push((1, b"alice_y".to_vec()));
+            batch.push((5, format!("peer{}", i % 3).into_bytes()));
+            batch.push((14, format!("batch {i}").into_bytes()));
+        }
+        let refs: Vec<(u32, &[u8])> = batch.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let packets = [
+            message(b"bob_y", b"before"),
+            packet(service::MESSAGE, 5, &refs),
+            message(b"Carol_Y", b"after"),
+            packet(service::NOTIFY, 0, &[(49, b"TYPING"), (1, b"alice_y")]),
+            message(b"bob_y", b"last"),
+        ];
+        let ev = client_events(&packets);
+        let seen: Vec<(&str, Option<&str>)> = ev
+            .iter()
+            .map(|e| (e.remote_id.as_str(), e.text.as_deref()))
+            .collect();
+        assert_eq!(seen.len(), 1003);
+        assert_eq!(seen[0], ("bob_y", Some("before")));
+        assert_eq!(seen[1], ("peer0", Some("batch 0")));
+        assert_eq!(seen[1000], ("peer0", Some("batch 999")));
+        // The notify packet has no peer key: no event, and no pair of the
+        // packets before it leaks into it.
+        assert_eq!(
+            &seen[1001..],
+            [("carol_y", Some("after")), ("bob_y", Some("last"))]
+        );
+        assert!(ev
+            .iter()
+            .all(|e| e.local_id == LocalId::Known("alice_y".into())));
+    }
+
+    #[test]
+    fn a_recycled_pair_list_keeps_a_small_allocation_only() {
+        let mut small: Vec<(u32, &[u8])> = Vec::with_capacity(16);
+        small.push((1, b"x"));
+        let again: Vec<(u32, &'static [u8])> = recycle(small);
+        assert!(again.is_empty());
+        assert!(again.capacity() >= 16, "the allocation is kept");
+        let mut big: Vec<(u32, &[u8])> = Vec::with_capacity(KEEP_PAIRS + 1);
+        big.push((1, b"x"));
+        let dropped: Vec<(u32, &'static [u8])> = recycle(big);
+        assert_eq!(dropped.capacity(), 0, "a hostile packet's list is freed");
+    }
+
+    #[test]
+    fn the_peer_memo_gives_what_id_gives() {
+        let mut m = PeerMemo::default();
+        for v in [
+            &b"Bob_Y"[..],
+            b"bob_y",
+            b" bob_y ",
+            b"Bob_Y",
+            b"carol",
+            b"",
+            b"   ",
+            b"caf\xe9",
+            b"a_name_longer_than_twenty_four_bytes",
+            b"a_name_longer_than_twenty_four_bytes",
+            b"bob_y",
+        ] {
+            assert_eq!(m.id(v), id(v), "{v:?}");
+        }
+        assert_eq!(m.id(b"Bob_Y").as_deref(), Some("bob_y"));
     }
 }
