@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use super::fast;
 use super::parser::{self, Split, Splitter, Stanza};
 use crate::event::{Kind, LocalId};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
@@ -23,9 +24,14 @@ const REFLECT_MEMORY: usize = 32;
 pub struct XmppSession {
     splitter: [Splitter; 2],
     /// Full JID from the bind result (or learned from incoming `to`).
+    /// Set only through [`XmppSession::set_local`].
     local: Option<String>,
     /// `authcid@domain` from SASL PLAIN, until a bind result names the resource.
+    /// Set only through [`XmppSession::set_sasl_user`].
     sasl_user: Option<String>,
+    /// The bare JID of `local`, else of `sasl_user`: every event's local id,
+    /// kept ready instead of cut out of the full JID per message.
+    local_bare: Option<String>,
     /// The domain in the client's stream header.
     domain: Option<String>,
     /// (room bare JID, our nick) from our MUC join presences.
@@ -34,26 +40,47 @@ pub struct XmppSession {
     sent_group: VecDeque<ReflectKey>,
     /// The server said `<success/>`: each side must restart its stream next.
     after_success: [bool; 2],
+    /// Per side: the stanza `next_unit` read while finding where its unit
+    /// ends, for the `on_unit` call that follows with the same bytes.
+    read_ahead: [Option<ReadAhead>; 2],
     encrypted: bool,
 }
 
 impl XmppSession {
     fn local_id(&self) -> LocalId {
-        match self.local.as_deref().or(self.sasl_user.as_deref()) {
-            Some(j) => LocalId::Known(parser::bare(j).to_owned()),
+        match &self.local_bare {
+            Some(j) => LocalId::Known(j.clone()),
             None => LocalId::Unknown,
         }
+    }
+
+    fn set_local(&mut self, jid: String) {
+        self.local = Some(jid);
+        self.update_bare();
+    }
+
+    fn set_sasl_user(&mut self, user: String) {
+        self.sasl_user = Some(user);
+        self.update_bare();
+    }
+
+    fn update_bare(&mut self) {
+        self.local_bare = self
+            .local
+            .as_deref()
+            .or(self.sasl_user.as_deref())
+            .map(|j| parser::bare(j).to_owned());
     }
 
     fn local_full(&self) -> Option<String> {
         self.local.clone().or_else(|| self.sasl_user.clone())
     }
 
-    fn stream_level(&mut self, side: Side, st: &Stanza) {
+    fn stream_level(&mut self, side: Side, st: &Stanza<'_>) {
         match (side, st.name) {
             (Side::Client, "stream") => {
                 if let Some(to) = &st.to {
-                    self.domain = Some(to.clone());
+                    self.domain = Some(to.to_string());
                 }
             }
             (Side::Server, "proceed") => self.encrypted = true,
@@ -66,14 +93,15 @@ impl XmppSession {
                     let authcid = parts.next().unwrap_or_default();
                     if let Ok(user) = std::str::from_utf8(authcid) {
                         if !user.is_empty() {
-                            self.sasl_user = Some(match (&self.domain, user.contains('@')) {
+                            let user = match (&self.domain, user.contains('@')) {
                                 (Some(d), false) => format!("{user}@{d}"),
                                 _ => user.to_owned(),
-                            });
+                            };
+                            self.set_sasl_user(user);
                         }
                     } else if let Ok(z) = std::str::from_utf8(authzid) {
                         if z.contains('@') {
-                            self.sasl_user = Some(z.to_owned());
+                            self.set_sasl_user(z.to_owned());
                         }
                     }
                 }
@@ -82,7 +110,7 @@ impl XmppSession {
         }
     }
 
-    fn message(&mut self, side: Side, st: &mut Stanza, unit: &[u8], out: &mut Emitter<'_>) {
+    fn message(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut Emitter<'_>) {
         if st.kind.as_deref() == Some("error") {
             return;
         }
@@ -105,8 +133,11 @@ impl XmppSession {
             // Our own group message, and the room's reflection of it: known
             // by its stanza id, or by room and body when it has none.
             let key = match &st.id {
-                Some(id) => ReflectKey::Id(id.clone()),
-                None => ReflectKey::Body(remote.clone(), st.body.clone().unwrap_or_default()),
+                Some(id) => ReflectKey::Id(id.to_string()),
+                None => ReflectKey::Body(
+                    remote.clone(),
+                    st.body.as_deref().unwrap_or_default().to_owned(),
+                ),
             };
             if side == Side::Server {
                 if let Some(i) = self.sent_group.iter().position(|k| *k == key) {
@@ -121,37 +152,46 @@ impl XmppSession {
                 self.sent_group.push_back(key);
             }
         }
-        let draft = |kind| {
-            let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote.clone());
+        let draft = |kind, remote, sender| {
+            let mut d = EventDraft::new(kind, outgoing, self.local_id(), remote);
             d.group = group;
-            d.sender = sender.clone();
+            d.sender = sender;
             d.decode_error = st.decode_error;
             d
         };
         if st.chat_state == Some("composing") {
-            out.emit(draft(Kind::Typing));
+            out.emit(draft(Kind::Typing, remote.clone(), sender.clone()));
         }
+        // The last event takes the ids without a copy.
         if let Some(body) = st.body.take() {
-            let mut d = draft(Kind::Message);
-            d.text = Some(body);
+            let mut d = draft(Kind::Message, remote, sender);
+            d.text = Some(body.into_owned());
             d.text_encoding = Some("utf-8");
             if out.keep_raw() || st.decode_error {
                 d.raw = Some(unit.to_vec());
             }
             out.emit(d);
         } else if let Some(f) = &st.file {
-            out.emit(file_draft(draft(Kind::File), f, unit, out.keep_raw()));
+            let d = draft(Kind::File, remote, sender);
+            out.emit(file_draft(d, f, unit, out.keep_raw()));
         }
     }
 
     /// A carbon copy (XEP-0280) of a message sent or received on another of
     /// the local user's devices. Only the server may send carbons, from the
     /// local bare JID; anything else is a spoofing attempt and ignored.
-    fn carbon(&mut self, side: Side, st: &Stanza, sent: bool, unit: &[u8], out: &mut Emitter<'_>) {
-        let LocalId::Known(local) = self.local_id() else {
+    fn carbon(
+        &mut self,
+        side: Side,
+        st: &Stanza<'_>,
+        sent: bool,
+        unit: &[u8],
+        out: &mut Emitter<'_>,
+    ) {
+        let Some(local) = self.local_bare.as_deref() else {
             return;
         };
-        if side != Side::Server || st.from.as_deref().map(parser::bare) != Some(local.as_str()) {
+        if side != Side::Server || st.from.as_deref().map(parser::bare) != Some(local) {
             return;
         }
         let Some(inner) = parser::inner_message(unit) else {
@@ -168,7 +208,11 @@ impl XmppSession {
             let mut d =
                 EventDraft::new(kind, sent, self.local_id(), parser::bare(&peer).to_owned());
             d.group = group;
-            d.sender = m.from.clone().or_else(|| self.local_full());
+            d.sender = m
+                .from
+                .as_deref()
+                .map(str::to_owned)
+                .or_else(|| self.local_full());
             d.decode_error = m.decode_error;
             d
         };
@@ -177,7 +221,7 @@ impl XmppSession {
         }
         if let Some(body) = m.body.take() {
             let mut d = draft(Kind::Message);
-            d.text = Some(body);
+            d.text = Some(body.into_owned());
             d.text_encoding = Some("utf-8");
             if out.keep_raw() || d.decode_error {
                 d.raw = Some(inner.to_vec());
@@ -186,10 +230,10 @@ impl XmppSession {
         }
     }
 
-    fn iq(&mut self, side: Side, st: &mut Stanza, unit: &[u8], out: &mut Emitter<'_>) {
-        if let (Side::Server, Some(jid)) = (side, &st.bound_jid) {
+    fn iq(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut Emitter<'_>) {
+        if let (Side::Server, Some(jid)) = (side, st.bound_jid.take()) {
             if !jid.is_empty() {
-                self.local = Some(jid.clone());
+                self.set_local(jid.into_owned());
             }
             return;
         }
@@ -218,7 +262,7 @@ impl XmppSession {
         }
     }
 
-    fn presence(&mut self, side: Side, st: &Stanza) {
+    fn presence(&mut self, side: Side, st: &Stanza<'_>) {
         if side != Side::Client || !st.muc_join {
             return;
         }
@@ -237,7 +281,7 @@ impl XmppSession {
     /// stamps `from`); server stanzas come from `from` to us (`to`), except a
     /// room reflecting our own nick's message. Takes `from` out of `st`
     /// (callers do not read it afterwards): one copy fewer per message.
-    fn who(&mut self, side: Side, st: &mut Stanza, group: bool) -> Option<Who> {
+    fn who(&mut self, side: Side, st: &mut Stanza<'_>, group: bool) -> Option<Who> {
         match side {
             Side::Client => {
                 let to = match &st.to {
@@ -247,14 +291,17 @@ impl XmppSession {
                 Some(Who {
                     outgoing: true,
                     remote: to,
-                    sender: st.from.take().or_else(|| self.local_full()),
+                    sender: match st.from.take() {
+                        Some(f) => Some(f.into_owned()),
+                        None => self.local_full(),
+                    },
                 })
             }
             Side::Server => {
-                let from = st.from.take()?;
+                let from = st.from.take()?.into_owned();
                 if self.local.is_none() {
                     if let Some(to) = st.to.as_ref().filter(|t| t.contains('@')) {
-                        self.local = Some(to.clone());
+                        self.set_local(to.to_string());
                     }
                 }
                 let room = parser::bare(&from).to_owned();
@@ -270,6 +317,14 @@ impl XmppSession {
             }
         }
     }
+}
+
+/// A stanza read ahead, and where its unit lies: `on_unit` uses it only
+/// for the very same bytes (same address and length), else reads again.
+struct ReadAhead {
+    at: usize,
+    len: usize,
+    stanza: Stanza<'static>,
 }
 
 /// How a room's reflection of our group message is recognised.
@@ -311,6 +366,29 @@ impl Session for XmppSession {
                 }
             }
         }
+        self.read_ahead[i] = None;
+        // At a unit's first byte, a stanza that can matter is read at once:
+        // the fast reader finds where its element ends while reading it, so
+        // the unit is scanned once instead of twice (splitter, then reader).
+        if self.splitter[i].is_fresh()
+            && buf.len() > 1
+            && !matches!(buf.get(1), Some(b'/' | b'!' | b'?'))
+            && parser::may_matter(side == Side::Client, buf)
+        {
+            let mut st = Stanza::default();
+            match fast::read_element(buf, &mut st) {
+                Ok(n) => {
+                    self.read_ahead[i] = Some(ReadAhead {
+                        at: buf.as_ptr() as usize,
+                        len: n,
+                        stanza: st.into_owned(),
+                    });
+                    return Step::Unit(n);
+                }
+                // The splitter goes on where the read stopped.
+                Err(at) => self.splitter[i] = Splitter::resumed(at.pos, at.depth),
+            }
+        }
         match self.splitter[i].split(buf) {
             Split::Unit(n, _) => Step::Unit(n),
             Split::Skip(n) => Step::Skip(n),
@@ -320,6 +398,7 @@ impl Session for XmppSession {
 
     fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
         self.splitter[side.index()].reset();
+        self.read_ahead[side.index()] = None;
         if cause == ResyncCause::Midstream {
             let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
             let rest = &buf[ws..];
@@ -334,10 +413,15 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        if !parser::may_matter(side == Side::Client, unit) {
-            return;
-        }
-        let mut st = parser::read_stanza(unit);
+        let mut st = match self.read_ahead[side.index()].take() {
+            Some(ra) if ra.at == unit.as_ptr() as usize && ra.len == unit.len() => ra.stanza,
+            _ => {
+                if !parser::may_matter(side == Side::Client, unit) {
+                    return;
+                }
+                parser::read_stanza(unit)
+            }
+        };
         if st.decode_error {
             out.count_decode_error();
         }
