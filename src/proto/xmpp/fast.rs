@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use super::parser::{
     find_byte, is_stream_name, read_stanza_xml, AttrText, Flow, Split, Splitter, Stanza,
-    StanzaBuilder, UnitKind,
+    StanzaBuilder, StartTag, UnitKind,
 };
 
 /// Read `unit` like [`read_stanza_xml`](super::parser::read_stanza_xml), or
@@ -184,17 +184,12 @@ impl<'a> Reader<'_, 'a> {
                 }
                 // quick-xml's local name: after the first `:`.
                 let local = unit.get(colon.map_or(pos + 1, |c| c + 1)..name_end)?;
-                let mut attrs = Attrs {
-                    text: &mut self.text,
-                    pos: name_end,
-                    end: None,
-                    bad: false,
-                };
-                let Some(opened) = self.b.open(local, attrs.by_ref().map(Some)) else {
+                let mut tag = StartTag::default();
+                let (end, empty) = self.attributes(name_end, &mut tag)?;
+                let Some(opened) = self.b.open(local, tag) else {
                     // Too deep: quick-xml stops at this tag too.
                     return Some(Token::Open);
                 };
-                let (end, empty) = attrs.end.filter(|_| !attrs.bad)?;
                 self.pos = end;
                 self.b.opened(opened, empty)
             }
@@ -204,6 +199,45 @@ impl<'a> Reader<'_, 'a> {
             Flow::Done if self.b.depth() == 0 => Token::Closed,
             Flow::Done => Token::Open,
         })
+    }
+
+    /// The attributes of a start tag from `i` (after its name) on, each
+    /// `key='value'` or `key="value"` after whitespace, handed to the
+    /// builder as they come; then `>` or `/>`. The offset after the tag and
+    /// whether it closed itself.
+    fn attributes(&mut self, mut i: usize, tag: &mut StartTag<'a, 'a>) -> Option<(usize, bool)> {
+        let u = self.unit;
+        loop {
+            let after_value = i;
+            while is_xml_space(*u.get(i)?) {
+                i += 1;
+            }
+            match *u.get(i)? {
+                b'>' => return Some((i + 1, false)),
+                b'/' if u.get(i + 1) == Some(&b'>') => return Some((i + 2, true)),
+                // An attribute must follow whitespace.
+                _ if i == after_value => return None,
+                _ => {}
+            }
+            let (key_end, _) = name_end(u, i)?;
+            let quote = *u.get(key_end + 1)?;
+            if key_end == i || u.get(key_end) != Some(&b'=') || !matches!(quote, b'"' | b'\'') {
+                return None;
+            }
+            let v_start = key_end + 2;
+            let mut j = v_start + find_byte(u.get(v_start..)?, [quote, b'&'])?;
+            let amp = u.get(j) == Some(&b'&');
+            if amp {
+                j += memchr::memchr(quote, u.get(j..)?)?;
+            }
+            let attr = FastAttr {
+                key: u.get(i..key_end)?,
+                value: self.text.get(v_start, j)?,
+                amp,
+            };
+            self.b.attr(tag, Some(attr));
+            i = j + 1;
+        }
     }
 
     /// Text from `pos` up to the next tag, or to the end of the unit.
@@ -352,76 +386,6 @@ fn end_tag(u: &[u8], i: usize) -> Option<usize> {
     (*u.get(j)? == b'>').then_some(j + 1)
 }
 
-/// The attributes of one start tag, parsed as the builder asks for them:
-/// `key='value'` or `key="value"`, each after whitespace, up to `>` or
-/// `/>`. When the tag is read to its end, `end` holds the offset after it
-/// and whether it closed itself; `bad` is set on anything else.
-struct Attrs<'t, 'a> {
-    text: &'t mut Text<'a>,
-    pos: usize,
-    end: Option<(usize, bool)>,
-    bad: bool,
-}
-
-impl<'a> Iterator for Attrs<'_, 'a> {
-    type Item = FastAttr<'a>;
-
-    fn next(&mut self) -> Option<FastAttr<'a>> {
-        if self.end.is_some() || self.bad {
-            return None;
-        }
-        match self.step() {
-            Some(attr) => attr,
-            None => {
-                self.bad = true;
-                None
-            }
-        }
-    }
-}
-
-impl<'a> Attrs<'_, 'a> {
-    /// `Some(Some(attr))`, `Some(None)` at the end of the tag, `None` on
-    /// anything this reader does not handle.
-    fn step(&mut self) -> Option<Option<FastAttr<'a>>> {
-        let u = self.text.bytes;
-        let mut i = self.pos;
-        while is_xml_space(*u.get(i)?) {
-            i += 1;
-        }
-        match *u.get(i)? {
-            b'>' => {
-                self.end = Some((i + 1, false));
-                return Some(None);
-            }
-            b'/' if u.get(i + 1) == Some(&b'>') => {
-                self.end = Some((i + 2, true));
-                return Some(None);
-            }
-            // An attribute must follow whitespace.
-            _ if i == self.pos => return None,
-            _ => {}
-        }
-        let (key_end, _) = name_end(u, i)?;
-        let quote = *u.get(key_end + 1)?;
-        if key_end == i || u.get(key_end) != Some(&b'=') || !matches!(quote, b'"' | b'\'') {
-            return None;
-        }
-        let v_start = key_end + 2;
-        let mut j = v_start + find_byte(u.get(v_start..)?, [quote, b'&'])?;
-        let amp = u.get(j) == Some(&b'&');
-        if amp {
-            j += memchr::memchr(quote, u.get(j..)?)?;
-        }
-        self.pos = j + 1;
-        Some(Some(FastAttr {
-            key: u.get(i..key_end)?,
-            value: self.text.get(v_start, j)?,
-            amp,
-        }))
-    }
-}
-
 /// An attribute as the fast reader found it: UTF-8, entities decoded only
 /// when the builder asks for its value.
 struct FastAttr<'a> {
@@ -430,13 +394,17 @@ struct FastAttr<'a> {
     amp: bool,
 }
 
-impl<'a> AttrText<'a> for FastAttr<'a> {
+impl<'a> AttrText<'a, 'a> for FastAttr<'a> {
     fn key(&self) -> &[u8] {
         self.key
     }
 
     fn raw(&self) -> &[u8] {
         self.value.as_bytes()
+    }
+
+    fn into_raw(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.value.as_bytes())
     }
 
     /// quick-xml's answer exactly: on an entity error, the raw value and

@@ -246,25 +246,29 @@ pub const START_TAG_PREFIX: usize = 16;
 /// The fields of one top-level element that events are made of. Texts borrow
 /// from the unit when they need no decoding (the common case), so reading a
 /// stanza allocates only for what had entities in it.
+pub type Stanza<'a> = StanzaOf<Cow<'a, str>>;
+
+/// A [`Stanza`] with texts of type `T`: `Cow<str>` when read, offsets into
+/// a kept copy while a read-ahead stanza waits for its `on_unit`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stanza<'a> {
+pub struct StanzaOf<T> {
     /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...);
     /// empty for names no event or state depends on.
     pub name: &'static str,
-    pub to: Option<Cow<'a, str>>,
-    pub from: Option<Cow<'a, str>>,
-    pub kind: Option<Cow<'a, str>>,
-    pub id: Option<Cow<'a, str>>,
+    pub to: Option<T>,
+    pub from: Option<T>,
+    pub kind: Option<T>,
+    pub id: Option<T>,
     /// `mechanism` of a SASL `<auth>`.
-    pub mechanism: Option<Cow<'a, str>>,
+    pub mechanism: Option<T>,
     /// Text directly inside the element (SASL payloads).
-    pub own_text: Cow<'a, str>,
+    pub own_text: T,
     /// The plain body (no `xml:lang` preferred), entities decoded.
-    pub body: Option<Cow<'a, str>>,
+    pub body: Option<T>,
     /// The chat state child's name (`composing`, `paused`, `active` ...).
     pub chat_state: Option<&'static str>,
     /// The `<jid>` of a resource binding result.
-    pub bound_jid: Option<Cow<'a, str>>,
+    pub bound_jid: Option<T>,
     /// A file offer (XEP-0096 SI, XEP-0234 Jingle FT) or an OOB URL.
     pub file: Option<FileOffer>,
     /// A Jingle RTP session with video.
@@ -281,36 +285,21 @@ pub struct Stanza<'a> {
     pub decode_error: bool,
 }
 
-impl Stanza<'_> {
-    /// The same stanza owning its texts, to be kept past the unit's bytes.
-    /// The usual `type` values are shared, not copied.
-    pub fn into_owned(self) -> Stanza<'static> {
-        fn own(c: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
-            c.map(|c| Cow::Owned(c.into_owned()))
-        }
-        let kind = self.kind.map(|k| match &*k {
-            "chat" => Cow::Borrowed("chat"),
-            "groupchat" => Cow::Borrowed("groupchat"),
-            "normal" => Cow::Borrowed("normal"),
-            "headline" => Cow::Borrowed("headline"),
-            "error" => Cow::Borrowed("error"),
-            "get" => Cow::Borrowed("get"),
-            "set" => Cow::Borrowed("set"),
-            "result" => Cow::Borrowed("result"),
-            _ => Cow::Owned(k.into_owned()),
-        });
-        Stanza {
+impl<T> StanzaOf<T> {
+    /// The same stanza with each text turned by `f` (in field order).
+    pub fn map_texts<U>(&self, mut f: impl FnMut(&T) -> U) -> StanzaOf<U> {
+        StanzaOf {
             name: self.name,
-            to: own(self.to),
-            from: own(self.from),
-            kind,
-            id: own(self.id),
-            mechanism: own(self.mechanism),
-            own_text: Cow::Owned(self.own_text.into_owned()),
-            body: own(self.body),
+            to: self.to.as_ref().map(&mut f),
+            from: self.from.as_ref().map(&mut f),
+            kind: self.kind.as_ref().map(&mut f),
+            id: self.id.as_ref().map(&mut f),
+            mechanism: self.mechanism.as_ref().map(&mut f),
+            own_text: f(&self.own_text),
+            body: self.body.as_ref().map(&mut f),
             chat_state: self.chat_state,
-            bound_jid: own(self.bound_jid),
-            file: self.file,
+            bound_jid: self.bound_jid.as_ref().map(&mut f),
+            file: self.file.clone(),
             video_call: self.video_call,
             muc_join: self.muc_join,
             forwarded: self.forwarded,
@@ -400,23 +389,29 @@ pub fn read_stanza(unit: &[u8]) -> Stanza<'_> {
     st
 }
 
-/// One attribute as a reader hands it to [`StanzaBuilder::start`]: its raw
+/// One attribute as a reader hands it to [`StanzaBuilder::attr`]: its raw
 /// key and value, and the value with entities decoded on demand (most
 /// attribute values are never decoded).
-pub(super) trait AttrText<'a> {
+pub(super) trait AttrText<'a, 'x> {
     fn key(&self) -> &[u8];
     fn raw(&self) -> &[u8];
     /// The decoded value, and whether decoding was not exact.
     fn text(&self) -> (Cow<'a, str>, bool);
+    /// The raw value, kept for after the tag's last attribute.
+    fn into_raw(self) -> Cow<'x, [u8]>;
 }
 
-impl<'a> AttrText<'a> for quick_xml::events::attributes::Attribute<'_> {
+impl<'a, 'x> AttrText<'a, 'x> for quick_xml::events::attributes::Attribute<'x> {
     fn key(&self) -> &[u8] {
         self.key.as_ref()
     }
 
     fn raw(&self) -> &[u8] {
         &self.value
+    }
+
+    fn into_raw(self) -> Cow<'x, [u8]> {
+        self.value
     }
 
     fn text(&self) -> (Cow<'a, str>, bool) {
@@ -436,6 +431,17 @@ pub(super) enum Flow {
     Continue,
     /// The top element is complete (or too deep): stop reading.
     Done,
+}
+
+/// What a start tag's attributes say, gathered one attribute at a time by
+/// [`StanzaBuilder::attr`] for [`StanzaBuilder::open`].
+#[derive(Default)]
+pub(super) struct StartTag<'a, 'x> {
+    xmlns: Option<Cow<'x, [u8]>>,
+    lang: bool,
+    name_attr: Option<(Cow<'a, str>, bool)>,
+    size_attr: Option<(Cow<'a, str>, bool)>,
+    media_video: bool,
 }
 
 /// What [`StanzaBuilder::open`] took from a start tag: where its text goes
@@ -484,21 +490,54 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
         self.depth
     }
 
-    /// A start tag with local name `local` (`None` items are attributes
-    /// that could not be parsed). `None` when it is one level too deep:
-    /// the read is over. The reader then says, with [`Self::opened`],
-    /// whether the tag closed itself.
-    pub(super) fn open<A: AttrText<'a>>(
+    /// An attribute of the start tag being read (`None`: one that could
+    /// not be parsed). Attributes of a tag one level too deep are not read.
+    pub(super) fn attr<'x, A: AttrText<'a, 'x>>(
         &mut self,
-        local: &[u8],
-        attrs: impl Iterator<Item = Option<A>>,
-    ) -> Option<Opened> {
+        tag: &mut StartTag<'a, 'x>,
+        a: Option<A>,
+    ) {
+        if self.depth >= MAX_DEPTH {
+            return;
+        }
+        let Some(a) = a else {
+            self.st.decode_error = true;
+            return;
+        };
+        let st = &mut *self.st;
+        match a.key() {
+            b"xmlns" => tag.xmlns = Some(a.into_raw()),
+            b"xml:lang" => tag.lang = true,
+            b"name" => tag.name_attr = Some(a.text()),
+            b"size" => tag.size_attr = Some(a.text()),
+            b"media" => tag.media_video = a.raw() == b"video",
+            key if self.depth == 0 => {
+                let slot = match key {
+                    b"to" => &mut st.to,
+                    b"from" => &mut st.from,
+                    b"type" => &mut st.kind,
+                    b"id" => &mut st.id,
+                    b"mechanism" => &mut st.mechanism,
+                    _ => return,
+                };
+                let (v, err) = a.text();
+                st.decode_error |= err;
+                *slot = Some(v);
+            }
+            _ => {}
+        }
+    }
+
+    /// A start tag with local name `local` and the attributes gathered in
+    /// `tag`. `None` when it is one level too deep: the read is over. The
+    /// reader then says, with [`Self::opened`], whether the tag closed itself.
+    pub(super) fn open(&mut self, local: &[u8], tag: StartTag<'a, '_>) -> Option<Opened> {
         if self.depth >= MAX_DEPTH {
             self.st.decode_error = true;
             return None;
         }
         let in_jft = self.stack.last().is_some_and(|s| s.1);
-        let (cap, jft) = open_element(self.st, local, attrs, self.depth, in_jft);
+        let (cap, jft) = open_element(self.st, local, tag, self.depth, in_jft);
         Some(Opened {
             cap,
             jft: jft || in_jft,
@@ -629,10 +668,13 @@ pub fn read_stanza_xml(unit: &[u8]) -> Stanza<'_> {
         let flow = match ev {
             XmlEvent::Start(ref e) | XmlEvent::Empty(ref e) => {
                 let empty = matches!(ev, XmlEvent::Empty(_));
-                let local = e.local_name();
+                let mut tag = StartTag::default();
                 let mut attrs = e.attributes();
                 attrs.with_checks(false);
-                match b.open(local.as_ref(), attrs.map(|a| a.ok())) {
+                for a in attrs {
+                    b.attr(&mut tag, a.ok());
+                }
+                match b.open(e.local_name().as_ref(), tag) {
                     Some(o) => b.opened(o, empty),
                     None => Flow::Done,
                 }
@@ -683,46 +725,21 @@ fn choose_body<'a>(chosen: &mut Option<(bool, Cow<'a, str>)>, lang: bool, text: 
 }
 
 /// Take what matters from a start tag at `depth` (0 = the unit's element).
-fn open_element<'a, A: AttrText<'a>>(
+fn open_element<'a>(
     st: &mut Stanza<'a>,
     local: &[u8],
-    attrs: impl Iterator<Item = Option<A>>,
+    tag: StartTag<'a, '_>,
     depth: usize,
     in_jft: bool,
 ) -> (Capture, bool) {
-    let mut xmlns: Option<A> = None;
-    let mut lang = false;
-    let mut name_attr = None;
-    let mut size_attr = None;
-    let mut media_video = false;
-    for a in attrs {
-        let Some(a) = a else {
-            st.decode_error = true;
-            continue;
-        };
-        match a.key() {
-            b"xmlns" => xmlns = Some(a),
-            b"xml:lang" => lang = true,
-            b"name" => name_attr = Some(a.text()),
-            b"size" => size_attr = Some(a.text()),
-            b"media" => media_video = a.raw() == b"video",
-            key if depth == 0 => {
-                let slot = match key {
-                    b"to" => &mut st.to,
-                    b"from" => &mut st.from,
-                    b"type" => &mut st.kind,
-                    b"id" => &mut st.id,
-                    b"mechanism" => &mut st.mechanism,
-                    _ => continue,
-                };
-                let (v, err) = a.text();
-                st.decode_error |= err;
-                *slot = Some(v);
-            }
-            _ => {}
-        }
-    }
-    let ns = xmlns.as_ref().map(|a| a.raw()).unwrap_or_default();
+    let StartTag {
+        xmlns,
+        lang,
+        name_attr,
+        size_attr,
+        media_video,
+    } = tag;
+    let ns: &[u8] = xmlns.as_deref().unwrap_or_default();
     if depth == 0 {
         st.name = match local {
             b"message" => "message",

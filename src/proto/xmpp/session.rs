@@ -4,10 +4,11 @@
 //! stanzas into events; never buffers stream bytes (the framework hands it
 //! whole units).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use super::fast;
-use super::parser::{self, Split, Splitter, Stanza};
+use super::parser::{self, Split, Splitter, Stanza, StanzaOf};
 use crate::event::{Kind, LocalId};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
@@ -42,7 +43,7 @@ pub struct XmppSession {
     after_success: [bool; 2],
     /// Per side: the stanza `next_unit` read while finding where its unit
     /// ends, for the `on_unit` call that follows with the same bytes.
-    read_ahead: [Option<ReadAhead>; 2],
+    read_ahead: [ReadAhead; 2],
     encrypted: bool,
 }
 
@@ -74,6 +75,19 @@ impl XmppSession {
 
     fn local_full(&self) -> Option<String> {
         self.local.clone().or_else(|| self.sasl_user.clone())
+    }
+
+    /// Events and state from one stanza.
+    fn stanza(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut Emitter<'_>) {
+        if st.decode_error {
+            out.count_decode_error();
+        }
+        match st.name {
+            "message" => self.message(side, st, unit, out),
+            "iq" => self.iq(side, st, unit, out),
+            "presence" => self.presence(side, st),
+            _ => self.stream_level(side, st),
+        }
     }
 
     fn stream_level(&mut self, side: Side, st: &Stanza<'_>) {
@@ -321,10 +335,41 @@ impl XmppSession {
 
 /// A stanza read ahead, and where its unit lies: `on_unit` uses it only
 /// for the very same bytes (same address and length), else reads again.
+/// Its texts are copied into `texts`, a buffer kept from unit to unit, so
+/// keeping them allocates nothing.
+#[derive(Default)]
 struct ReadAhead {
-    at: usize,
-    len: usize,
-    stanza: Stanza<'static>,
+    /// Address and length of the unit; `None` when nothing is kept.
+    unit: Option<(usize, usize)>,
+    /// The stanza with its texts as offsets into `texts`.
+    stanza: StanzaOf<(u32, u32)>,
+    texts: String,
+}
+
+impl ReadAhead {
+    fn keep(&mut self, unit: &[u8], st: &Stanza<'_>) {
+        let texts = &mut self.texts;
+        texts.clear();
+        // A unit is at most STANZA_CAP bytes: its texts fit u32 offsets.
+        let at = |texts: &String| u32::try_from(texts.len()).unwrap_or(u32::MAX);
+        self.stanza = st.map_texts(|t| {
+            let start = at(texts);
+            texts.push_str(t);
+            (start, at(texts))
+        });
+        self.unit = Some((unit.as_ptr() as usize, unit.len()));
+    }
+
+    /// The kept stanza when `unit` is its unit, with `texts` (taken from
+    /// `self.texts`; the caller puts it back) holding its texts.
+    fn take<'t>(&mut self, unit: &[u8], texts: &'t str) -> Option<Stanza<'t>> {
+        if self.unit.take()? != (unit.as_ptr() as usize, unit.len()) {
+            return None;
+        }
+        Some(self.stanza.map_texts(|&(a, b)| {
+            Cow::Borrowed(texts.get(a as usize..b as usize).unwrap_or_default())
+        }))
+    }
 }
 
 /// How a room's reflection of our group message is recognised.
@@ -366,7 +411,7 @@ impl Session for XmppSession {
                 }
             }
         }
-        self.read_ahead[i] = None;
+        self.read_ahead[i].unit = None;
         // At a unit's first byte, a stanza that can matter is read at once:
         // the fast reader finds where its element ends while reading it, so
         // the unit is scanned once instead of twice (splitter, then reader).
@@ -378,11 +423,7 @@ impl Session for XmppSession {
             let mut st = Stanza::default();
             match fast::read_element(buf, &mut st) {
                 Ok(n) => {
-                    self.read_ahead[i] = Some(ReadAhead {
-                        at: buf.as_ptr() as usize,
-                        len: n,
-                        stanza: st.into_owned(),
-                    });
+                    self.read_ahead[i].keep(buf.get(..n).unwrap_or_default(), &st);
                     return Step::Unit(n);
                 }
                 // The splitter goes on where the read stopped.
@@ -398,7 +439,7 @@ impl Session for XmppSession {
 
     fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
         self.splitter[side.index()].reset();
-        self.read_ahead[side.index()] = None;
+        self.read_ahead[side.index()].unit = None;
         if cause == ResyncCause::Midstream {
             let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
             let rest = &buf[ws..];
@@ -413,24 +454,15 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        let mut st = match self.read_ahead[side.index()].take() {
-            Some(ra) if ra.at == unit.as_ptr() as usize && ra.len == unit.len() => ra.stanza,
-            _ => {
-                if !parser::may_matter(side == Side::Client, unit) {
-                    return;
-                }
-                parser::read_stanza(unit)
-            }
-        };
-        if st.decode_error {
-            out.count_decode_error();
+        let i = side.index();
+        let texts = std::mem::take(&mut self.read_ahead[i].texts);
+        if let Some(mut st) = self.read_ahead[i].take(unit, &texts) {
+            self.stanza(side, &mut st, unit, out);
+        } else if parser::may_matter(side == Side::Client, unit) {
+            let mut st = parser::read_stanza(unit);
+            self.stanza(side, &mut st, unit, out);
         }
-        match st.name {
-            "message" => self.message(side, &mut st, unit, out),
-            "iq" => self.iq(side, &mut st, unit, out),
-            "presence" => self.presence(side, &st),
-            _ => self.stream_level(side, &st),
-        }
+        self.read_ahead[i].texts = texts;
     }
 
     fn unit_cap(&self) -> usize {
