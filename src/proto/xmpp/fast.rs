@@ -117,13 +117,14 @@ enum Token {
 
 /// `element`: refuse a stream header start tag (see [`read_element`]).
 fn read<'a>(unit: &'a [u8], st: &mut Stanza<'a>, element: bool) -> Outcome {
+    let mut b = StanzaBuilder::new(st);
     let mut r = Reader {
         unit,
         text: Text {
             bytes: unit,
             valid: "",
         },
-        b: StanzaBuilder::new(st),
+        b: &mut b,
         pos: 0,
         element,
     };
@@ -147,16 +148,16 @@ fn read<'a>(unit: &'a [u8], st: &mut Stanza<'a>, element: bool) -> Outcome {
     }
 }
 
-struct Reader<'s, 'a> {
+struct Reader<'r, 's, 'a> {
     unit: &'a [u8],
     text: Text<'a>,
-    b: StanzaBuilder<'s, 'a>,
+    b: &'r mut StanzaBuilder<'s, 'a>,
     /// The next token starts here.
     pos: usize,
     element: bool,
 }
 
-impl<'a> Reader<'_, 'a> {
+impl<'a> Reader<'_, '_, 'a> {
     /// Read the token at `pos` and move past it; `None` when not handled.
     fn token(&mut self) -> Option<Token> {
         let unit = self.unit;
@@ -275,6 +276,7 @@ struct Text<'a> {
 
 impl<'a> Text<'a> {
     /// `bytes[a..b]` as text; `None` when it is not UTF-8.
+    #[inline]
     fn get(&mut self, a: usize, b: usize) -> Option<&'a str> {
         if b > self.valid.len() {
             let mut end = b.max(self.valid.len() * 2).max(256).min(self.bytes.len());
@@ -335,7 +337,7 @@ fn name_stops(w: u64) -> u64 {
 
 /// Where the name starting at `i` ends (the first [`is_name_stop`] byte),
 /// and its first `:`; `None` when the unit ends first.
-#[inline]
+#[inline(always)]
 fn name_end(u: &[u8], i: usize) -> Option<(usize, Option<usize>)> {
     let mut at = i;
     while let Some(chunk) = u.get(at..at + 8) {

@@ -180,7 +180,7 @@ fn tag_close(tag: &[u8]) -> Option<usize> {
 /// Offset of the first byte of `hay` that is one of `needles`, eight
 /// bytes at a time: the spans searched here (tags, attribute values) are
 /// mostly too short for `memchr`'s setup to pay off.
-#[inline]
+#[inline(always)]
 pub(super) fn find_byte<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -286,26 +286,26 @@ pub struct StanzaOf<T> {
 }
 
 impl<T> StanzaOf<T> {
-    /// The same stanza with each text turned by `f` (in field order).
-    pub fn map_texts<U>(&self, mut f: impl FnMut(&T) -> U) -> StanzaOf<U> {
-        StanzaOf {
-            name: self.name,
-            to: self.to.as_ref().map(&mut f),
-            from: self.from.as_ref().map(&mut f),
-            kind: self.kind.as_ref().map(&mut f),
-            id: self.id.as_ref().map(&mut f),
-            mechanism: self.mechanism.as_ref().map(&mut f),
-            own_text: f(&self.own_text),
-            body: self.body.as_ref().map(&mut f),
-            chat_state: self.chat_state,
-            bound_jid: self.bound_jid.as_ref().map(&mut f),
-            file: self.file.clone(),
-            video_call: self.video_call,
-            muc_join: self.muc_join,
-            forwarded: self.forwarded,
-            carbon: self.carbon,
-            decode_error: self.decode_error,
-        }
+    /// Write this stanza into `out` with each text turned by `f` (in field
+    /// order), field by field: a whole `StanzaOf` moved costs a copy of
+    /// some 300 bytes, as much as reading a small stanza.
+    pub fn map_texts_into<U>(&self, out: &mut StanzaOf<U>, mut f: impl FnMut(&T) -> U) {
+        out.name = self.name;
+        out.to = self.to.as_ref().map(&mut f);
+        out.from = self.from.as_ref().map(&mut f);
+        out.kind = self.kind.as_ref().map(&mut f);
+        out.id = self.id.as_ref().map(&mut f);
+        out.mechanism = self.mechanism.as_ref().map(&mut f);
+        out.own_text = f(&self.own_text);
+        out.body = self.body.as_ref().map(&mut f);
+        out.chat_state = self.chat_state;
+        out.bound_jid = self.bound_jid.as_ref().map(&mut f);
+        out.file.clone_from(&self.file);
+        out.video_call = self.video_call;
+        out.muc_join = self.muc_join;
+        out.forwarded = self.forwarded;
+        out.carbon = self.carbon;
+        out.decode_error = self.decode_error;
     }
 }
 
@@ -486,12 +486,14 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
     }
 
     /// Elements open now.
+    #[inline]
     pub(super) fn depth(&self) -> usize {
         self.depth
     }
 
     /// An attribute of the start tag being read (`None`: one that could
     /// not be parsed). Attributes of a tag one level too deep are not read.
+    #[inline]
     pub(super) fn attr<'x, A: AttrText<'a, 'x>>(
         &mut self,
         tag: &mut StartTag<'a, 'x>,
@@ -531,6 +533,7 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
     /// A start tag with local name `local` and the attributes gathered in
     /// `tag`. `None` when it is one level too deep: the read is over. The
     /// reader then says, with [`Self::opened`], whether the tag closed itself.
+    #[inline]
     pub(super) fn open(&mut self, local: &[u8], tag: StartTag<'a, '_>) -> Option<Opened> {
         if self.depth >= MAX_DEPTH {
             self.st.decode_error = true;
@@ -545,6 +548,7 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
     }
 
     /// The start tag of `o` ended, with `/>` when `empty`.
+    #[inline]
     pub(super) fn opened(&mut self, o: Opened, empty: bool) -> Flow {
         if empty {
             if let Capture::Body { lang } = o.cap {
@@ -569,6 +573,7 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
 
     /// An end tag (its name is not checked: quick-xml's `check_end_names`
     /// is off, and the splitter matched tags by depth alone).
+    #[inline]
     pub(super) fn end(&mut self) -> Flow {
         let Some((cap, _)) = self.stack.pop() else {
             return Flow::Done;
@@ -604,6 +609,7 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
     }
 
     /// Decoded character data (text or CDATA) at the current position.
+    #[inline]
     pub(super) fn text(&mut self, s: Cow<'a, str>) {
         let dst = match self.stack.last().map(|c| c.0) {
             Some(Capture::Body { .. }) => &mut self.body_text,
@@ -626,11 +632,11 @@ impl<'s, 'a> StanzaBuilder<'s, 'a> {
     }
 
     /// The element is read: settle the body and the OOB file name.
-    pub(super) fn finish(self) {
-        let st = self.st;
-        st.body = self.body.map(|(_, b)| b);
+    pub(super) fn finish(&mut self) {
+        let st = &mut *self.st;
+        st.body = self.body.take().map(|(_, b)| b);
         if st.file.is_none() {
-            if let Some(url) = self.oob_url {
+            if let Some(url) = self.oob_url.take() {
                 let url = url.trim();
                 let path = url.split(['?', '#']).next().unwrap_or(url);
                 let name = path.rsplit('/').next().unwrap_or(path);

@@ -352,7 +352,7 @@ impl ReadAhead {
         texts.clear();
         // A unit is at most STANZA_CAP bytes: its texts fit u32 offsets.
         let at = |texts: &String| u32::try_from(texts.len()).unwrap_or(u32::MAX);
-        self.stanza = st.map_texts(|t| {
+        st.map_texts_into(&mut self.stanza, |t| {
             let start = at(texts);
             texts.push_str(t);
             (start, at(texts))
@@ -360,15 +360,16 @@ impl ReadAhead {
         self.unit = Some((unit.as_ptr() as usize, unit.len()));
     }
 
-    /// The kept stanza when `unit` is its unit, with `texts` (taken from
-    /// `self.texts`; the caller puts it back) holding its texts.
-    fn take<'t>(&mut self, unit: &[u8], texts: &'t str) -> Option<Stanza<'t>> {
-        if self.unit.take()? != (unit.as_ptr() as usize, unit.len()) {
-            return None;
+    /// Write the kept stanza into `st` when `unit` is its unit, with `texts`
+    /// (taken from `self.texts`; the caller puts it back) holding its texts.
+    fn take<'t>(&mut self, unit: &[u8], texts: &'t str, st: &mut Stanza<'t>) -> bool {
+        if self.unit.take() != Some((unit.as_ptr() as usize, unit.len())) {
+            return false;
         }
-        Some(self.stanza.map_texts(|&(a, b)| {
+        self.stanza.map_texts_into(st, |&(a, b)| {
             Cow::Borrowed(texts.get(a as usize..b as usize).unwrap_or_default())
-        }))
+        });
+        true
     }
 }
 
@@ -456,7 +457,8 @@ impl Session for XmppSession {
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
         let i = side.index();
         let texts = std::mem::take(&mut self.read_ahead[i].texts);
-        if let Some(mut st) = self.read_ahead[i].take(unit, &texts) {
+        let mut st = Stanza::default();
+        if self.read_ahead[i].take(unit, &texts, &mut st) {
             self.stanza(side, &mut st, unit, out);
         } else if parser::may_matter(side == Side::Client, unit) {
             let mut st = parser::read_stanza(unit);
