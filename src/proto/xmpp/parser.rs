@@ -246,29 +246,25 @@ pub const START_TAG_PREFIX: usize = 16;
 /// The fields of one top-level element that events are made of. Texts borrow
 /// from the unit when they need no decoding (the common case), so reading a
 /// stanza allocates only for what had entities in it.
-pub type Stanza<'a> = StanzaOf<Cow<'a, str>>;
-
-/// A [`Stanza`] with texts of type `T`: `Cow<str>` when read, offsets into
-/// a kept copy while a read-ahead stanza waits for its `on_unit`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StanzaOf<T> {
+pub struct Stanza<'a> {
     /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...);
     /// empty for names no event or state depends on.
     pub name: &'static str,
-    pub to: Option<T>,
-    pub from: Option<T>,
-    pub kind: Option<T>,
-    pub id: Option<T>,
+    pub to: Option<Cow<'a, str>>,
+    pub from: Option<Cow<'a, str>>,
+    pub kind: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
     /// `mechanism` of a SASL `<auth>`.
-    pub mechanism: Option<T>,
+    pub mechanism: Option<Cow<'a, str>>,
     /// Text directly inside the element (SASL payloads).
-    pub own_text: T,
+    pub own_text: Cow<'a, str>,
     /// The plain body (no `xml:lang` preferred), entities decoded.
-    pub body: Option<T>,
+    pub body: Option<Cow<'a, str>>,
     /// The chat state child's name (`composing`, `paused`, `active` ...).
     pub chat_state: Option<&'static str>,
     /// The `<jid>` of a resource binding result.
-    pub bound_jid: Option<T>,
+    pub bound_jid: Option<Cow<'a, str>>,
     /// A file offer (XEP-0096 SI, XEP-0234 Jingle FT) or an OOB URL.
     pub file: Option<FileOffer>,
     /// A Jingle RTP session with video.
@@ -283,30 +279,6 @@ pub struct StanzaOf<T> {
     pub carbon: Option<bool>,
     /// Part of the element could not be decoded exactly.
     pub decode_error: bool,
-}
-
-impl<T> StanzaOf<T> {
-    /// Write this stanza into `out` with each text turned by `f` (in field
-    /// order), field by field: a whole `StanzaOf` moved costs a copy of
-    /// some 300 bytes, as much as reading a small stanza.
-    pub fn map_texts_into<U>(&self, out: &mut StanzaOf<U>, mut f: impl FnMut(&T) -> U) {
-        out.name = self.name;
-        out.to = self.to.as_ref().map(&mut f);
-        out.from = self.from.as_ref().map(&mut f);
-        out.kind = self.kind.as_ref().map(&mut f);
-        out.id = self.id.as_ref().map(&mut f);
-        out.mechanism = self.mechanism.as_ref().map(&mut f);
-        out.own_text = f(&self.own_text);
-        out.body = self.body.as_ref().map(&mut f);
-        out.chat_state = self.chat_state;
-        out.bound_jid = self.bound_jid.as_ref().map(&mut f);
-        out.file.clone_from(&self.file);
-        out.video_call = self.video_call;
-        out.muc_join = self.muc_join;
-        out.forwarded = self.forwarded;
-        out.carbon = self.carbon;
-        out.decode_error = self.decode_error;
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

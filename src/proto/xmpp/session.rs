@@ -4,11 +4,10 @@
 //! stanzas into events; never buffers stream bytes (the framework hands it
 //! whole units).
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use super::fast;
-use super::parser::{self, Split, Splitter, Stanza, StanzaOf};
+use super::parser::{self, Split, Splitter, Stanza};
 use crate::event::{Kind, LocalId};
 use crate::proto::{Emitter, EventDraft, Resync, ResyncCause, Session, Side, Step};
 
@@ -41,9 +40,9 @@ pub struct XmppSession {
     sent_group: VecDeque<ReflectKey>,
     /// The server said `<success/>`: each side must restart its stream next.
     after_success: [bool; 2],
-    /// Per side: the stanza `next_unit` read while finding where its unit
+    /// Per side: what `next_unit` decoded while finding where its unit
     /// ends, for the `on_unit` call that follows with the same bytes.
-    read_ahead: [ReadAhead; 2],
+    decoded: [Decoded; 2],
     encrypted: bool,
 }
 
@@ -78,7 +77,7 @@ impl XmppSession {
     }
 
     /// Events and state from one stanza.
-    fn stanza(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut Emitter<'_>) {
+    fn stanza(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut impl Out) {
         if st.decode_error {
             out.count_decode_error();
         }
@@ -124,7 +123,7 @@ impl XmppSession {
         }
     }
 
-    fn message(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut Emitter<'_>) {
+    fn message(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut impl Out) {
         if st.kind.as_deref() == Some("error") {
             return;
         }
@@ -174,34 +173,24 @@ impl XmppSession {
             d
         };
         if st.chat_state == Some("composing") {
-            out.emit(draft(Kind::Typing, remote.clone(), sender.clone()));
+            out.event(draft(Kind::Typing, remote.clone(), sender.clone()), None);
         }
         // The last event takes the ids without a copy.
         if let Some(body) = st.body.take() {
             let mut d = draft(Kind::Message, remote, sender);
             d.text = Some(body.into_owned());
             d.text_encoding = Some("utf-8");
-            if out.keep_raw() || st.decode_error {
-                d.raw = Some(unit.to_vec());
-            }
-            out.emit(d);
+            out.event(d, Some(unit));
         } else if let Some(f) = &st.file {
             let d = draft(Kind::File, remote, sender);
-            out.emit(file_draft(d, f, unit, out.keep_raw()));
+            out.event(file_draft(d, f), Some(unit));
         }
     }
 
     /// A carbon copy (XEP-0280) of a message sent or received on another of
     /// the local user's devices. Only the server may send carbons, from the
     /// local bare JID; anything else is a spoofing attempt and ignored.
-    fn carbon(
-        &mut self,
-        side: Side,
-        st: &Stanza<'_>,
-        sent: bool,
-        unit: &[u8],
-        out: &mut Emitter<'_>,
-    ) {
+    fn carbon(&mut self, side: Side, st: &Stanza<'_>, sent: bool, unit: &[u8], out: &mut impl Out) {
         let Some(local) = self.local_bare.as_deref() else {
             return;
         };
@@ -231,20 +220,17 @@ impl XmppSession {
             d
         };
         if m.chat_state == Some("composing") {
-            out.emit(draft(Kind::Typing));
+            out.event(draft(Kind::Typing), None);
         }
         if let Some(body) = m.body.take() {
             let mut d = draft(Kind::Message);
             d.text = Some(body.into_owned());
             d.text_encoding = Some("utf-8");
-            if out.keep_raw() || d.decode_error {
-                d.raw = Some(inner.to_vec());
-            }
-            out.emit(d);
+            out.event(d, Some(inner));
         }
     }
 
-    fn iq(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut Emitter<'_>) {
+    fn iq(&mut self, side: Side, st: &mut Stanza<'_>, unit: &[u8], out: &mut impl Out) {
         if let (Side::Server, Some(jid)) = (side, st.bound_jid.take()) {
             if !jid.is_empty() {
                 self.set_local(jid.into_owned());
@@ -271,8 +257,8 @@ impl XmppSession {
         d.sender = sender;
         d.decode_error = st.decode_error;
         match &st.file {
-            Some(f) => out.emit(file_draft(d, f, unit, out.keep_raw())),
-            None => out.emit(d),
+            Some(f) => out.event(file_draft(d, f), Some(unit)),
+            None => out.event(d, None),
         }
     }
 
@@ -333,46 +319,6 @@ impl XmppSession {
     }
 }
 
-/// A stanza read ahead, and where its unit lies: `on_unit` uses it only
-/// for the very same bytes (same address and length), else reads again.
-/// Its texts are copied into `texts`, a buffer kept from unit to unit, so
-/// keeping them allocates nothing.
-#[derive(Default)]
-struct ReadAhead {
-    /// Address and length of the unit; `None` when nothing is kept.
-    unit: Option<(usize, usize)>,
-    /// The stanza with its texts as offsets into `texts`.
-    stanza: StanzaOf<(u32, u32)>,
-    texts: String,
-}
-
-impl ReadAhead {
-    fn keep(&mut self, unit: &[u8], st: &Stanza<'_>) {
-        let texts = &mut self.texts;
-        texts.clear();
-        // A unit is at most STANZA_CAP bytes: its texts fit u32 offsets.
-        let at = |texts: &String| u32::try_from(texts.len()).unwrap_or(u32::MAX);
-        st.map_texts_into(&mut self.stanza, |t| {
-            let start = at(texts);
-            texts.push_str(t);
-            (start, at(texts))
-        });
-        self.unit = Some((unit.as_ptr() as usize, unit.len()));
-    }
-
-    /// Write the kept stanza into `st` when `unit` is its unit, with `texts`
-    /// (taken from `self.texts`; the caller puts it back) holding its texts.
-    fn take<'t>(&mut self, unit: &[u8], texts: &'t str, st: &mut Stanza<'t>) -> bool {
-        if self.unit.take() != Some((unit.as_ptr() as usize, unit.len())) {
-            return false;
-        }
-        self.stanza.map_texts_into(st, |&(a, b)| {
-            Cow::Borrowed(texts.get(a as usize..b as usize).unwrap_or_default())
-        });
-        true
-    }
-}
-
 /// How a room's reflection of our group message is recognised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ReflectKey {
@@ -387,14 +333,101 @@ struct Who {
     sender: Option<String>,
 }
 
-fn file_draft(mut d: EventDraft, f: &parser::FileOffer, unit: &[u8], keep_raw: bool) -> EventDraft {
+fn file_draft(mut d: EventDraft, f: &parser::FileOffer) -> EventDraft {
     d.kind = Kind::File;
     d.file_name = f.name.clone();
     d.file_size = f.size;
-    if keep_raw || d.decode_error {
-        d.raw = Some(unit.to_vec());
-    }
     d
+}
+
+/// Where a stanza's events and counts go: straight to the framework's
+/// [`Emitter`], or, for a stanza decoded in `next_unit`, into [`Decoded`]
+/// until `on_unit` hands them over.
+trait Out {
+    fn count_decode_error(&mut self);
+    fn count_echo(&mut self);
+    /// An event; `raw` is the bytes it was decoded from, kept with it when
+    /// `--raw` asks or the decoding was not exact.
+    fn event(&mut self, d: EventDraft, raw: Option<&[u8]>);
+}
+
+impl Out for Emitter<'_> {
+    fn count_decode_error(&mut self) {
+        Emitter::count_decode_error(self);
+    }
+
+    fn count_echo(&mut self) {
+        Emitter::count_echo(self);
+    }
+
+    fn event(&mut self, mut d: EventDraft, raw: Option<&[u8]>) {
+        if let Some(raw) = raw.filter(|_| self.keep_raw() || d.decode_error) {
+            d.raw = Some(raw.to_vec());
+        }
+        self.emit(d);
+    }
+}
+
+/// The events and counts of a unit decoded in `next_unit` (the fast reader
+/// found where the unit ends while reading it, so it is scanned once), for
+/// the `on_unit` call that follows with the same bytes: same address and
+/// length, or it is dropped and the unit decoded again. Its vector is kept
+/// from unit to unit.
+#[derive(Default)]
+struct Decoded {
+    /// Address and length of the unit; `None` when nothing waits.
+    unit: Option<(usize, usize)>,
+    decode_errors: u32,
+    echoes: u32,
+    /// Each event, and where in the unit the bytes it came from lie.
+    events: Vec<(EventDraft, Option<(usize, usize)>)>,
+}
+
+impl Decoded {
+    fn begin(&mut self, unit: &[u8]) {
+        self.unit = Some((unit.as_ptr() as usize, unit.len()));
+        self.decode_errors = 0;
+        self.echoes = 0;
+        self.events.clear();
+    }
+
+    /// Emit what was decoded from `unit`, if it was; false when it was not.
+    fn hand_over(&mut self, unit: &[u8], out: &mut Emitter<'_>) -> bool {
+        if self.unit.take() != Some((unit.as_ptr() as usize, unit.len())) {
+            return false;
+        }
+        for _ in 0..self.decode_errors {
+            out.count_decode_error();
+        }
+        for _ in 0..self.echoes {
+            out.count_echo();
+        }
+        for (d, raw) in self.events.drain(..) {
+            let raw = raw.and_then(|(a, b)| unit.get(a..b));
+            Out::event(out, d, raw);
+        }
+        true
+    }
+}
+
+impl Out for Decoded {
+    fn count_decode_error(&mut self) {
+        self.decode_errors += 1;
+    }
+
+    fn count_echo(&mut self) {
+        self.echoes += 1;
+    }
+
+    fn event(&mut self, d: EventDraft, raw: Option<&[u8]>) {
+        // `raw` is the unit or a part of it (a carbon's inner message).
+        let base = self.unit.map_or(0, |(at, _)| at);
+        let raw = raw.map(|r| {
+            let a = (r.as_ptr() as usize).wrapping_sub(base);
+            (a, a.wrapping_add(r.len()))
+        });
+        self.events.push((d, raw));
+    }
 }
 
 impl Session for XmppSession {
@@ -412,7 +445,11 @@ impl Session for XmppSession {
                 }
             }
         }
-        self.read_ahead[i].unit = None;
+        debug_assert!(
+            self.decoded[i].unit.is_none(),
+            "a unit decoded ahead was not handed over"
+        );
+        self.decoded[i].unit = None;
         // At a unit's first byte, a stanza that can matter is read at once:
         // the fast reader finds where its element ends while reading it, so
         // the unit is scanned once instead of twice (splitter, then reader).
@@ -424,7 +461,11 @@ impl Session for XmppSession {
             let mut st = Stanza::default();
             match fast::read_element(buf, &mut st) {
                 Ok(n) => {
-                    self.read_ahead[i].keep(buf.get(..n).unwrap_or_default(), &st);
+                    let unit = buf.get(..n).unwrap_or_default();
+                    let mut decoded = std::mem::take(&mut self.decoded[i]);
+                    decoded.begin(unit);
+                    self.stanza(side, &mut st, unit, &mut decoded);
+                    self.decoded[i] = decoded;
                     return Step::Unit(n);
                 }
                 // The splitter goes on where the read stopped.
@@ -440,7 +481,7 @@ impl Session for XmppSession {
 
     fn resync(&mut self, side: Side, buf: &[u8], cause: ResyncCause) -> Resync {
         self.splitter[side.index()].reset();
-        self.read_ahead[side.index()].unit = None;
+        self.decoded[side.index()].unit = None;
         if cause == ResyncCause::Midstream {
             let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
             let rest = &buf[ws..];
@@ -455,16 +496,13 @@ impl Session for XmppSession {
     }
 
     fn on_unit(&mut self, side: Side, unit: &[u8], out: &mut Emitter<'_>) {
-        let i = side.index();
-        let texts = std::mem::take(&mut self.read_ahead[i].texts);
-        let mut st = Stanza::default();
-        if self.read_ahead[i].take(unit, &texts, &mut st) {
-            self.stanza(side, &mut st, unit, out);
-        } else if parser::may_matter(side == Side::Client, unit) {
+        if self.decoded[side.index()].hand_over(unit, out) {
+            return;
+        }
+        if parser::may_matter(side == Side::Client, unit) {
             let mut st = parser::read_stanza(unit);
             self.stanza(side, &mut st, unit, out);
         }
-        self.read_ahead[i].texts = texts;
     }
 
     fn unit_cap(&self) -> usize {
