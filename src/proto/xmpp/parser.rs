@@ -848,12 +848,16 @@ pub fn inner_message(unit: &[u8]) -> Option<&[u8]> {
 
 /// The bare JID (resource removed).
 pub fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
+    match jid.bytes().position(|b| b == b'/') {
+        Some(i) => jid.get(..i).unwrap_or(jid),
+        None => jid,
+    }
 }
 
 /// The resource part of a JID, if any.
 pub fn resource(jid: &str) -> Option<&str> {
-    jid.split_once('/').map(|(_, r)| r)
+    let i = jid.bytes().position(|b| b == b'/')?;
+    jid.get(i + 1..)
 }
 
 /// Decode standard base64 (RFC 4648, padding optional, whitespace ignored).
