@@ -1,7 +1,9 @@
 //! XMPP / Jabber (RFC 6120/6121): the content probe and the wiring into the
-//! proto framework. The stanza splitter and reader are in `parser.rs`, state
+//! proto framework. The stanza splitter and reader are in `parser.rs` (with
+//! a fast reader for the common stanza shape in `fast.rs`), state
 //! and events in `session.rs`. Nothing here buffers bytes or builds events.
 
+pub mod fast;
 pub mod parser;
 pub mod session;
 

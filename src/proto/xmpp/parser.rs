@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesStart, Event as XmlEvent};
+use quick_xml::events::Event as XmlEvent;
 use quick_xml::Reader;
 
 /// What a complete unit at the top of the stream is.
@@ -40,6 +40,17 @@ pub enum Split {
 }
 
 impl Splitter {
+    /// A splitter that goes on where the fast reader stopped in a unit:
+    /// `pos` bytes scanned (up to a tag or a text), `depth` elements open.
+    pub(super) fn resumed(pos: usize, depth: usize) -> Splitter {
+        Splitter { pos, depth }
+    }
+
+    /// At a unit's first byte, nothing scanned yet.
+    pub fn is_fresh(&self) -> bool {
+        *self == Splitter::default()
+    }
+
     /// Forget the partial unit.
     pub fn reset(&mut self) {
         *self = Splitter::default();
@@ -72,7 +83,13 @@ impl Splitter {
         }
         let mut pos = self.pos.min(buf.len());
         loop {
-            let Some(lt) = memchr::memchr(b'<', &buf[pos..]) else {
+            // Tags follow each other more often than not: look before
+            // setting up a search.
+            let lt = match buf.get(pos) {
+                Some(b'<') => Some(0),
+                _ => memchr::memchr(b'<', &buf[pos..]),
+            };
+            let Some(lt) = lt else {
                 self.pos = buf.len();
                 return Split::NeedMore;
             };
@@ -152,16 +169,45 @@ fn special_end(b: &[u8]) -> Option<Option<usize>> {
 fn tag_close(tag: &[u8]) -> Option<usize> {
     let mut i = 1;
     loop {
-        let j = memchr::memchr3(b'>', b'"', b'\'', tag.get(i..)?)?;
-        let at = i + j;
-        match tag[at] {
+        let at = i + find_byte(tag.get(i..)?, [b'>', b'"', b'\''])?;
+        match *tag.get(at)? {
             b'>' => return Some(at),
-            q => {
-                let k = memchr::memchr(q, tag.get(at + 1..)?)?;
-                i = at + 1 + k + 1;
-            }
+            q => i = at + 1 + find_byte(tag.get(at + 1..)?, [q])? + 1,
         }
     }
+}
+
+/// Offset of the first byte of `hay` that is one of `needles`, eight
+/// bytes at a time: the spans searched here (tags, attribute values) are
+/// mostly too short for `memchr`'s setup to pay off.
+#[inline(always)]
+pub(super) fn find_byte<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for w in words.by_ref() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(w);
+        let w = u64::from_le_bytes(bytes);
+        // A zero byte in `w ^ needle` is a match; the lowest flagged byte
+        // is always a true one.
+        let mut hit = 0;
+        for n in needles {
+            let x = w ^ (LO * u64::from(n));
+            hit |= x.wrapping_sub(LO) & !x;
+        }
+        hit &= HI;
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|c| needles.contains(c))
+        .map(|i| at + i)
 }
 
 /// The element name at the start of `b` (up to whitespace, `/` or `>`).
@@ -174,7 +220,7 @@ pub fn tag_name(b: &[u8]) -> &[u8] {
 }
 
 /// `stream:stream` or any `prefix:stream`.
-fn is_stream_name(name: &[u8]) -> bool {
+pub(super) fn is_stream_name(name: &[u8]) -> bool {
     name == b"stream:stream" || (name.ends_with(b":stream") && name.len() > 7)
 }
 
@@ -197,26 +243,28 @@ pub fn find_stanza_start(buf: &[u8]) -> Option<usize> {
 /// Longest stanza start tag prefix a resync must keep for the next chunk.
 pub const START_TAG_PREFIX: usize = 16;
 
-/// The fields of one top-level element that events are made of.
+/// The fields of one top-level element that events are made of. Texts borrow
+/// from the unit when they need no decoding (the common case), so reading a
+/// stanza allocates only for what had entities in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stanza {
+pub struct Stanza<'a> {
     /// Local name of the element (`message`, `iq`, `presence`, `proceed` ...);
     /// empty for names no event or state depends on.
     pub name: &'static str,
-    pub to: Option<String>,
-    pub from: Option<String>,
-    pub kind: Option<String>,
-    pub id: Option<String>,
+    pub to: Option<Cow<'a, str>>,
+    pub from: Option<Cow<'a, str>>,
+    pub kind: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
     /// `mechanism` of a SASL `<auth>`.
-    pub mechanism: Option<String>,
+    pub mechanism: Option<Cow<'a, str>>,
     /// Text directly inside the element (SASL payloads).
-    pub own_text: String,
+    pub own_text: Cow<'a, str>,
     /// The plain body (no `xml:lang` preferred), entities decoded.
-    pub body: Option<String>,
+    pub body: Option<Cow<'a, str>>,
     /// The chat state child's name (`composing`, `paused`, `active` ...).
     pub chat_state: Option<&'static str>,
     /// The `<jid>` of a resource binding result.
-    pub bound_jid: Option<String>,
+    pub bound_jid: Option<Cow<'a, str>>,
     /// A file offer (XEP-0096 SI, XEP-0234 Jingle FT) or an OOB URL.
     pub file: Option<FileOffer>,
     /// A Jingle RTP session with video.
@@ -248,7 +296,7 @@ const NS_BIND: &[u8] = b"urn:ietf:params:xml:ns:xmpp-bind";
 const NS_MUC: &[u8] = b"http://jabber.org/protocol/muc";
 const NS_CARBONS: &[u8] = b"urn:xmpp:carbons:";
 
-/// Most open elements [`read_stanza`] follows: deeper ones end the read.
+/// Most open elements a stanza read follows: deeper ones end the read.
 const MAX_DEPTH: usize = 64;
 
 /// The open elements of the stanza being read, on the stack: a stanza is
@@ -268,16 +316,8 @@ impl Default for ElementStack {
 }
 
 impl ElementStack {
-    fn as_slice(&self) -> &[(Capture, bool)] {
-        self.items.get(..self.len).unwrap_or_default()
-    }
-
     fn last(&self) -> Option<&(Capture, bool)> {
-        self.as_slice().last()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
+        self.items.get(..self.len).unwrap_or_default().last()
     }
 
     /// Returns false when full (the caller stops at [`MAX_DEPTH`] first).
@@ -310,9 +350,283 @@ enum Capture {
     OobUrl,
 }
 
-/// Read the fields of one complete top-level element (or a stream header).
-pub fn read_stanza(unit: &[u8]) -> Stanza {
+/// Read the fields of one complete top-level element (or a stream header):
+/// the fast reader ([`super::fast`]) when it can read the unit exactly, else
+/// the quick-xml reader, [`read_stanza_xml`].
+pub fn read_stanza(unit: &[u8]) -> Stanza<'_> {
     let mut st = Stanza::default();
+    if !super::fast::read_into(unit, &mut st) {
+        st = read_stanza_xml(unit);
+    }
+    st
+}
+
+/// One attribute as a reader hands it to [`StanzaBuilder::attr`]: its raw
+/// key and value, and the value with entities decoded on demand (most
+/// attribute values are never decoded).
+pub(super) trait AttrText<'a, 'x> {
+    fn key(&self) -> &[u8];
+    fn raw(&self) -> &[u8];
+    /// The decoded value, and whether decoding was not exact.
+    fn text(&self) -> (Cow<'a, str>, bool);
+    /// The raw value, kept for after the tag's last attribute.
+    fn into_raw(self) -> Cow<'x, [u8]>;
+}
+
+impl<'a, 'x> AttrText<'a, 'x> for quick_xml::events::attributes::Attribute<'x> {
+    fn key(&self) -> &[u8] {
+        self.key.as_ref()
+    }
+
+    fn raw(&self) -> &[u8] {
+        &self.value
+    }
+
+    fn into_raw(self) -> Cow<'x, [u8]> {
+        self.value
+    }
+
+    fn text(&self) -> (Cow<'a, str>, bool) {
+        match self.unescape_value() {
+            Ok(v) => (Cow::Owned(v.into_owned()), false),
+            Err(_) => (
+                Cow::Owned(String::from_utf8_lossy(&self.value).into_owned()),
+                true,
+            ),
+        }
+    }
+}
+
+/// Whether a reader goes on after a markup event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    /// The top element is complete (or too deep): stop reading.
+    Done,
+}
+
+/// What a start tag's attributes say, gathered one attribute at a time by
+/// [`StanzaBuilder::attr`] for [`StanzaBuilder::open`].
+#[derive(Default)]
+pub(super) struct StartTag<'a, 'x> {
+    xmlns: Option<Cow<'x, [u8]>>,
+    lang: bool,
+    name_attr: Option<(Cow<'a, str>, bool)>,
+    size_attr: Option<(Cow<'a, str>, bool)>,
+    media_video: bool,
+}
+
+/// What [`StanzaBuilder::open`] took from a start tag: where its text goes
+/// and whether it is inside a Jingle file-transfer description.
+pub(super) struct Opened {
+    cap: Capture,
+    jft: bool,
+}
+
+/// What both stanza readers feed, in document order: start and end tags and
+/// decoded text. All the decisions about which elements, attributes and
+/// texts matter are made here, once, so the quick-xml reader and the fast
+/// reader can differ only in how they cut the bytes into those events.
+pub(super) struct StanzaBuilder<'s, 'a> {
+    /// Filled in place: a `Stanza` is large, and moving it between the
+    /// reader's frames cost as much as reading a chat message.
+    st: &'s mut Stanza<'a>,
+    depth: usize,
+    /// Per open element: what its text is captured into, and whether it is
+    /// inside a Jingle file-transfer description.
+    stack: ElementStack,
+    /// The chosen body and whether it had `xml:lang` (RFC 6121 §5.2.3: prefer
+    /// the body without it, else the first).
+    body: Option<(bool, Cow<'a, str>)>,
+    body_text: Cow<'a, str>,
+    text_buf: Cow<'a, str>,
+    oob_url: Option<Cow<'a, str>>,
+}
+
+impl<'s, 'a> StanzaBuilder<'s, 'a> {
+    /// A builder filling `st`, which must be empty (`Stanza::default()`).
+    pub(super) fn new(st: &'s mut Stanza<'a>) -> Self {
+        StanzaBuilder {
+            st,
+            depth: 0,
+            stack: ElementStack::default(),
+            body: None,
+            body_text: Cow::Borrowed(""),
+            text_buf: Cow::Borrowed(""),
+            oob_url: None,
+        }
+    }
+
+    /// Elements open now.
+    #[inline]
+    pub(super) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// An attribute of the start tag being read (`None`: one that could
+    /// not be parsed). Attributes of a tag one level too deep are not read.
+    #[inline]
+    pub(super) fn attr<'x, A: AttrText<'a, 'x>>(
+        &mut self,
+        tag: &mut StartTag<'a, 'x>,
+        a: Option<A>,
+    ) {
+        if self.depth >= MAX_DEPTH {
+            return;
+        }
+        let Some(a) = a else {
+            self.st.decode_error = true;
+            return;
+        };
+        let st = &mut *self.st;
+        match a.key() {
+            b"xmlns" => tag.xmlns = Some(a.into_raw()),
+            b"xml:lang" => tag.lang = true,
+            b"name" => tag.name_attr = Some(a.text()),
+            b"size" => tag.size_attr = Some(a.text()),
+            b"media" => tag.media_video = a.raw() == b"video",
+            key if self.depth == 0 => {
+                let slot = match key {
+                    b"to" => &mut st.to,
+                    b"from" => &mut st.from,
+                    b"type" => &mut st.kind,
+                    b"id" => &mut st.id,
+                    b"mechanism" => &mut st.mechanism,
+                    _ => return,
+                };
+                let (v, err) = a.text();
+                st.decode_error |= err;
+                *slot = Some(v);
+            }
+            _ => {}
+        }
+    }
+
+    /// A start tag with local name `local` and the attributes gathered in
+    /// `tag`. `None` when it is one level too deep: the read is over. The
+    /// reader then says, with [`Self::opened`], whether the tag closed itself.
+    #[inline]
+    pub(super) fn open(&mut self, local: &[u8], tag: StartTag<'a, '_>) -> Option<Opened> {
+        if self.depth >= MAX_DEPTH {
+            self.st.decode_error = true;
+            return None;
+        }
+        let in_jft = self.stack.last().is_some_and(|s| s.1);
+        let (cap, jft) = open_element(self.st, local, tag, self.depth, in_jft);
+        Some(Opened {
+            cap,
+            jft: jft || in_jft,
+        })
+    }
+
+    /// The start tag of `o` ended, with `/>` when `empty`.
+    #[inline]
+    pub(super) fn opened(&mut self, o: Opened, empty: bool) -> Flow {
+        if empty {
+            if let Capture::Body { lang } = o.cap {
+                choose_body(&mut self.body, lang, Cow::Borrowed(""));
+            }
+            if self.depth == 0 {
+                return Flow::Done;
+            }
+        } else {
+            if !self.stack.push((o.cap, o.jft)) {
+                self.st.decode_error = true;
+                return Flow::Done;
+            }
+            self.depth += 1;
+            self.text_buf = Cow::Borrowed("");
+            if matches!(o.cap, Capture::Body { .. }) {
+                self.body_text = Cow::Borrowed("");
+            }
+        }
+        Flow::Continue
+    }
+
+    /// An end tag (its name is not checked: quick-xml's `check_end_names`
+    /// is off, and the splitter matched tags by depth alone).
+    #[inline]
+    pub(super) fn end(&mut self) -> Flow {
+        let Some((cap, _)) = self.stack.pop() else {
+            return Flow::Done;
+        };
+        self.depth = self.depth.saturating_sub(1);
+        let st = &mut *self.st;
+        match cap {
+            Capture::Body { lang } => {
+                let text = std::mem::replace(&mut self.body_text, Cow::Borrowed(""));
+                choose_body(&mut self.body, lang, text)
+            }
+            Capture::Jid => {
+                st.bound_jid = Some(std::mem::replace(&mut self.text_buf, Cow::Borrowed("")))
+            }
+            Capture::FileName => {
+                let name = std::mem::replace(&mut self.text_buf, Cow::Borrowed(""));
+                st.file.get_or_insert_with(FileOffer::default).name = Some(name.into_owned());
+            }
+            Capture::FileSize => {
+                st.file.get_or_insert_with(FileOffer::default).size =
+                    self.text_buf.trim().parse().ok();
+            }
+            Capture::OobUrl => {
+                self.oob_url = Some(std::mem::replace(&mut self.text_buf, Cow::Borrowed("")))
+            }
+            Capture::Own | Capture::None => {}
+        }
+        if self.depth == 0 {
+            Flow::Done
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Decoded character data (text or CDATA) at the current position.
+    #[inline]
+    pub(super) fn text(&mut self, s: Cow<'a, str>) {
+        let dst = match self.stack.last().map(|c| c.0) {
+            Some(Capture::Body { .. }) => &mut self.body_text,
+            Some(Capture::Own) => &mut self.st.own_text,
+            Some(Capture::Jid | Capture::FileName | Capture::FileSize | Capture::OobUrl) => {
+                &mut self.text_buf
+            }
+            _ => return,
+        };
+        if dst.is_empty() {
+            *dst = s;
+        } else {
+            dst.to_mut().push_str(&s);
+        }
+    }
+
+    /// Part of the element could not be decoded exactly.
+    pub(super) fn decode_error(&mut self) {
+        self.st.decode_error = true;
+    }
+
+    /// The element is read: settle the body and the OOB file name.
+    pub(super) fn finish(&mut self) {
+        let st = &mut *self.st;
+        st.body = self.body.take().map(|(_, b)| b);
+        if st.file.is_none() {
+            if let Some(url) = self.oob_url.take() {
+                let url = url.trim();
+                let path = url.split(['?', '#']).next().unwrap_or(url);
+                let name = path.rsplit('/').next().unwrap_or(path);
+                st.file = Some(FileOffer {
+                    name: Some(name.to_owned()),
+                    size: None,
+                });
+            }
+        }
+    }
+}
+
+/// Read the fields of one complete top-level element with quick-xml: the
+/// reference reader, which reads any input (CDATA, comments, malformed
+/// markup) and says when part of it could not be decoded.
+pub fn read_stanza_xml(unit: &[u8]) -> Stanza<'_> {
+    let mut st = Stanza::default();
+    let mut b = StanzaBuilder::new(&mut st);
     let mut reader = Reader::from_reader(unit);
     {
         let cfg = reader.config_mut();
@@ -321,122 +635,64 @@ pub fn read_stanza(unit: &[u8]) -> Stanza {
         cfg.trim_text_start = false;
         cfg.trim_text_end = false;
     }
-    let mut depth = 0usize;
-    // Per open element: what its text is captured into, and whether it is
-    // inside a Jingle file-transfer description.
-    let mut stack = ElementStack::default();
-    // The chosen body and whether it had `xml:lang` (RFC 6121 §5.2.3: prefer
-    // the body without it, else the first).
-    let mut body: Option<(bool, String)> = None;
-    let mut body_text = String::new();
-    let mut text_buf = String::new();
-    let mut oob_url: Option<String> = None;
     loop {
         let ev = match reader.read_event() {
             Ok(ev) => ev,
             Err(_) => {
-                st.decode_error = true;
+                b.decode_error();
                 break;
             }
         };
-        match ev {
-            XmlEvent::Start(e) | XmlEvent::Empty(e) if depth >= MAX_DEPTH => {
-                let _ = e;
-                st.decode_error = true;
-                break;
-            }
+        let flow = match ev {
             XmlEvent::Start(ref e) | XmlEvent::Empty(ref e) => {
                 let empty = matches!(ev, XmlEvent::Empty(_));
-                let in_jft = stack.last().is_some_and(|s| s.1);
-                let (cap, jft) = open_element(&mut st, e, depth, in_jft);
-                if depth == 0 && stack.is_empty() {
-                    // Own text of the top element.
+                let mut tag = StartTag::default();
+                let mut attrs = e.attributes();
+                attrs.with_checks(false);
+                for a in attrs {
+                    b.attr(&mut tag, a.ok());
                 }
-                if empty {
-                    if let Capture::Body { lang } = cap {
-                        choose_body(&mut body, lang, String::new());
-                    }
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    if !stack.push((cap, jft || in_jft)) {
-                        st.decode_error = true;
-                        break;
-                    }
-                    depth += 1;
-                    text_buf.clear();
-                    if matches!(cap, Capture::Body { .. }) {
-                        body_text.clear();
-                    }
+                match b.open(e.local_name().as_ref(), tag) {
+                    Some(o) => b.opened(o, empty),
+                    None => Flow::Done,
                 }
             }
-            XmlEvent::End(_) => {
-                let Some((cap, _)) = stack.pop() else {
-                    break;
-                };
-                depth = depth.saturating_sub(1);
-                match cap {
-                    Capture::Body { lang } => {
-                        choose_body(&mut body, lang, std::mem::take(&mut body_text))
-                    }
-                    Capture::Jid => st.bound_jid = Some(std::mem::take(&mut text_buf)),
-                    Capture::FileName => {
-                        st.file.get_or_insert_with(FileOffer::default).name =
-                            Some(std::mem::take(&mut text_buf));
-                    }
-                    Capture::FileSize => {
-                        st.file.get_or_insert_with(FileOffer::default).size =
-                            text_buf.trim().parse().ok();
-                    }
-                    Capture::OobUrl => oob_url = Some(std::mem::take(&mut text_buf)),
-                    Capture::Own | Capture::None => {}
-                }
-                if depth == 0 {
-                    break;
-                }
-            }
+            XmlEvent::End(_) => b.end(),
             XmlEvent::Text(t) => {
                 let s = match t.unescape() {
-                    Ok(s) => s,
+                    Ok(s) => Cow::Owned(s.into_owned()),
                     Err(_) => {
-                        st.decode_error = true;
+                        b.decode_error();
                         Cow::Owned(String::from_utf8_lossy(&t.into_inner()).into_owned())
                     }
                 };
-                push_text(&mut st, stack.as_slice(), &s, &mut body_text, &mut text_buf);
+                b.text(s);
+                Flow::Continue
             }
             XmlEvent::CData(c) => {
                 let raw = c.into_inner();
                 let s = match std::str::from_utf8(&raw) {
-                    Ok(s) => Cow::Borrowed(s),
+                    Ok(s) => Cow::Owned(s.to_owned()),
                     Err(_) => {
-                        st.decode_error = true;
-                        String::from_utf8_lossy(&raw)
+                        b.decode_error();
+                        Cow::Owned(String::from_utf8_lossy(&raw).into_owned())
                     }
                 };
-                push_text(&mut st, stack.as_slice(), &s, &mut body_text, &mut text_buf);
+                b.text(s);
+                Flow::Continue
             }
-            XmlEvent::Eof => break,
-            _ => {}
+            XmlEvent::Eof => Flow::Done,
+            _ => Flow::Continue,
+        };
+        if flow == Flow::Done {
+            break;
         }
     }
-    st.body = body.map(|(_, b)| b);
-    if st.file.is_none() {
-        if let Some(url) = oob_url {
-            let url = url.trim();
-            let path = url.split(['?', '#']).next().unwrap_or(url);
-            let name = path.rsplit('/').next().unwrap_or(path);
-            st.file = Some(FileOffer {
-                name: Some(name.to_owned()),
-                size: None,
-            });
-        }
-    }
+    b.finish();
     st
 }
 
-fn choose_body(chosen: &mut Option<(bool, String)>, lang: bool, text: String) {
+fn choose_body<'a>(chosen: &mut Option<(bool, Cow<'a, str>)>, lang: bool, text: Cow<'a, str>) {
     let better = match chosen {
         None => true,
         Some((had_lang, _)) => *had_lang && !lang,
@@ -446,72 +702,22 @@ fn choose_body(chosen: &mut Option<(bool, String)>, lang: bool, text: String) {
     }
 }
 
-fn push_text(
-    st: &mut Stanza,
-    stack: &[(Capture, bool)],
-    s: &str,
-    body_text: &mut String,
-    text_buf: &mut String,
-) {
-    match stack.last().map(|c| c.0) {
-        Some(Capture::Body { .. }) => body_text.push_str(s),
-        Some(Capture::Own) => st.own_text.push_str(s),
-        Some(Capture::Jid | Capture::FileName | Capture::FileSize | Capture::OobUrl) => {
-            text_buf.push_str(s)
-        }
-        _ => {}
-    }
-}
-
 /// Take what matters from a start tag at `depth` (0 = the unit's element).
-fn open_element(
-    st: &mut Stanza,
-    e: &BytesStart<'_>,
+fn open_element<'a>(
+    st: &mut Stanza<'a>,
+    local: &[u8],
+    tag: StartTag<'a, '_>,
     depth: usize,
     in_jft: bool,
 ) -> (Capture, bool) {
-    let local = e.local_name();
-    let local = local.as_ref();
-    let mut xmlns: Option<Cow<'_, [u8]>> = None;
-    let mut lang = false;
-    let mut name_attr = None;
-    let mut size_attr = None;
-    let mut media_video = false;
-    let mut action = None;
-    for a in e.attributes().with_checks(false) {
-        let Ok(a) = a else {
-            st.decode_error = true;
-            continue;
-        };
-        let key = a.key.as_ref();
-        let value = || match a.unescape_value() {
-            Ok(v) => (v.into_owned(), false),
-            Err(_) => (String::from_utf8_lossy(&a.value).into_owned(), true),
-        };
-        match key {
-            b"xmlns" => xmlns = Some(a.value.clone()),
-            b"xml:lang" => lang = true,
-            b"name" => name_attr = Some(value()),
-            b"size" => size_attr = Some(value()),
-            b"media" => media_video = &*a.value == b"video",
-            b"action" => action = Some(a.value.clone()),
-            _ if depth == 0 => {
-                let slot = match key {
-                    b"to" => &mut st.to,
-                    b"from" => &mut st.from,
-                    b"type" => &mut st.kind,
-                    b"id" => &mut st.id,
-                    b"mechanism" => &mut st.mechanism,
-                    _ => continue,
-                };
-                let (v, err) = value();
-                st.decode_error |= err;
-                *slot = Some(v);
-            }
-            _ => {}
-        }
-    }
-    let ns = xmlns.as_deref().unwrap_or_default();
+    let StartTag {
+        xmlns,
+        lang,
+        name_attr,
+        size_attr,
+        media_video,
+    } = tag;
+    let ns: &[u8] = xmlns.as_deref().unwrap_or_default();
     if depth == 0 {
         st.name = match local {
             b"message" => "message",
@@ -559,7 +765,7 @@ fn open_element(
         b"file" if ns == NS_SI_FT || (in_jft && (name_attr.is_some() || size_attr.is_some())) => {
             let f = st.file.get_or_insert_with(FileOffer::default);
             if let Some((n, err)) = name_attr {
-                f.name = Some(n);
+                f.name = Some(n.into_owned());
                 st.decode_error |= err;
             }
             if let Some((s, _)) = size_attr {
@@ -581,10 +787,6 @@ fn open_element(
         b"x" if ns == NS_OOB => (Capture::None, false),
         b"x" if ns.starts_with(NS_MUC) => {
             st.muc_join = true;
-            (Capture::None, false)
-        }
-        b"jingle" => {
-            let _ = action;
             (Capture::None, false)
         }
         _ => (Capture::None, false),
@@ -646,12 +848,16 @@ pub fn inner_message(unit: &[u8]) -> Option<&[u8]> {
 
 /// The bare JID (resource removed).
 pub fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
+    match jid.bytes().position(|b| b == b'/') {
+        Some(i) => jid.get(..i).unwrap_or(jid),
+        None => jid,
+    }
 }
 
 /// The resource part of a JID, if any.
 pub fn resource(jid: &str) -> Option<&str> {
-    jid.split_once('/').map(|(_, r)| r)
+    let i = jid.bytes().position(|b| b == b'/')?;
+    jid.get(i + 1..)
 }
 
 /// Decode standard base64 (RFC 4648, padding optional, whitespace ignored).
