@@ -1094,4 +1094,4 @@ pub fn decode_id(bytes: &[u8]) -> Id {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -50,6 +50,24 @@ fn info(dir: Dir, frame: u64, first: u64) -> ChunkInfo {
     }
 }
 
+/// Decode `chunks` sent by `client` to `server` on a flow whose SYN was seen
+/// (one frame per chunk): the events and the decode errors counted. For the
+/// protocol modules' own unit tests.
+pub(crate) fn client_chunk_events(
+    client: &str,
+    server: &str,
+    chunks: &[Vec<u8>],
+) -> (Vec<Event>, u64) {
+    let (mut d, c2s) = decoder(client, server, true);
+    for (i, c) in chunks.iter().enumerate() {
+        let frame = i as u64 + 1;
+        d.on_chunk(Chunk::Data(c), &info(c2s, frame, frame));
+    }
+    let (mut ev, mut facts) = (Vec::new(), Vec::new());
+    d.drain(&mut ev, &mut facts);
+    (ev, d.stats().decode_errors)
+}
+
 fn drain(d: &mut FlowDecoder) -> Vec<Event> {
     let (mut ev, mut facts) = (Vec::new(), Vec::new());
     d.drain(&mut ev, &mut facts);

@@ -791,56 +791,12 @@ impl Session for MsnSession {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::capture::FrameRef;
-    use crate::event::{Event, FlowId};
-    use crate::net::{Endpoint, FlowKey, Transport};
-    use crate::proto::{FlowDecoder, FlowStart, ProtoConfig};
-    use crate::tcp::{Chunk, ChunkFlags, ChunkInfo, StreamConsumer};
-    use crate::time::Timestamp;
+    use crate::event::Event;
 
     /// Decode client bytes given as chunks, on a flow whose SYN was seen.
     fn client_events(chunks: &[Vec<u8>]) -> (Vec<Event>, u64) {
-        let ep = |s: &str| {
-            let a: std::net::SocketAddr = s.parse().unwrap();
-            Endpoint {
-                ip: a.ip(),
-                port: a.port(),
-            }
-        };
-        let (key, c2s) = FlowKey::new(Transport::Tcp, ep("10.0.0.5:3000"), ep("65.54.239.140:80"));
-        let mut d = FlowDecoder::new(
-            Arc::new(ProtoConfig::default()),
-            FlowStart {
-                key,
-                flow: FlowId(FrameRef {
-                    source: 0,
-                    index: 1,
-                }),
-                source: 0,
-                client_dir: Some(c2s),
-            },
-        );
-        for (i, c) in chunks.iter().enumerate() {
-            let f = FrameRef {
-                source: 0,
-                index: i as u64 + 1,
-            };
-            let info = ChunkInfo {
-                dir: c2s,
-                ts: Timestamp::from_secs_nanos(1000, 0),
-                frame: f,
-                first_frame: f,
-                offset: 0,
-                flags: ChunkFlags::default(),
-            };
-            d.on_chunk(Chunk::Data(c), &info);
-        }
-        let (mut ev, mut facts) = (Vec::new(), Vec::new());
-        d.drain(&mut ev, &mut facts);
-        (ev, d.stats().decode_errors)
+        crate::proto::tests::client_chunk_events("10.0.0.5:3000", "65.54.239.140:80", chunks)
     }
 
     fn post(body: &[u8]) -> Vec<u8> {

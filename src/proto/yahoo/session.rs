@@ -373,62 +373,14 @@ impl Session for YahooSession {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::capture::FrameRef;
-    use crate::event::{Event, FlowId};
-    use crate::net::{Endpoint, FlowKey, Transport};
-    use crate::proto::{FlowDecoder, FlowStart, ProtoConfig};
-    use crate::tcp::{Chunk, ChunkFlags, ChunkInfo, StreamConsumer};
-    use crate::time::Timestamp;
+    use crate::event::Event;
 
     use super::super::parser::tests::packet;
 
     /// Decode client packets, one chunk each, on a flow whose SYN was seen.
     fn client_events(packets: &[Vec<u8>]) -> Vec<Event> {
-        let ep = |s: &str| {
-            let a: std::net::SocketAddr = s.parse().unwrap();
-            Endpoint {
-                ip: a.ip(),
-                port: a.port(),
-            }
-        };
-        let (key, c2s) = FlowKey::new(
-            Transport::Tcp,
-            ep("10.0.0.9:2201"),
-            ep("66.163.181.170:5050"),
-        );
-        let mut d = FlowDecoder::new(
-            Arc::new(ProtoConfig::default()),
-            FlowStart {
-                key,
-                flow: FlowId(FrameRef {
-                    source: 0,
-                    index: 1,
-                }),
-                source: 0,
-                client_dir: Some(c2s),
-            },
-        );
-        for (i, p) in packets.iter().enumerate() {
-            let f = FrameRef {
-                source: 0,
-                index: i as u64 + 1,
-            };
-            let info = ChunkInfo {
-                dir: c2s,
-                ts: Timestamp::from_secs_nanos(1000 + i as i64, 0),
-                frame: f,
-                first_frame: f,
-                offset: 0,
-                flags: ChunkFlags::default(),
-            };
-            d.on_chunk(Chunk::Data(p), &info);
-        }
-        let (mut ev, mut facts) = (Vec::new(), Vec::new());
-        d.drain(&mut ev, &mut facts);
-        ev
+        crate::proto::tests::client_chunk_events("10.0.0.9:2201", "66.163.181.170:5050", packets).0
     }
 
     fn message(to: &[u8], text: &[u8]) -> Vec<u8> {
