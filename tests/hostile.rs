@@ -955,23 +955,8 @@ fn msn_msg_length_4294967295() {
 }
 
 fn ymsg(service: u16, len: u16, pairs: &[(u32, &[u8])]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    for (k, v) in pairs {
-        payload.extend_from_slice(k.to_string().as_bytes());
-        payload.extend_from_slice(&[0xC0, 0x80]);
-        payload.extend_from_slice(v);
-        payload.extend_from_slice(&[0xC0, 0x80]);
-    }
-    let mut p = b"YMSG".to_vec();
-    p.extend_from_slice(&0x0010u16.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes());
-    let len = if len == 0 { payload.len() as u16 } else { len };
-    p.extend_from_slice(&len.to_be_bytes());
-    p.extend_from_slice(&service.to_be_bytes());
-    p.extend_from_slice(&0u32.to_be_bytes());
-    p.extend_from_slice(&0x0042_1337u32.to_be_bytes());
-    p.extend_from_slice(&payload);
-    p
+    let len = (len != 0).then_some(len);
+    support::ymsg::packet(service, 0, 0x0042_1337, len, pairs)
 }
 
 #[test]

@@ -14,22 +14,7 @@ const SERVER: &str = "66.163.181.170:5050";
 
 /// A YMSG packet (big-endian header, `k C0 80 v C0 80` pairs).
 fn packet(service: u16, status: u32, session: u32, pairs: &[(u32, &[u8])]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    for (k, v) in pairs {
-        payload.extend_from_slice(k.to_string().as_bytes());
-        payload.extend_from_slice(&[0xC0, 0x80]);
-        payload.extend_from_slice(v);
-        payload.extend_from_slice(&[0xC0, 0x80]);
-    }
-    let mut p = b"YMSG".to_vec();
-    p.extend_from_slice(&0x0010u16.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes());
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.extend_from_slice(&service.to_be_bytes());
-    p.extend_from_slice(&status.to_be_bytes());
-    p.extend_from_slice(&session.to_be_bytes());
-    p.extend_from_slice(&payload);
-    p
+    support::ymsg::packet(service, status, session, None, pairs)
 }
 
 const SID: u32 = 0x0042_1337;

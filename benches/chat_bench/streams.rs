@@ -11,6 +11,8 @@
 
 #[path = "../../tests/support/oscar.rs"]
 mod oscar;
+#[path = "../../tests/support/ymsg.rs"]
+mod ymsg;
 use oscar::{flap, snac, tlv};
 
 /// The chat lines of the IRC and XMPP conversations.
@@ -97,19 +99,7 @@ pub fn msn_stream(total: usize) -> (Vec<u8>, Vec<u8>) {
 
 /// A YMSG packet (version 16) of `service` with the key/value `pairs`.
 pub fn ymsg(service: u16, pairs: &[(u32, &[u8])]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    for (k, v) in pairs {
-        payload.extend_from_slice(k.to_string().as_bytes());
-        payload.extend_from_slice(&[0xC0, 0x80]);
-        payload.extend_from_slice(v);
-        payload.extend_from_slice(&[0xC0, 0x80]);
-    }
-    let mut p = b"YMSG\x00\x10\x00\x00".to_vec();
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.extend_from_slice(&service.to_be_bytes());
-    p.extend_from_slice(&[0x5A, 0x55, 0xAA, 0x56, 0, 0x42, 0x13, 0x37]);
-    p.extend_from_slice(&payload);
-    p
+    ymsg::packet(service, 0x5A55_AA56, 0x0042_1337, None, pairs)
 }
 
 /// (client → server, server → client) bytes of a YMSG session (typing

@@ -13,3 +13,4 @@ pub mod packet;
 pub mod pcapfile;
 pub mod stages;
 pub mod truth;
+pub mod ymsg;
